@@ -1,0 +1,270 @@
+"""Audio files: probe (cached), analyse, load as 24 kHz mono, write.
+
+Probing reads a file once and records what the validator needs: header facts (sample rate,
+channels, duration) and content facts (peak, clipping, leading/trailing silence, all-zero or
+non-finite samples, a content hash for duplicate detection). Results are cached by
+``(path, size, mtime)`` in memory and in a small SQLite file, so re-validating a large dataset
+reads no audio at all. Probes of distinct files run in a thread pool (libsndfile releases the GIL).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from math import gcd
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+log = logging.getLogger(__name__)
+
+TARGET_SAMPLE_RATE = 24_000
+CLIP_LEVEL = 0.999  # |x| at or above this (float scale) counts as a clipped sample
+SILENCE_DB_BELOW_PEAK = 40.0  # a 10 ms frame this far below the clip's peak RMS is silence
+PROBE_VERSION = 2  # bump when AudioInfo's meaning changes so stale cache rows are ignored
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What one probe learned about an audio file. ``error`` is set when it could not be read."""
+
+    path: str
+    exists: bool
+    error: str | None = None
+    sample_rate: int | None = None
+    channels: int | None = None
+    frames: int | None = None
+    duration: float | None = None
+    format: str | None = None
+    peak: float | None = None
+    clipped_fraction: float | None = None
+    nonfinite: bool = False
+    all_zero: bool = False
+    leading_silence: float | None = None
+    trailing_silence: float | None = None
+    content_hash: str | None = None
+
+    @property
+    def readable(self) -> bool:
+        return self.exists and self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def default_cache_dir() -> Path:
+    """``$WORKBENCH_CACHE_DIR`` or ``~/.cache/workbench``."""
+    env = os.environ.get("WORKBENCH_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "workbench"
+
+
+def _edge_silence(mono: np.ndarray, sample_rate: int) -> tuple[float, float]:
+    """Seconds of silence at the start and end, relative to the clip's loudest 10 ms frame."""
+    hop = max(1, sample_rate // 100)
+    n = len(mono) // hop
+    if n == 0:
+        return 0.0, 0.0
+    frames = mono[: n * hop].astype(np.float64).reshape(n, hop)
+    rms = np.sqrt(np.mean(frames * frames, axis=1))
+    top = rms.max()
+    if top <= 0:
+        return len(mono) / sample_rate, len(mono) / sample_rate
+    voiced = np.nonzero(rms > top * 10 ** (-SILENCE_DB_BELOW_PEAK / 20))[0]
+    lead = voiced[0] * hop / sample_rate
+    trail = (n - 1 - voiced[-1]) * hop / sample_rate
+    return float(lead), float(trail)
+
+
+def probe_uncached(path: str) -> AudioInfo:
+    """Read ``path`` fully and describe it. Never raises for bad audio: sets ``error``."""
+    if not os.path.isfile(path):
+        return AudioInfo(path=path, exists=False, error="file not found")
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+        content_hash = hashlib.blake2b(raw, digest_size=16).hexdigest()
+        info = sf.info(path)
+        data, sr = sf.read(path, dtype="float32", always_2d=True)
+    except Exception as exc:  # libsndfile raises several types for corrupt files
+        return AudioInfo(path=path, exists=True, error=f"{type(exc).__name__}: {exc}".strip())
+    frames, channels = data.shape
+    finite = np.isfinite(data)
+    nonfinite = not bool(finite.all())
+    safe = np.where(finite, data, 0.0)
+    peak = float(np.abs(safe).max()) if frames else 0.0
+    clipped = float(np.mean(np.abs(safe) >= CLIP_LEVEL)) if frames else 0.0
+    mono = safe.mean(axis=1) if frames else np.zeros(0, np.float32)
+    lead, trail = _edge_silence(mono, sr)
+    return AudioInfo(
+        path=path,
+        exists=True,
+        sample_rate=int(sr),
+        channels=int(channels),
+        frames=int(frames),
+        duration=frames / sr if sr else 0.0,
+        format=info.format,
+        peak=peak,
+        clipped_fraction=clipped,
+        nonfinite=nonfinite,
+        all_zero=bool(frames == 0 or peak == 0.0),
+        leading_silence=lead,
+        trailing_silence=trail,
+        content_hash=content_hash,
+    )
+
+
+class ProbeCache:
+    """Probe results keyed by ``(path, size, mtime_ns)``: in memory, optionally persisted to SQLite."""
+
+    def __init__(self, db_path: str | os.PathLike | None = "default"):
+        self._memory: dict[tuple[str, int, int], AudioInfo] = {}
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+        if db_path == "default":
+            db_path = default_cache_dir() / "audio_probe.sqlite"
+        if db_path is not None:
+            try:
+                Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(str(db_path), check_same_thread=False)
+                self._db.execute(
+                    "CREATE TABLE IF NOT EXISTS probe (path TEXT, size INTEGER, mtime INTEGER, "
+                    "version INTEGER, info TEXT, PRIMARY KEY (path, size, mtime, version))"
+                )
+            except sqlite3.Error as exc:  # a read-only home must not stop validation
+                log.warning("audio probe cache disabled (%s): %s", db_path, exc)
+                self._db = None
+
+    @staticmethod
+    def _key(path: str) -> tuple[str, int, int] | None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return (path, st.st_size, st.st_mtime_ns)
+
+    def get(self, key: tuple[str, int, int]) -> AudioInfo | None:
+        hit = self._memory.get(key)
+        if hit is not None or self._db is None:
+            return hit
+        with self._lock:
+            row = self._db.execute(
+                "SELECT info FROM probe WHERE path=? AND size=? AND mtime=? AND version=?", (*key, PROBE_VERSION)
+            ).fetchone()
+        if row is None:
+            return None
+        info = AudioInfo(**json.loads(row[0]))
+        self._memory[key] = info
+        return info
+
+    def put_many(self, items: Iterable[tuple[tuple[str, int, int], AudioInfo]]) -> None:
+        rows = []
+        for key, info in items:
+            self._memory[key] = info
+            rows.append((*key, PROBE_VERSION, json.dumps(info.to_dict())))
+        if self._db is not None and rows:
+            with self._lock:
+                self._db.executemany("INSERT OR REPLACE INTO probe VALUES (?, ?, ?, ?, ?)", rows)
+                self._db.commit()
+
+    def probe_many(self, paths: Iterable[str], workers: int | None = None, progress: bool = False) -> dict[str, AudioInfo]:
+        """Probe distinct ``paths`` (cached ones are not read again). Returns path -> info."""
+        results: dict[str, AudioInfo] = {}
+        todo: list[tuple[tuple[str, int, int], str]] = []
+        for path in dict.fromkeys(paths):
+            key = self._key(path)
+            if key is None:
+                results[path] = AudioInfo(path=path, exists=False, error="file not found")
+                continue
+            hit = self.get(key)
+            if hit is not None:
+                results[path] = hit
+            else:
+                todo.append((key, path))
+        if todo:
+            workers = workers or min(8, (os.cpu_count() or 1) * 2)
+            bar = None
+            if progress:
+                from tqdm.auto import tqdm
+
+                bar = tqdm(total=len(todo), desc="probing audio", unit="file")
+            fresh = []
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                for (key, path), info in zip(todo, pool.map(probe_uncached, (p for _, p in todo))):
+                    results[path] = info
+                    if info.readable:  # unreadable files are re-probed next time (they may be fixed)
+                        fresh.append((key, info))
+                    if bar is not None:
+                        bar.update(1)
+            if bar is not None:
+                bar.close()
+            self.put_many(fresh)
+        return results
+
+
+_default_cache: ProbeCache | None = None
+
+
+def probe(path: str) -> AudioInfo:
+    """Probe one file through the process-wide cache."""
+    return probe_many([path])[path]
+
+
+def probe_many(paths: Iterable[str], progress: bool = False) -> dict[str, AudioInfo]:
+    """Probe files through the process-wide cache (see :class:`ProbeCache`)."""
+    global _default_cache
+    if _default_cache is None:
+        _default_cache = ProbeCache()
+    return _default_cache.probe_many(paths, progress=progress)
+
+
+def resample(audio: np.ndarray, orig_sr: int, target_sr: int = TARGET_SAMPLE_RATE) -> np.ndarray:
+    """Polyphase resampling of a 1-D signal (band-limited, no phase shift)."""
+    if orig_sr == target_sr:
+        return audio
+    from scipy.signal import resample_poly
+
+    g = gcd(orig_sr, target_sr)
+    return resample_poly(audio, target_sr // g, orig_sr // g).astype(np.float32)
+
+
+def load_audio(path: str | os.PathLike, sample_rate: int = TARGET_SAMPLE_RATE) -> np.ndarray:
+    """Load ``path`` as float32 mono at ``sample_rate`` (down-mixed, resampled): what training sees.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file cannot be decoded, naming the path.
+    """
+    path = str(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"audio file not found: {path}")
+    try:
+        data, sr = sf.read(path, dtype="float32", always_2d=True)
+    except Exception as exc:
+        raise ValueError(f"cannot decode audio file {path}: {exc}") from None
+    return resample(data.mean(axis=1), int(sr), sample_rate)
+
+
+def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = TARGET_SAMPLE_RATE) -> Path:
+    """Write float audio (frames,) or (frames, channels) as 16-bit PCM WAV; creates the folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), np.asarray(audio), sample_rate, subtype="PCM_16")
+    return path
+
+
+def wav_bytes(audio: np.ndarray, sample_rate: int = TARGET_SAMPLE_RATE) -> bytes:
+    """16-bit PCM WAV file content, for embedding audio players in reports."""
+    import io
+
+    buf = io.BytesIO()
+    sf.write(buf, np.asarray(audio), sample_rate, format="WAV", subtype="PCM_16")
+    return buf.getvalue()

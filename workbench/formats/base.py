@@ -1,0 +1,180 @@
+"""What every source format shares: the record error, the conversion context, sample builders."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..sample import DEFAULT_SYSTEM_PROMPT, Audio, Message, Sample
+
+
+class RecordError(Exception):
+    """A record that cannot be converted; carries a finding code, the field and a hint."""
+
+    def __init__(self, code: str, message: str, field: str | None = None, hint: str | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+        self.hint = hint
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One (audio, transcript) of a speaker, a candidate reference for other samples."""
+
+    audio: str
+    text: str
+    key: str  # identifies the utterance so a sample never uses itself as reference
+
+
+class ReferencePool:
+    """Per-speaker candidate references, bounded in size, chosen deterministically.
+
+    Filled in a first pass over the inputs; :meth:`choose` picks, for a target utterance,
+    another utterance of the same speaker by a stable hash of the target's key, never the
+    target itself (nor another utterance with the same audio file).
+    """
+
+    def __init__(self, per_speaker: int = 16):
+        self.per_speaker = per_speaker
+        self._pool: dict[str, list[Utterance]] = {}
+
+    def add(self, speaker: str, utterance: Utterance) -> None:
+        bucket = self._pool.setdefault(speaker, [])
+        if len(bucket) < self.per_speaker and all(u.audio != utterance.audio for u in bucket):
+            bucket.append(utterance)
+
+    def choose(self, speaker: str | None, target: Utterance) -> Utterance | None:
+        if speaker is None:
+            return None
+        candidates = [u for u in self._pool.get(speaker, ()) if u.key != target.key and u.audio != target.audio]
+        if not candidates:
+            return None
+        digest = hashlib.blake2b(target.key.encode(), digest_size=8).digest()
+        return candidates[int.from_bytes(digest, "little") % len(candidates)]
+
+
+@dataclass
+class ConvertContext:
+    """Where a record came from and the options that shape its conversion."""
+
+    source_file: str
+    source_index: int
+    source_line: int | None = None
+    base_dir: str = "."
+    audio_root: str | None = None
+    remap: tuple[tuple[str, str], ...] = ()
+    reference: str = "same-speaker"  # or "none"
+    pool: ReferencePool | None = None
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    sharegpt_map: dict[str, str] = field(default_factory=dict)
+    path_exists: Callable[[str], bool] = os.path.isfile
+
+    def resolve(self, path: Any, field_name: str) -> str:
+        """An absolute, normalised audio path: ``--remap`` first, then relative to the audio root."""
+        if not isinstance(path, str) or not path.strip():
+            raise RecordError("BAD_FIELD", f"field '{field_name}' should be an audio path, got {path!r}", field_name)
+        path = path.strip()
+        for old, new in self.remap:
+            if path.startswith(old):
+                path = new + path[len(old) :]
+                break
+        path = os.path.expanduser(path)
+        if not os.path.isabs(path):
+            path = os.path.join(self.audio_root or self.base_dir, path)
+        return os.path.normpath(os.path.abspath(path))
+
+    def misc(self, source_format: str, **extra: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {"source_format": source_format, "source_file": self.source_file, "source_index": self.source_index}
+        if self.source_line is not None:
+            out["source_line"] = self.source_line
+        out.update({k: v for k, v in extra.items() if v is not None})
+        return out
+
+    def default_id(self) -> str:
+        stem = os.path.splitext(os.path.basename(self.source_file))[0]
+        return f"{stem}-{self.source_index:06d}"
+
+
+def text_field(record: dict[str, Any], name: str, *, required: bool = True) -> str | None:
+    """A text field as a stripped string; numbers are accepted, other types are a BAD_FIELD."""
+    value = record.get(name)
+    if value is None:
+        if required:
+            raise RecordError("BAD_FIELD", f"field '{name}' is missing", name)
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise RecordError("BAD_FIELD", f"field '{name}' should be text, got {type(value).__name__}", name)
+    return value.strip()
+
+
+def speaker_of(record: dict[str, Any]) -> str | None:
+    for key in ("speaker", "speaker_id", "spk", "speaker_name"):
+        value = record.get(key)
+        if value is not None and str(value).strip():
+            return str(value).strip()
+    return None
+
+
+def tts_sample(
+    *,
+    sample_id: str,
+    target_text: str | None,
+    target_audio: str | None,
+    references: list[tuple[str, str]],
+    speaker: str | None,
+    misc: dict[str, Any],
+    system_prompt: str,
+    scene: str | None = None,
+) -> Sample:
+    """The canonical layout: system, [scene], (ref text, ref audio)*, target text, [target audio].
+
+    ``start_index`` points at the target text, so the target audio (when present) is supervised
+    and the references are context. Without target audio the sample is a prompt.
+    """
+    messages = [Message("system", system_prompt)]
+    if scene:
+        messages.append(Message("scene", scene))
+    for ref_audio, ref_text in references:
+        messages.append(Message("user", ref_text))
+        messages.append(Message("assistant", Audio(ref_audio)))
+    start_index = len(messages)
+    messages.append(Message("user", target_text or ""))
+    if target_audio:
+        messages.append(Message("assistant", Audio(target_audio)))
+    return Sample(id=sample_id, messages=tuple(messages), start_index=start_index, speaker=speaker, misc=misc)
+
+
+def single_utterance_sample(
+    record_id: str | None,
+    audio: str,
+    text: str,
+    speaker: str | None,
+    ctx: ConvertContext,
+    source_format: str,
+    **misc_extra: Any,
+) -> Sample:
+    """A target utterance, with a same-speaker reference from the pool when asked for."""
+    sample_id = record_id or ctx.default_id()
+    references: list[tuple[str, str]] = []
+    ref = None
+    if ctx.reference == "same-speaker" and ctx.pool is not None:
+        ref = ctx.pool.choose(speaker, Utterance(audio=audio, text=text, key=sample_id))
+        if ref is not None:
+            references.append((ref.audio, ref.text))
+    misc = ctx.misc(source_format, reference_id=ref.key if ref else None, **misc_extra)
+    return tts_sample(
+        sample_id=sample_id,
+        target_text=text,
+        target_audio=audio,
+        references=references,
+        speaker=speaker,
+        misc=misc,
+        system_prompt=ctx.system_prompt,
+    )

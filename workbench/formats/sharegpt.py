@@ -1,0 +1,87 @@
+"""ShareGPT-style records: ``{"conversations": [{"from": "human", "value": ...}, {"from": "gpt", ...}], "audio": path}``.
+
+Also ``"audios": [...]``. Default mapping: human = reference text, gpt = target text, first audio
+= reference audio (so a prompt); a second audio is the target audio. Override with
+``--map human=target_text --map audio0=target_audio`` (slots: human, gpt, audio0, audio1;
+roles: reference_text, target_text, reference_audio, target_audio, ignore). ``<audio>``
+markers inside texts are removed.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ..sample import Sample
+from .base import ConvertContext, RecordError, speaker_of, tts_sample
+from .chatml import sample_id
+
+NAME = "sharegpt"
+SLOTS = ("human", "gpt", "audio0", "audio1")
+ROLES = ("reference_text", "target_text", "reference_audio", "target_audio", "ignore")
+DEFAULT_MAP = {"human": "reference_text", "gpt": "target_text", "audio0": "reference_audio", "audio1": "target_audio"}
+_AUDIO_MARK = re.compile(r"<audio>|<\|audio\|>", re.IGNORECASE)
+_FROM_ALIASES = {"user": "human", "assistant": "gpt", "model": "gpt"}
+
+
+def parse_map(items: list[str] | dict[str, str] | None) -> dict[str, str]:
+    """``["human=target_text", ...]`` (or a dict) merged over :data:`DEFAULT_MAP`, checked.
+
+    Raises:
+        ValueError: an unknown slot or role, naming both and the allowed values.
+    """
+    mapping = dict(DEFAULT_MAP)
+    pairs = items.items() if isinstance(items, dict) else (i.split("=", 1) if "=" in i else (i, "") for i in items or [])
+    for slot, role in pairs:
+        slot, role = slot.strip(), role.strip()
+        if slot not in SLOTS:
+            raise ValueError(f"--map: unknown slot {slot!r}; expected one of {', '.join(SLOTS)}")
+        if role not in ROLES:
+            raise ValueError(f"--map {slot}=...: unknown role {role!r}; expected one of {', '.join(ROLES)}")
+        mapping[slot] = role
+    return mapping
+
+
+def detect(record: dict[str, Any]) -> bool:
+    return isinstance(record.get("conversations"), list)
+
+
+def _audios(record: dict[str, Any]) -> list[Any]:
+    if isinstance(record.get("audios"), list):
+        return list(record["audios"])
+    if record.get("audio") not in (None, ""):
+        return [record["audio"]]
+    return []
+
+
+def convert(record: dict[str, Any], ctx: ConvertContext) -> Sample:
+    mapping = ctx.sharegpt_map or DEFAULT_MAP
+    values: dict[str, Any] = {}
+    for i, turn in enumerate(record["conversations"]):
+        if not isinstance(turn, dict):
+            raise RecordError("BAD_FIELD", f"conversations[{i}] should be an object", f"conversations[{i}]")
+        who = _FROM_ALIASES.get(turn.get("from"), turn.get("from"))
+        value = turn.get("value")
+        if who in ("human", "gpt") and who not in values:
+            if not isinstance(value, str):
+                raise RecordError("BAD_FIELD", f"conversations[{i}].value should be text", f"conversations[{i}].value")
+            values[who] = _AUDIO_MARK.sub("", value).strip()
+    for i, path in enumerate(_audios(record)[:2]):
+        values[f"audio{i}"] = ctx.resolve(path, f"audios[{i}]" if "audios" in record else "audio")
+
+    slots: dict[str, Any] = {}
+    for slot, role in mapping.items():
+        if role != "ignore" and slot in values:
+            slots[role] = values[slot]
+    if "reference_audio" in slots and "reference_text" not in slots:
+        raise RecordError("BAD_FIELD", "the reference audio has no transcript under this --map", "conversations")
+    references = [(slots["reference_audio"], slots.get("reference_text", ""))] if "reference_audio" in slots else []
+    return tts_sample(
+        sample_id=sample_id(record, ctx),
+        target_text=slots.get("target_text"),
+        target_audio=slots.get("target_audio"),
+        references=references,
+        speaker=speaker_of(record),
+        misc=ctx.misc(NAME),
+        system_prompt=ctx.system_prompt,
+    )

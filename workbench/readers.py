@@ -1,0 +1,154 @@
+"""Read source records from the files people bring, one record at a time, with provenance.
+
+Supported: ``.jsonl``/``.ndjson`` (streamed line by line), ``.json`` (an array, a single
+object, or an object holding a list), ``.csv``/``.tsv`` with a header row, LJSpeech
+pipe-separated ``metadata.csv`` (no header), and folders holding ``metadata.json`` (the
+community Higgs trainer layout) or an LJSpeech ``metadata.csv``. UTF-8 with or without BOM;
+CRLF line ends are fine. Records that cannot be parsed are yielded with ``error`` set, so the
+converter rejects them with their line number instead of stopping.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from . import formats
+
+_LIST_KEYS = ("samples", "data", "records", "items", "utterances", "entries", "dataset")
+_CSV_HEADER_HINTS = {"audio_filepath", "audio", "text", "reference_audio", "target_text", "audio_file", "id", "speaker"}
+SUPPORTED = ".jsonl, .ndjson, .json, .csv, .tsv, LJSpeech metadata.csv, or a folder with metadata.json/metadata.csv"
+
+
+class InputError(ValueError):
+    """An input that cannot be read at all (missing, unsupported, not JSON): a usage error."""
+
+
+@dataclass
+class RawRecord:
+    """One source record and where it came from."""
+
+    record: Any
+    source_file: str
+    source_index: int  # 0-based position among the file's records
+    source_line: int | None = None  # 1-based line for line-oriented files
+    base_dir: str = "."
+    format_hint: str | None = None  # set when the file layout fixes the format (LJSpeech, trainer folder)
+    error: str | None = None  # parse problem: the record is rejected as BAD_RECORD
+
+    def where(self) -> str:
+        if self.source_line is not None:
+            return f"{self.source_file}:{self.source_line}"
+        return f"{self.source_file} record {self.source_index}"
+
+
+def iter_records(path: str | os.PathLike) -> Iterator[RawRecord]:
+    """Yield the records of one input path (file or dataset folder).
+
+    Raises:
+        InputError: the path is missing or of an unsupported kind, naming it and the hint.
+    """
+    path = os.path.abspath(os.fspath(path))
+    if os.path.isdir(path):
+        for name in ("metadata.json", "metadata.csv"):
+            candidate = os.path.join(path, name)
+            if os.path.isfile(candidate):
+                yield from iter_records(candidate)
+                return
+        raise InputError(f"{path}: folder holds neither metadata.json nor metadata.csv. Hint: inputs may be {SUPPORTED}.")
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: input file not found.")
+    lower = path.lower()
+    if lower.endswith((".jsonl", ".ndjson")):
+        yield from _iter_jsonl(path)
+    elif lower.endswith(".json"):
+        yield from _iter_json(path)
+    elif lower.endswith((".csv", ".tsv", ".txt")):
+        yield from _iter_table(path)
+    else:
+        raise InputError(f"{path}: unsupported input type. Hint: inputs may be {SUPPORTED}.")
+
+
+def _iter_jsonl(path: str) -> Iterator[RawRecord]:
+    base = os.path.dirname(path)
+    index = 0
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            raw = raw.strip()
+            if not raw:
+                continue
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield RawRecord(raw.decode("utf-8", "replace"), path, index, number, base, error=f"not UTF-8 ({exc.reason})")
+            else:
+                try:
+                    yield RawRecord(json.loads(text), path, index, number, base)
+                except json.JSONDecodeError as exc:
+                    yield RawRecord(text, path, index, number, base, error=f"not valid JSON ({exc.msg} at column {exc.colno})")
+            index += 1
+
+
+def _iter_json(path: str) -> Iterator[RawRecord]:
+    base = os.path.dirname(path)
+    try:
+        with open(path, encoding="utf-8-sig") as fh:
+            data = json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}). "
+                         "Hint: one JSON value per file, or use .jsonl for one record per line.") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text ({exc.reason}).") from None
+    for index, record in enumerate(_json_records(data, path)):
+        yield RawRecord(record, path, index, None, base)
+
+
+def _json_records(data: Any, path: str) -> list[Any]:
+    if isinstance(data, list):
+        return data
+    if isinstance(data, dict):
+        if formats.detect(data) is not None:
+            return [data]
+        for key in _LIST_KEYS:
+            if isinstance(data.get(key), list):
+                return data[key]
+        lists = [v for v in data.values() if isinstance(v, list) and v and all(isinstance(x, dict) for x in v)]
+        if len(lists) == 1:
+            return lists[0]
+        return [data]  # a single record of unknown format: the converter explains
+    raise InputError(f"{path}: expected a JSON array or object, got {type(data).__name__}.")
+
+
+def _is_ljspeech_line(first: str) -> bool:
+    fields = first.split("|")
+    return len(fields) in (2, 3) and not (_CSV_HEADER_HINTS & {f.strip().lower() for f in fields})
+
+
+def _iter_table(path: str) -> Iterator[RawRecord]:
+    base = os.path.dirname(path)
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        first = fh.readline()
+        fh.seek(0)
+        if "|" in first and _is_ljspeech_line(first.rstrip("\r\n")):
+            reader = csv.reader(fh, delimiter="|", quoting=csv.QUOTE_NONE)
+            for index, row in enumerate(r for r in reader if r):
+                record = {"id": row[0], "text": row[1] if len(row) > 1 else "", "normalized_text": row[2] if len(row) > 2 else None}
+                yield RawRecord(record, path, index, reader.line_num, base, format_hint=formats.ljspeech.NAME)
+            return
+        delimiter = "\t" if path.lower().endswith(".tsv") or ("\t" in first and "," not in first) else ","
+        if "|" in first and delimiter not in first:
+            delimiter = "|"
+        reader = csv.DictReader(fh, delimiter=delimiter)
+        for index, row in enumerate(reader):
+            if None in row:  # more cells than header columns
+                extra = row.pop(None)
+                yield RawRecord(row, path, index, reader.line_num, base, error=f"{len(extra)} more cell(s) than header columns")
+                continue
+            record = {k.strip(): (v if v != "" else None) for k, v in row.items() if k is not None}
+            yield RawRecord(record, path, index, reader.line_num, base)
