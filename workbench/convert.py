@@ -152,6 +152,7 @@ class Converter:
         options.check()
         self.options = options
         self.exists = _ExistsCache()
+        self.resolved: dict[tuple[str, str], str] = {}
         self.pool = ReferencePool() if options.reference == "same-speaker" else None
         self.placeholder_dir = Path(placeholder_dir) if placeholder_dir is not None else None
 
@@ -169,6 +170,7 @@ class Converter:
             system_prompt=self.options.system_prompt,
             sharegpt_map=self.options.sharegpt_map,
             path_exists=self.exists,
+            resolved=self.resolved,
         )
 
     def format_of(self, raw: RawRecord) -> str | None:

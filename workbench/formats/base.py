@@ -43,6 +43,10 @@ class ReferencePool:
         self.per_speaker = per_speaker
         self._pool: dict[str, list[Utterance]] = {}
 
+    def full(self, speaker: str | None) -> bool:
+        """True when ``speaker`` already has enough candidates (the first pass can skip it)."""
+        return speaker is not None and len(self._pool.get(speaker, ())) >= self.per_speaker
+
     def add(self, speaker: str, utterance: Utterance) -> None:
         bucket = self._pool.setdefault(speaker, [])
         if len(bucket) < self.per_speaker and all(u.audio != utterance.audio for u in bucket):
@@ -73,11 +77,17 @@ class ConvertContext:
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     sharegpt_map: dict[str, str] = field(default_factory=dict)
     path_exists: Callable[[str], bool] = os.path.isfile
+    resolved: dict[tuple[str, str], str] = field(default_factory=dict)  # memo shared across records
 
     def resolve(self, path: Any, field_name: str) -> str:
         """An absolute, normalised audio path: ``--remap`` first, then relative to the audio root."""
         if not isinstance(path, str) or not path.strip():
             raise RecordError("BAD_FIELD", f"field '{field_name}' should be an audio path, got {path!r}", field_name)
+        base = self.audio_root or self.base_dir
+        hit = self.resolved.get((path, base))
+        if hit is not None:
+            return hit
+        original = path
         path = path.strip()
         for old, new in self.remap:
             if path.startswith(old):
@@ -85,8 +95,11 @@ class ConvertContext:
                 break
         path = os.path.expanduser(path)
         if not os.path.isabs(path):
-            path = os.path.join(self.audio_root or self.base_dir, path)
-        return os.path.normpath(os.path.abspath(path))
+            path = os.path.join(base, path)
+        path = os.path.normpath(os.path.abspath(path))
+        if len(self.resolved) < 1_000_000:
+            self.resolved[(original, base)] = path
+        return path
 
     def misc(self, source_format: str, **extra: Any) -> dict[str, Any]:
         out: dict[str, Any] = {"source_format": source_format, "source_file": self.source_file, "source_index": self.source_index}

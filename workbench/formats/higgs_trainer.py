@@ -48,6 +48,8 @@ def _transcript(record: dict[str, Any], ctx: ConvertContext) -> str:
 
 def utterance(record: dict[str, Any], ctx: ConvertContext) -> tuple[str, Utterance] | None:
     speaker = speaker_of(record)
+    if speaker is None or (ctx.pool is not None and ctx.pool.full(speaker)):
+        return None
     try:
         audio = ctx.resolve(record.get("audio_file"), "audio_file")
         text = _transcript(record, ctx)

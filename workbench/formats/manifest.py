@@ -38,6 +38,8 @@ def _duration(record: dict[str, Any]) -> float | None:
 def utterance(record: dict[str, Any], ctx: ConvertContext) -> tuple[str, Utterance] | None:
     """The record as a reference candidate (first pass), or None when it cannot be one."""
     speaker = speaker_of(record)
+    if speaker is None or (ctx.pool is not None and ctx.pool.full(speaker)):
+        return None
     try:
         audio = ctx.resolve(record.get("audio_filepath"), "audio_filepath")
         text = text_field(record, "text")

@@ -1,0 +1,44 @@
+"""Shared fixtures: an isolated cache folder and real audio written per test."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from workbench import audio as audio_module
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory, monkeypatch):
+    """Keep the audio probe cache out of ~/.cache and fresh for every test."""
+    cache = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(cache))
+    monkeypatch.setattr(audio_module, "_default_cache", None)
+    return cache
+
+
+def voiced(seconds: float = 1.5, sr: int = 24_000, f0: float = 150.0, amp: float = 0.4) -> np.ndarray:
+    """A speech-like voiced signal: harmonics under a syllable envelope, with short silent edges."""
+    n = int(seconds * sr)
+    t = np.arange(n) / sr
+    sig = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 6))
+    env = np.sin(np.pi * t / seconds) ** 0.5
+    out = sig * env
+    return (amp * out / np.abs(out).max()).astype(np.float32)
+
+
+@pytest.fixture
+def make_wav(tmp_path):
+    """``make_wav("a.wav", seconds=1.0, sr=24000, channels=1, data=None)`` writes a real WAV file."""
+
+    def _make(name: str, seconds: float = 1.5, sr: int = 24_000, channels: int = 1, data=None, subtype=None, f0=150.0):
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sig = voiced(seconds, sr, f0) if data is None else np.asarray(data)
+        if channels > 1 and sig.ndim == 1:
+            sig = np.stack([sig] * channels, axis=1)
+        sf.write(str(path), sig, sr, subtype=subtype or "PCM_16")
+        return path
+
+    return _make

@@ -1,0 +1,222 @@
+"""The ``workbench`` command: parse, call one library function, print, exit code.
+
+Exit codes: 0 success; 1 the data has problems (rejected records, error findings); 2 usage
+or fatal error (message on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+EXIT_OK, EXIT_DATA, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """A problem with how the command was called."""
+
+
+def _print_json(data: object) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+# --- commands ------------------------------------------------------------------------
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .convert import convert
+
+    report = convert(
+        args.inputs,
+        args.output,
+        format=args.format,
+        audio_root=args.audio_root,
+        remap=args.remap or (),
+        reference=args.reference,
+        missing_audio=args.missing_audio,
+        sharegpt_map=args.map or None,
+        report=args.report,
+        overwrite=args.overwrite,
+        progress=args.progress,
+    )
+    for f in report.issues:
+        print(f.format_line())
+    print(report.summary_line())
+    for kind, path in report.outputs.items():
+        print(f"  {kind}: {path}")
+    return EXIT_DATA if report.rejected else EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .validate import validate
+
+    report = validate(
+        args.data,
+        val=args.val,
+        min_duration=args.min_duration,
+        max_duration=args.max_duration,
+        allow_placeholder=args.allow_placeholder,
+        progress=args.progress,
+    )
+    for line in report.format_lines():
+        print(line)
+    if args.report:
+        report.write_json(args.report)
+    print(report.go_no_go())
+    return EXIT_OK if report.ok else EXIT_DATA
+
+
+def cmd_split(args: argparse.Namespace) -> int:
+    from .split import split
+
+    result = split(
+        args.data,
+        args.output,
+        args.val_out,
+        val_fraction=args.val_fraction,
+        by=args.by,
+        seed=args.seed,
+        overwrite=args.overwrite,
+    )
+    _print_json(result.to_dict())
+    return EXIT_OK
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from .inspection import inspect
+
+    stats = inspect(args.data)
+    if args.json:
+        _print_json(stats.to_dict())
+    else:
+        print(stats.format_text())
+    return EXIT_OK
+
+
+def cmd_demo_data(args: argparse.Namespace) -> int:
+    from .demo_data import demo_data
+
+    info = demo_data(args.dir, overwrite=args.overwrite)
+    print(f"demo dataset written to {os.path.abspath(args.dir)}")
+    print("inputs: " + " ".join(os.path.join(args.dir, p) for p in info["inputs"]))  # type: ignore[union-attr]
+    return EXIT_OK
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import bench_data
+
+    if args.what != "data":
+        raise UsageError(f"unknown benchmark {args.what!r}; available: data")
+    result = bench_data(n=args.n, pool=args.pool, workdir=args.workdir)
+    print(result.format_text())
+    return EXIT_OK
+
+
+def cmd_make_tiny_model(args: argparse.Namespace) -> int:
+    from .model import make_tiny_model
+
+    path = make_tiny_model(args.dir, seed=args.seed, overwrite=args.overwrite)
+    print(f"tiny Higgs Audio v2 model written to {path}")
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .pipeline import run_demo
+
+    result = run_demo(args.out, overwrite=True)
+    print(result.format_text())
+    return EXIT_OK if result.ok else EXIT_DATA
+
+
+# --- parser ----------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    from .convert import MISSING_AUDIO_POLICIES, REFERENCE_POLICIES
+    from .formats import FORMAT_NAMES
+
+    parser = argparse.ArgumentParser(prog="workbench", description="Higgs Audio v2 LoRA workbench")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, fn: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(func=fn)
+        return p
+
+    p = add("convert", cmd_convert, "convert source records to canonical JSONL (trainable / prompts / rejected)")
+    p.add_argument("inputs", nargs="+", help="input files or dataset folders")
+    p.add_argument("-o", "--output", required=True, help="OUT.jsonl for trainable samples")
+    p.add_argument("--format", default="auto", choices=("auto", *FORMAT_NAMES))
+    p.add_argument("--audio-root", help="folder relative audio paths resolve against (default: the input's folder)")
+    p.add_argument("--remap", action="append", metavar="OLD=NEW", help="rewrite an audio path prefix (repeatable)")
+    p.add_argument("--reference", default="same-speaker", choices=REFERENCE_POLICIES)
+    p.add_argument("--missing-audio", default="error", choices=MISSING_AUDIO_POLICIES)
+    p.add_argument("--map", action="append", metavar="SLOT=ROLE", help="ShareGPT mapping, e.g. human=target_text")
+    p.add_argument("--report", help="write the report JSON here")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--progress", action="store_true", help="show a progress bar")
+
+    p = add("validate", cmd_validate, "check canonical JSONL files; one line per finding")
+    p.add_argument("data")
+    p.add_argument("--val", help="validation file: also checked, and for leakage against DATA")
+    p.add_argument("--report", help="write the report JSON here")
+    p.add_argument("--min-duration", type=float, default=0.5, metavar="S")
+    p.add_argument("--max-duration", type=float, default=30.0, metavar="S")
+    p.add_argument("--allow-placeholder", action="store_true")
+    p.add_argument("--progress", action="store_true")
+
+    p = add("split", cmd_split, "deterministic train/validation split with no shared target audio")
+    p.add_argument("data")
+    p.add_argument("-o", "--output", required=True, help="TRAIN.jsonl")
+    p.add_argument("--val-out", required=True, help="VAL.jsonl")
+    p.add_argument("--val-fraction", type=float, default=0.05)
+    p.add_argument("--by", choices=("speaker", "sample"), default="speaker")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
+
+    p = add("inspect", cmd_inspect, "dataset statistics")
+    p.add_argument("data")
+    p.add_argument("--json", action="store_true")
+
+    p = add("demo-data", cmd_demo_data, "write the embedded synthetic demo dataset")
+    p.add_argument("dir")
+    p.add_argument("--overwrite", action="store_true")
+
+    p = add("bench", cmd_bench, "benchmarks that print throughput and ratios")
+    p.add_argument("what", choices=("data",))
+    p.add_argument("--n", type=int, default=100_000, help="records")
+    p.add_argument("--pool", type=int, default=1000, help="distinct WAV files")
+    p.add_argument("--workdir", help="keep the benchmark files here (default: a temporary folder)")
+
+    p = add("make-tiny-model", cmd_make_tiny_model, "build a tiny random Higgs Audio v2 stack (tests, demo)")
+    p.add_argument("dir")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
+
+    p = add("demo", cmd_demo, "run the pipeline on the embedded demo dataset")
+    p.add_argument("--out", default="runs/demo")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    from .readers import InputError
+    from .sample import CanonicalFormatError
+
+    try:
+        return args.func(args)
+    except (UsageError, InputError, CanonicalFormatError, ValueError, FileExistsError, FileNotFoundError) as exc:
+        print(f"workbench {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
