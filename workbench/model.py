@@ -1,0 +1,569 @@
+"""Higgs Audio v2 model stack: a tiny random test model, and offline loaders.
+
+A Higgs Audio v2 checkpoint in Hugging Face format is a folder with the language model
+(``config.json``, ``model.safetensors``, ``generation_config.json``), the text tokenizer
+(``tokenizer.json``, ``chat_template.jinja``) and ``processor_config.json``. The processor also
+needs the *audio tokenizer* (a ``HiggsAudioV2TokenizerModel`` codec), but
+``HiggsAudioV2Processor.save_pretrained`` stores only a reference to it (a hub id or a path).
+
+:func:`make_tiny_model` builds a small, random but complete stack with transformers' own classes
+(2-layer dual-FFN LM, byte-level BPE tokenizer with every Higgs special token, the Higgs chat
+template, a 24 kHz / 25 frames-per-second codec with 8 codebooks) so that the whole pipeline
+(processor, training loss, generation, decoding) can run on a CPU in seconds. Weights are a pure
+function of ``seed``: every distributed rank and every later evaluation gets the same bits.
+
+Moving a model folder: the tiny model keeps its audio tokenizer in ``<dir>/audio_tokenizer/`` and
+``processor_config.json`` records that folder's *absolute* path, because transformers resolves the
+reference against the current working directory, not against the model folder. Plain
+``AutoProcessor.from_pretrained(dir)`` therefore works where the model was built but fails once the
+folder is moved (the recorded path is gone) and silently loads the old copy after a copy.
+:func:`load_processor` (and :func:`load_model_and_processor`) always prefer the
+``audio_tokenizer/`` folder that travels with the model, so they work after a move or copy and never
+write to the model folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+if TYPE_CHECKING:
+    from transformers import HiggsAudioV2ForConditionalGeneration, HiggsAudioV2Processor
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 24_000
+AUDIO_TOKENIZER_SUBDIR = "audio_tokenizer"
+MARKER_FILE = "workbench_model.json"
+MARKER_FORMAT = 1
+HINT = (
+    "Pass a local Hugging Face model folder or a hub id that is already in the local cache "
+    "(nothing is downloaded). For a small test model run `workbench make-tiny-model DIR`."
+)
+
+# Special tokens of the Higgs Audio v2 (Llama-3 based) text tokenizer that the chat template, the
+# processor and the model config refer to. The delay token is Llama-3's reserved token 6.
+BOS, PAD_EOS, EOT = "<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>"
+SPECIAL_TOKENS = (
+    BOS,
+    PAD_EOS,
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    EOT,
+    "<|scene_desc_start|>",
+    "<|scene_desc_end|>",
+    "<|audio_bos|>",  # audio *input* (understanding) markers: unused by generation, kept for parity
+    "<|AUDIO|>",
+    "<|audio_out_bos|>",  # starts an audio segment the model reads or writes
+    "<|AUDIO_OUT|>",  # one placeholder per audio frame
+    "<|reserved_special_token_6|>",  # delay-pattern tail placeholder (num_codebooks - 1 per segment)
+    "<|audio_eos|>",  # ends an audio segment
+)
+
+# Renders exactly like the template shipped with transformers' Higgs Audio v2 conversion: a
+# required system turn, an optional "scene" turn, user turns as text and assistant turns as audio.
+CHAT_TEMPLATE = """\
+{#- Higgs Audio v2 chat format: Llama-3 headers; assistant turns are audio. -#}
+{{- bos_token -}}
+{%- if not messages or messages[0]['role'] != 'system' -%}
+    {{- raise_exception('A system message is required but not provided!') -}}
+{%- endif -%}
+{%- set first = messages[0]['content'] -%}
+{%- if first is string -%}
+    {%- set system_text = first | trim -%}
+{%- elif first is iterable and first[0]['type'] == 'text' -%}
+    {%- set system_text = first[0]['text'] | trim -%}
+{%- else -%}
+    {{- raise_exception('System message content must be a string or contain text type!') -}}
+{%- endif -%}
+{{- '<|start_header_id|>system<|end_header_id|>\\n\\n' + system_text -}}
+{%- set rest = messages[1:] -%}
+{%- if rest and rest[0]['role'] == 'scene' -%}
+    {{- '\\n\\n<|scene_desc_start|>\\n' -}}
+    {%- if rest[0]['content'] is string -%}
+        {{- rest[0]['content'] | trim -}}
+    {%- else -%}
+        {%- for item in rest[0]['content'] -%}
+            {%- if item['type'] == 'text' -%}
+                {{- item['text'] | trim -}}
+                {%- if loop.first and not loop.last -%}
+                    {{- '\\n\\n' -}}
+                {%- elif not loop.first and not loop.last and loop.nextitem['type'] != 'audio' -%}
+                    {{- '\\n' -}}
+                {%- endif -%}
+            {%- elif item['type'] == 'audio' -%}
+                {{- ' <|audio_out_bos|><|AUDIO_OUT|><|audio_eos|>' -}}
+                {%- if not loop.last -%}
+                    {{- '\\n' -}}
+                {%- endif -%}
+            {%- endif -%}
+        {%- endfor -%}
+    {%- endif -%}
+    {{- '\\n<|scene_desc_end|>' -}}
+    {%- set rest = rest[1:] -%}
+{%- endif -%}
+{{- '<|eot_id|>' -}}
+{%- for message in rest -%}
+    {{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' -}}
+    {%- if message['role'] == 'assistant' -%}
+        {%- if message['content'] is string or message['content'][0]['type'] != 'audio' -%}
+            {{- raise_exception('Assistant messages must contain audio content only!') -}}
+        {%- endif -%}
+        {{- '<|audio_out_bos|><|AUDIO_OUT|><|audio_eos|>' -}}
+    {%- elif message['content'] is string -%}
+        {{- message['content'] | trim -}}
+    {%- else -%}
+        {%- for item in message['content'] -%}
+            {%- if item['type'] == 'text' -%}
+                {{- item['text'] | trim -}}
+            {%- elif item['type'] == 'audio' -%}
+                {{- raise_exception('Only assistant and scene messages may contain audio!') -}}
+            {%- endif -%}
+        {%- endfor -%}
+    {%- endif -%}
+    {{- '<|eot_id|>' -}}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+    {{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n<|audio_out_bos|>' -}}
+{%- endif -%}
+"""
+
+# Tiny stack sizes. Codec: hop 8*5*4*2*3 = 960 samples -> 25 frames/s at 24 kHz; codebooks =
+# 1000 * 1.2 kbps // (25 * log2(64)) = 8, like the real model. The LM adds stream bos/eos ids.
+TINY_LM = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "head_dim": 16,
+}
+TINY_CODEC_CODEBOOK_SIZE = 64
+TINY_TEXT_VOCAB = 512
+
+_CORPUS = (
+    "Generate audio following instruction.",
+    "You are an AI assistant designed to convert text into speech.",
+    "Audio is recorded from a quiet room.",
+    "The quick brown fox jumps over the lazy dog, and the dog does not mind at all.",
+    "It was the night before the festival, and the whole town was awake with lanterns.",
+    "Please read the following sentence slowly and clearly, with a calm and friendly voice.",
+    "The sun rises in the east and sets in the west; people have watched it for thousands of years.",
+    "She sells sea shells by the sea shore, where the waves are cold and grey in winter.",
+    "How are you today? I am fine, thank you. What time is it? It is half past seven.",
+    "Numbers like one, two, three, four, five, six, seven, eight, nine and ten are easy to say.",
+    "A good speaker pauses at commas, breathes at full stops, and rises at question marks?",
+    "The train to the north leaves at noon; the train to the south leaves in the evening.",
+    "Remember to water the plants, feed the cat, and lock the door before you leave.",
+    "Music, laughter and the smell of fresh bread filled the narrow street that morning.",
+    "We recorded every voice twice, once in the studio and once in the open air.",
+    "Hello world! This is a short test of speech synthesis with a small model.",
+    "[SPEAKER0] I can't believe it is already Friday. [SPEAKER1] Neither can I, honestly.",
+    "Whether the weather is warm or whether the weather is cold, we will walk together.",
+)
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """A model path or hub id could not be found locally (nothing is ever downloaded)."""
+
+
+# --------------------------------------------------------------------------- building
+
+
+def _train_text_tokenizer(chat_template: str = CHAT_TEMPLATE) -> Any:
+    """Train a small byte-level BPE tokenizer with all Higgs special tokens (deterministic).
+
+    Returns:
+        A transformers fast tokenizer; special tokens get ids ``0..len(SPECIAL_TOKENS)-1``.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=TINY_TEXT_VOCAB,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(list(_CORPUS), trainer=trainer)
+    # Like Llama 3, prepend <|begin_of_text|> when add_special_tokens=True.
+    backend.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, backend.token_to_id(BOS))]
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token=BOS, eos_token=PAD_EOS, pad_token=PAD_EOS
+    )
+    tokenizer.chat_template = chat_template
+    return tokenizer
+
+
+def _build_audio_tokenizer() -> Any:
+    """Build a tiny random ``HiggsAudioV2TokenizerModel`` from the global torch RNG."""
+    from transformers import HiggsAudioV2TokenizerConfig, HiggsAudioV2TokenizerModel
+
+    ratios = [8, 5, 4, 2, 3]  # hop 960 at 24 kHz -> 25 frames/s
+    config = HiggsAudioV2TokenizerConfig(
+        sample_rate=SAMPLE_RATE,
+        target_bandwidths=[0.5, 1, 1.2],  # last one -> 8 codebooks of 64 entries
+        codebook_size=TINY_CODEC_CODEBOOK_SIZE,
+        codebook_dim=16,
+        acoustic_model_config={
+            "model_type": "dac",
+            "sampling_rate": SAMPLE_RATE,
+            "encoder_hidden_size": 8,
+            "downsampling_ratios": ratios,
+            "upsampling_ratios": ratios,
+            "decoder_hidden_size": 64,  # halves per decoder block: must stay >= 2**5
+            "hidden_size": 32,
+            "n_codebooks": 1,  # DAC's own quantizer is built but unused by Higgs
+            "codebook_size": 16,
+            "codebook_dim": 4,
+        },
+        semantic_model_config={
+            "model_type": "hubert",  # default conv strides: 320x at 16 kHz, then 2x downsample
+            "hidden_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 64,
+            "conv_dim": [16] * 7,
+            "num_conv_pos_embeddings": 16,
+            "num_conv_pos_embedding_groups": 4,
+        },
+    )
+    model = HiggsAudioV2TokenizerModel(config)
+    # transformers initialises the RVQ codebooks to zeros (every frame would encode to code 0).
+    with torch.no_grad():
+        for quantizer in model.quantizer.quantizers:
+            quantizer.codebook.embed.normal_()
+            quantizer.codebook.embed_avg.copy_(quantizer.codebook.embed)
+    return model.eval()
+
+
+def _build_lm(tokenizer: Any, num_codebooks: int, codec_codebook_size: int) -> Any:
+    """Build the tiny 2-layer dual-FFN ``HiggsAudioV2ForConditionalGeneration``."""
+    from transformers import HiggsAudioV2Config, HiggsAudioV2ForConditionalGeneration
+
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
+    vocab_size = -(-len(tokenizer) // 64) * 64
+    config = HiggsAudioV2Config(
+        vocab_size=vocab_size,
+        max_position_embeddings=4096,
+        num_codebooks=num_codebooks,
+        codebook_size=codec_codebook_size + 2,  # + stream bos / eos
+        audio_stream_bos_id=codec_codebook_size,
+        audio_stream_eos_id=codec_codebook_size + 1,
+        audio_token_id=ids["<|AUDIO_OUT|>"],
+        audio_bos_token_id=ids["<|audio_out_bos|>"],
+        audio_delay_token_id=ids["<|reserved_special_token_6|>"],
+        bos_token_id=ids[BOS],
+        pad_token_id=ids[PAD_EOS],
+        eos_token_id=ids[EOT],
+        **TINY_LM,
+    )
+    model = HiggsAudioV2ForConditionalGeneration(config)
+    gen = model.generation_config
+    gen._from_model_config = False
+    gen.bos_token_id = config.bos_token_id
+    gen.pad_token_id = config.pad_token_id
+    gen.eos_token_id = config.eos_token_id  # <|eot_id|>: appended once every codebook emitted stream eos
+    gen.ras_win_len, gen.ras_win_max_num_repeat = 7, 2  # as in the converted bosonai checkpoint
+    return model.eval()
+
+
+def state_dict_digest(module: torch.nn.Module) -> str:
+    """SHA-256 over a module's state dict (names, dtypes, shapes and raw bytes).
+
+    Args:
+        module: Any torch module.
+
+    Returns:
+        A hex digest; equal digests mean bit-identical weights.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def make_tiny_model(out_dir: str | os.PathLike[str], seed: int = 0, overwrite: bool = False) -> Path:
+    """Build and save a tiny random, complete Higgs Audio v2 stack.
+
+    The folder holds the LM, tokenizer, chat template, processor config, the codec in
+    ``audio_tokenizer/`` and a ``workbench_model.json`` marker. It loads with
+    ``AutoProcessor.from_pretrained`` / ``HiggsAudioV2ForConditionalGeneration.from_pretrained``
+    in place, and with :func:`load_model_and_processor` anywhere it is moved or copied to.
+
+    Args:
+        out_dir: Destination folder (created; built in a temporary sibling, then renamed).
+        seed: Seeds all weights; the same seed gives bit-identical weights.
+        overwrite: Replace an existing folder. Only folders built by this function (with the
+            marker) or empty folders are ever deleted.
+
+    Returns:
+        The absolute path of the saved model folder.
+
+    Raises:
+        FileExistsError: ``out_dir`` exists and is not empty, and ``overwrite`` is false or the
+            folder is not a workbench tiny model.
+    """
+    import tokenizers
+    import transformers
+    from transformers import DacFeatureExtractor, HiggsAudioV2Processor, HiggsAudioV2TokenizerModel
+
+    out = Path(out_dir).expanduser().resolve()
+    _check_overwritable(out, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        tokenizer = _train_text_tokenizer()
+        with torch.random.fork_rng(devices=[]):  # leave the caller's RNG state untouched
+            torch.manual_seed(seed)
+            codec = _build_audio_tokenizer()
+            model = _build_lm(tokenizer, codec.config.num_quantizers, codec.config.codebook_size)
+
+        codec.save_pretrained(tmp / AUDIO_TOKENIZER_SUBDIR)
+        codec = HiggsAudioV2TokenizerModel.from_pretrained(tmp / AUDIO_TOKENIZER_SUBDIR).eval()
+        codec.name_or_path = str(out / AUDIO_TOKENIZER_SUBDIR)  # what processor_config.json records
+        processor = HiggsAudioV2Processor(
+            feature_extractor=DacFeatureExtractor(
+                feature_size=1,
+                hop_length=1,
+                padding_side="right",
+                padding_value=0.0,
+                sampling_rate=SAMPLE_RATE,
+                return_attention_mask=True,
+            ),
+            tokenizer=tokenizer,
+            audio_tokenizer=codec,
+            chat_template=CHAT_TEMPLATE,
+            audio_stream_bos_id=model.config.audio_stream_bos_id,
+            audio_stream_eos_id=model.config.audio_stream_eos_id,
+        )
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+
+        cfg = model.config
+        marker = {
+            "format": MARKER_FORMAT,
+            "kind": "tiny",
+            "seed": seed,
+            "audio_tokenizer": AUDIO_TOKENIZER_SUBDIR,
+            "sample_rate": SAMPLE_RATE,
+            "frame_rate": codec.config.frame_rate,
+            "num_codebooks": cfg.num_codebooks,
+            "codebook_size": cfg.codebook_size,
+            "hidden_size": cfg.hidden_size,
+            "num_hidden_layers": cfg.num_hidden_layers,
+            "vocab_size": cfg.vocab_size,
+            "tokenizer_size": len(tokenizer),
+            "digests": {"model": state_dict_digest(model), "audio_tokenizer": state_dict_digest(codec)},
+            "versions": {
+                "transformers": transformers.__version__,
+                "torch": torch.__version__,
+                "tokenizers": tokenizers.__version__,
+            },
+        }
+        (tmp / MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n")
+
+        if out.exists():
+            _check_overwritable(out, overwrite)  # re-check: another process may have built it
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("built tiny Higgs Audio v2 model (seed %d) in %s", seed, out)
+    return out
+
+
+def _check_overwritable(out: Path, overwrite: bool) -> None:
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        return
+    if not overwrite:
+        raise FileExistsError(f"{out} already exists; pass overwrite=True to replace it")
+    if not (out / MARKER_FILE).is_file():
+        raise FileExistsError(
+            f"refusing to overwrite {out}: it is not a workbench tiny model (no {MARKER_FILE})"
+        )
+
+
+def read_marker(model_path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """Return the ``workbench_model.json`` marker of a local model folder, or None."""
+    path = Path(model_path) / MARKER_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+# --------------------------------------------------------------------------- loading
+
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".ckpt")
+
+
+def _cached_hub_dir(repo_id: str) -> Path | None:
+    """Snapshot folder of a hub repo in the local cache (never touches the network)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    if not _HUB_ID.fullmatch(repo_id):
+        return None
+    cached = try_to_load_from_cache(repo_id, "config.json")
+    return Path(cached).parent if isinstance(cached, str) else None
+
+
+def resolve_model_path(model_path: str | os.PathLike[str]) -> Path:
+    """Resolve a local model folder or a locally cached hub id to a folder.
+
+    Args:
+        model_path: A folder with ``config.json``, or a hub id (``owner/name``) in the HF cache.
+
+    Returns:
+        The absolute model folder.
+
+    Raises:
+        ModelNotFoundError: Nothing usable exists locally; the message names the path.
+    """
+    path = Path(model_path).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelNotFoundError(f"{path} is not a Hugging Face model folder (no config.json). {HINT}")
+        return path.resolve()
+    if path.exists():
+        raise ModelNotFoundError(f"{path} is a file, not a model folder. {HINT}")
+    if not _HUB_ID.fullmatch(str(model_path)):
+        raise ModelNotFoundError(f"model folder not found: {path}. {HINT}")
+    cached = _cached_hub_dir(str(model_path))
+    if cached is None:
+        raise ModelNotFoundError(
+            f"model not found: {str(model_path)!r} is neither a local folder nor a hub id in the local cache. {HINT}"
+        )
+    return cached
+
+
+def _audio_tokenizer_reference(model_dir: Path) -> tuple[str, str] | None:
+    """Return ``(config file name, recorded audio tokenizer path or id)``, if any."""
+    for name in ("audio_tokenizer_config.json", "processor_config.json"):
+        file = model_dir / name
+        if file.is_file():
+            data = json.loads(file.read_text())
+            entry = data if name.startswith("audio_") else data.get("audio_tokenizer")
+            if isinstance(entry, dict) and entry.get("audio_tokenizer_name_or_path"):
+                return name, str(entry["audio_tokenizer_name_or_path"])
+    return None
+
+
+def _locate_audio_tokenizer(model_dir: Path, recorded: str) -> str:
+    """Find the audio tokenizer: bundled folder first, then the recorded path or cached hub id."""
+    bundled = model_dir / AUDIO_TOKENIZER_SUBDIR
+    if (bundled / "config.json").is_file():
+        return str(bundled)
+    recorded_path = Path(recorded).expanduser()
+    for candidate in (model_dir / recorded_path, recorded_path):
+        if (candidate / "config.json").is_file():
+            return str(candidate.resolve())
+    if _cached_hub_dir(recorded) is not None:
+        return recorded
+    raise ModelNotFoundError(
+        f"audio tokenizer of {model_dir} not found: {recorded!r} (recorded in its processor config) is not "
+        f"a folder, {bundled} does not exist, and it is not a hub id in the local cache. {HINT}"
+    )
+
+
+def load_processor(model_path: str | os.PathLike[str]) -> HiggsAudioV2Processor:
+    """Load the processor (text tokenizer, feature extractor, audio tokenizer) offline.
+
+    Works after the model folder was moved or copied: when the audio tokenizer recorded in the
+    processor config is not the one to use (typically ``<dir>/audio_tokenizer``), the small config
+    files are copied to a temporary folder with the reference rewritten and loaded from there with
+    transformers' own ``AutoProcessor``. The model folder is never modified.
+
+    Args:
+        model_path: A local model folder or a hub id in the local cache.
+
+    Returns:
+        The processor, with its audio tokenizer on the CPU in eval mode.
+
+    Raises:
+        ModelNotFoundError: The model, its processor files or its audio tokenizer are missing.
+    """
+    from transformers import AutoProcessor
+
+    model_dir = resolve_model_path(model_path)
+    reference = _audio_tokenizer_reference(model_dir)
+    if reference is None:
+        raise ModelNotFoundError(f"{model_dir} has no processor_config.json with an audio tokenizer. {HINT}")
+    config_name, recorded = reference
+    location = _locate_audio_tokenizer(model_dir, recorded)
+    try:
+        if location == recorded or Path(location) == Path(recorded).expanduser():
+            processor = AutoProcessor.from_pretrained(model_dir, local_files_only=True)
+        else:
+            log.debug("audio tokenizer of %s: using %s instead of recorded %s", model_dir, location, recorded)
+            with tempfile.TemporaryDirectory(prefix="workbench-processor-") as tmp:
+                for file in model_dir.iterdir():
+                    if file.is_file() and not file.name.endswith(_WEIGHT_SUFFIXES):
+                        shutil.copyfile(file, Path(tmp) / file.name)
+                config_file = Path(tmp) / config_name
+                data = json.loads(config_file.read_text())
+                (data if config_name.startswith("audio_") else data["audio_tokenizer"])[
+                    "audio_tokenizer_name_or_path"
+                ] = location
+                config_file.write_text(json.dumps(data, indent=2))
+                processor = AutoProcessor.from_pretrained(tmp, local_files_only=True)
+            processor.tokenizer.name_or_path = str(model_dir)
+    except OSError as err:
+        raise ModelNotFoundError(f"could not load the processor of {model_dir}: {err}. {HINT}") from err
+    processor.audio_tokenizer.eval()
+    return processor
+
+
+def load_model_and_processor(
+    model_path: str | os.PathLike[str],
+    dtype: torch.dtype | str | None = None,
+    device: torch.device | str | None = None,
+) -> tuple[HiggsAudioV2ForConditionalGeneration, HiggsAudioV2Processor]:
+    """Load a Higgs Audio v2 model and its processor, offline.
+
+    Args:
+        model_path: A local model folder or a hub id in the local cache.
+        dtype: Weight dtype for the LM (e.g. ``torch.bfloat16`` or ``"auto"``); None keeps the
+            transformers default.
+        device: Where to put the LM and the processor's audio tokenizer; None leaves them on CPU.
+
+    Returns:
+        ``(model, processor)``, the model in eval mode.
+
+    Raises:
+        ModelNotFoundError: The model or a part of it is missing locally.
+    """
+    from transformers import HiggsAudioV2ForConditionalGeneration
+
+    model_dir = resolve_model_path(model_path)
+    processor = load_processor(model_dir)
+    kwargs: dict[str, Any] = {"local_files_only": True}
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    try:
+        model = HiggsAudioV2ForConditionalGeneration.from_pretrained(model_dir, **kwargs)
+    except OSError as err:
+        raise ModelNotFoundError(f"could not load the model weights of {model_dir}: {err}. {HINT}") from err
+    if device is not None:
+        model.to(device)
+        processor.audio_tokenizer.to(device)
+    model.eval()
+    log.info(
+        "loaded %s (%s, %d codebooks) on %s", model_dir, model.dtype, model.config.num_codebooks, model.device
+    )
+    return model, processor
