@@ -42,3 +42,14 @@ def make_wav(tmp_path):
         return path
 
     return _make
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """The demo pipeline (notebooks 01-03 under papermill) run once per test session."""
+    from workbench.pipeline import run_demo
+
+    run = tmp_path_factory.mktemp("demo") / "run"
+    result = run_demo(run)
+    assert result.ok, result.format_text()
+    return run

@@ -122,6 +122,38 @@ def cmd_make_tiny_model(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from .report import find_notebook, load_notebook_params, parse_cli_value, run_notebook
+
+    notebook = find_notebook(args.notebook)
+    overrides = {name: parse_cli_value(value) for name, value in args.param or []}
+    params = load_notebook_params(notebook, args.params_file, overrides)
+    result = run_notebook(notebook, args.out, params, kernel_name=args.kernel, log_output=args.log_output)
+    print(f"executed notebook: {result.ipynb}")
+    print(f"report:            {result.html}")
+    if not result.ok:
+        print(f"workbench run: {notebook.name} failed at {result.error}", file=sys.stderr)
+        return EXIT_DATA
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_index
+
+    print(write_index(args.run_dir, title=args.title))
+    return EXIT_OK
+
+
+def cmd_fix(args: argparse.Namespace) -> int:
+    from .fixes import fix
+
+    result = fix(args.data, args.recipe, args.output, output_dir=args.output_dir, overwrite=args.overwrite)
+    for line in result.log:
+        print(line)
+    print(result.summary_line())
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .pipeline import run_demo
 
@@ -194,6 +226,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true")
 
+    p = add("fix", cmd_fix, "replay a fix recipe (YAML) on a canonical JSONL file")
+    p.add_argument("data")
+    p.add_argument("--recipe", required=True, help="fix recipe YAML (notebook 03 writes one)")
+    p.add_argument("-o", "--output", required=True, help="FIXED.jsonl")
+    p.add_argument("--output-dir", help="where new audio (trimmed copies) goes (default: FIXED's folder)")
+    p.add_argument("--overwrite", action="store_true")
+
+    p = add("run", cmd_run, "execute a notebook headless (papermill) and export its HTML report")
+    p.add_argument("notebook", help="a notebook path or a short name such as 01 or 03_validate")
+    p.add_argument("-f", "--params-file", help="parameters YAML (a section named after the notebook is used when present)")
+    p.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), help="parameter (VALUE read as YAML)")
+    p.add_argument("--out", required=True, help="run folder for the executed notebook and its HTML")
+    p.add_argument("--kernel", help="Jupyter kernel name (default: the notebook's kernelspec)")
+    p.add_argument("--log-output", action="store_true", help="stream cell output to the terminal")
+
+    p = add("report", cmd_report, "rebuild RUN_DIR/index.html linking every step report")
+    p.add_argument("run_dir")
+    p.add_argument("--title")
+
     p = add("demo", cmd_demo, "run the pipeline on the embedded demo dataset")
     p.add_argument("--out", default="runs/demo")
     return parser
@@ -210,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (UsageError, InputError, CanonicalFormatError, ValueError, FileExistsError, FileNotFoundError) as exc:
+    except (UsageError, InputError, CanonicalFormatError, ValueError, FileExistsError, FileNotFoundError, OSError) as exc:
         print(f"workbench {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

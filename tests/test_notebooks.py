@@ -1,0 +1,133 @@
+"""The step notebooks: committed clean, executed headless by papermill, exported as stand-alone HTML."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import yaml
+
+from workbench.report import NOTEBOOK_DIR, notebook_status
+
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+
+
+def test_committed_notebooks_are_clean_and_parameterised():
+    assert [p.name[:2] for p in NOTEBOOKS][:3] == ["01", "02", "03"]
+    for path in NOTEBOOKS:
+        nb = json.loads(path.read_text())
+        assert nb["metadata"]["kernelspec"]["name"] == "python3", path.name
+        code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+        assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), f"{path.name} has outputs"
+        tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
+        assert len(tagged) == 1, f"{path.name}: expected exactly one 'parameters' cell"
+        assert code.index(tagged[0]) == 0, f"{path.name}: the parameters cell comes first"
+
+
+def test_notebook_parameter_names_are_shared_between_steps():
+    from workbench.report import notebook_parameters
+
+    params = {p.stem: set(notebook_parameters(p)) for p in NOTEBOOKS}
+    for stem in ("01_inspect_data", "02_convert_and_listen", "03_validate"):
+        assert {"input_data", "output_dir", "max_listen"} <= params[stem]
+    for stem in ("01_inspect_data", "02_convert_and_listen"):
+        assert {"audio_root", "format"} <= params[stem]
+    assert {"fix_recipe", "val_fraction", "split_by", "seed"} <= params["03_validate"]
+
+
+def _outputs_text(ipynb: Path) -> str:
+    nb = json.loads(ipynb.read_text())
+    chunks = []
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            chunks.append("".join(out.get("text", "")))
+            for value in (out.get("data") or {}).values():
+                chunks.append(value if isinstance(value, str) else "".join(value) if isinstance(value, list) else "")
+    return "\n".join(chunks)
+
+
+def _embedded_wavs(html: str) -> list[bytes]:
+    return [base64.b64decode(m) for m in re.findall(r'src="data:audio/wav;base64,([A-Za-z0-9+/=]+)"', html)]
+
+
+def test_demo_run_writes_every_report_and_an_index(demo_run):
+    for stem in ("01_inspect_data", "02_convert_and_listen", "03_validate"):
+        assert (demo_run / f"{stem}.ipynb").exists() and (demo_run / f"{stem}.html").exists()
+        assert notebook_status(demo_run / f"{stem}.ipynb")["ok"]
+    index = (demo_run / "index.html").read_text()
+    positions = [index.index(f'href="{s}.html"') for s in ("01_inspect_data", "02_convert_and_listen", "03_validate")]
+    assert positions == sorted(positions)
+    assert "failed" not in re.sub(r"\.failed\{[^}]*\}", "", index)
+
+
+def test_convert_notebook_shows_the_library_counts(demo_run):
+    report = json.loads((demo_run / "02_convert_and_listen" / "convert_report.json").read_text())
+    text = _outputs_text(demo_run / "02_convert_and_listen.ipynb")
+    line = (
+        f"{report['total']} records -> {report['converted']} trainable, {report['prompts']} prompt-only, "
+        f"{report['rejected']} rejected"
+    )
+    assert line in text
+    assert report["rejected"] == 2 and report["prompts"] == 1
+    # The rejected table names the planted defects.
+    assert "AUDIO_NOT_FOUND" in text and "BAD_RECORD" in text
+
+
+def test_reports_embed_playable_audio_and_plots(demo_run):
+    for stem, min_clips in (("01_inspect_data", 1), ("02_convert_and_listen", 2), ("03_validate", 1)):
+        html = (demo_run / f"{stem}.html").read_text()
+        wavs = _embedded_wavs(html)
+        assert len(wavs) >= min_clips, stem
+        assert len(wavs) <= 4 * 2, f"{stem}: max_listen=4 should cap the embedded clips"
+        audio, rate = sf.read(io.BytesIO(wavs[0]))
+        assert rate == 24_000 and audio.ndim == 1 and len(audio) > 0
+    assert "<img" in (demo_run / "01_inspect_data.html").read_text()
+
+
+def test_validate_notebook_writes_split_report_and_recipe(demo_run):
+    out = demo_run / "03_validate"
+    for name in ("train.jsonl", "val.jsonl", "validate_report.json", "fixes.yaml", "issues.csv"):
+        assert (out / name).exists(), name
+    report = json.loads((out / "validate_report.json").read_text())
+    assert report["summary"]["errors"] == 0  # error samples were kept out of train/val
+    assert isinstance(yaml.safe_load((out / "fixes.yaml").read_text()) or [], list)
+    text = _outputs_text(demo_run / "03_validate.ipynb")
+    assert "AUDIO_EMPTY" in text and "EMPTY_TEXT" in text  # the planted silent clip and empty transcript
+    assert "GO:" in text
+
+
+def test_workbench_run_fails_loudly_and_still_writes_the_report(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "workbench.cli", "run", "03_validate", "--out", str(out),
+           "-p", "input_data", str(tmp_path / "nope.jsonl"), "-p", "output_dir", str(tmp_path / "o")]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr
+    assert "03_validate.ipynb failed" in proc.stderr
+    html = (out / "03_validate.html").read_text()
+    assert "nope.jsonl" in html  # the error is visible in the report
+
+
+def test_workbench_run_rejects_unknown_parameters(tmp_path):
+    cmd = [sys.executable, "-m", "workbench.cli", "run", "02", "--out", str(tmp_path), "-p", "max_lisen", "3"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "max_lisen" in proc.stderr and "max_listen" in proc.stderr
+
+
+def test_report_command_rebuilds_the_index(demo_run, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(demo_run, copy, ignore=shutil.ignore_patterns("data", "0*_*"))
+    for p in demo_run.glob("*.ipynb"):
+        shutil.copy(p, copy / p.name)
+    (copy / "index.html").unlink(missing_ok=True)
+    proc = subprocess.run([sys.executable, "-m", "workbench.cli", "report", str(copy)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "02_convert_and_listen" in (copy / "index.html").read_text()

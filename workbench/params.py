@@ -1,0 +1,200 @@
+"""Training parameters: one typed schema, YAML files, ``NAME=VALUE`` overrides.
+
+The field names of :class:`TrainParams` are the names of notebook 04's parameters and of the
+training functions' arguments. Unknown keys are errors (with a "did you mean"), and every
+problem in a file is reported at once, before any work starts. Launch settings
+(``accelerate_config``, ``num_processes``, ``env``...) live in :class:`LaunchParams`, in the same file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_LORA_TARGETS = (
+    "q_proj", "k_proj", "v_proj", "o_proj",  # attention
+    "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj",  # text FFN of the dual-FFN layers
+    "audio_mlp.gate_proj", "audio_mlp.up_proj", "audio_mlp.down_proj",  # audio FFN
+)  # fmt: skip
+
+
+class ParamsError(ValueError):
+    """All problems found in a parameter set, one per line."""
+
+    def __init__(self, problems: list[str], source: str | None = None):
+        self.problems = problems
+        where = f"{source}: " if source else ""
+        super().__init__(f"{where}{len(problems)} parameter problem(s):\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+@dataclass
+class TrainParams:
+    """Everything a training run needs. Defaults train the tiny demo model on the demo split."""
+
+    train_data: str = "runs/demo/03_validate/train.jsonl"  # canonical JSONL (notebook 03 writes it)
+    val_data: str | None = "runs/demo/03_validate/val.jsonl"  # None: no evaluation during training
+    model: str = "runs/demo/tiny-model"  # HF dir, cached hub id, original-layout dir, "random-full"
+    output_dir: str = "runs/demo/04_train"
+    num_epochs: float = 3.0
+    max_steps: int = -1  # > 0 overrides num_epochs
+    batch_size: int = 2  # per device
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 2e-4
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    lora_r: int = 16  # higher = more capacity and memory
+    lora_alpha: int = 32  # the LoRA update is scaled by alpha / r
+    lora_dropout: float = 0.05
+    lora_target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_LORA_TARGETS))
+    modules_to_save: list[str] | None = None  # e.g. ["audio_lm_head"]: trained fully and saved with the adapter
+    mixed_precision: str = "no"  # "bf16" | "fp16" | "no"
+    use_gradient_checkpointing: bool = False  # trades ~30% speed for much less activation memory
+    dataloader_num_workers: int = 0
+    save_steps: int = 50
+    save_total_limit: int = 3
+    eval_steps: int = 50
+    logging_steps: int = 5
+    codes_cache_dir: str | None = None  # default: <WORKBENCH_CACHE_DIR>/codes
+    resume_from_checkpoint: str | None = "auto"  # "auto": latest complete checkpoint in output_dir; None: fresh
+    merge: bool = False  # also write merged/ (plain transformers weights + processor)
+    seed: int = 0
+    max_length: int | None = None  # tokens; None: the model's max_position_embeddings
+    group_by_length: bool = True  # length-grouped batches cut padding
+    validate_data_only: bool = False  # stop after the data check
+    skip_validation: bool = False  # train even with error findings (not recommended)
+
+    def check(self) -> list[str]:
+        """Problems with values (not types), each naming the parameter and the fix."""
+        problems = []
+        if self.mixed_precision not in ("bf16", "fp16", "no"):
+            problems.append(f"mixed_precision: expected bf16, fp16 or no, got {self.mixed_precision!r}")
+        for name in ("batch_size", "gradient_accumulation_steps", "lora_r", "lora_alpha", "save_steps", "eval_steps", "logging_steps"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name}: must be at least 1, got {getattr(self, name)}")
+        if not 0 <= self.lora_dropout < 1:
+            problems.append(f"lora_dropout: must be in [0, 1), got {self.lora_dropout}")
+        if not 0 <= self.warmup_ratio < 1:
+            problems.append(f"warmup_ratio: must be in [0, 1), got {self.warmup_ratio}")
+        if self.learning_rate <= 0:
+            problems.append(f"learning_rate: must be positive, got {self.learning_rate}")
+        if self.max_steps <= 0 and self.num_epochs <= 0:
+            problems.append("num_epochs or max_steps must be positive")
+        if not self.lora_target_modules:
+            problems.append("lora_target_modules: empty; LoRA would train nothing")
+        return problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class LaunchParams:
+    """How ``workbench train`` launches the run (not seen by the notebook)."""
+
+    accelerate_config: str | None = None  # an accelerate config YAML (params/accelerate/*.yaml)
+    num_processes: int = 1  # used when no accelerate_config is given
+    main_process_port: int | None = None
+    env: dict[str, str] = field(default_factory=dict)  # environment for every rank (OMP_NUM_THREADS, NCCL_*...)
+
+
+def _type_ok(value: Any, annotation: Any) -> tuple[bool, Any]:
+    """Check (and gently coerce: int -> float, scalar -> list) ``value`` against an annotation."""
+    if isinstance(annotation, str):
+        annotation = eval(annotation, {"list": list, "dict": dict, "str": str, "int": int, "float": float, "bool": bool})  # noqa: S307 - our own annotations
+    origin = typing.get_origin(annotation)
+    if origin in (types.UnionType, typing.Union):
+        for arm in typing.get_args(annotation):
+            if arm is type(None) and value is None:
+                return True, None
+            ok, coerced = _type_ok(value, arm) if arm is not type(None) else (False, value)
+            if ok:
+                return True, coerced
+        return False, value
+    if origin is list:
+        if isinstance(value, str):
+            value = [value]
+        return isinstance(value, list) and all(isinstance(v, str) for v in value), value
+    if origin is dict:
+        return isinstance(value, dict), value
+    if annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return True, float(value)
+        return False, value
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if annotation is bool:
+        return isinstance(value, bool), value
+    if annotation is str:
+        return isinstance(value, str), value
+    return True, value
+
+
+def _build(cls: type, data: dict[str, Any], problems: list[str], prefix: str = "") -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"{prefix}{key}: unknown parameter{hint}")
+            continue
+        ok, coerced = _type_ok(value, fields[key].type)
+        if not ok:
+            problems.append(f"{prefix}{key}: expected {fields[key].type}, got {value!r}")
+            continue
+        kwargs[key] = coerced
+    return cls(**kwargs)
+
+
+LAUNCH_KEYS = {f.name for f in dataclasses.fields(LaunchParams)}
+
+
+def load_train_params(
+    path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None
+) -> tuple[TrainParams, LaunchParams]:
+    """Parameters from a YAML file and ``overrides`` (which win), validated all at once.
+
+    Raises:
+        ParamsError: every unknown key, wrong type and bad value, naming the file.
+    """
+    data: dict[str, Any] = {}
+    source = str(path) if path else None
+    if path:
+        with open(path, encoding="utf-8") as fh:
+            loaded = yaml.safe_load(fh) or {}
+        if not isinstance(loaded, dict):
+            raise ParamsError(["expected a mapping of parameter names to values"], source)
+        data.update(loaded)
+    data.update(overrides or {})
+    problems: list[str] = []
+    launch = _build(LaunchParams, {k: v for k, v in data.items() if k in LAUNCH_KEYS}, problems)
+    params = _build(TrainParams, {k: v for k, v in data.items() if k not in LAUNCH_KEYS}, problems)
+    problems.extend(params.check())
+    if problems:
+        raise ParamsError(problems, source)
+    launch.env = {str(k): str(v) for k, v in launch.env.items()}
+    return params, launch
+
+
+def params_from_namespace(namespace: dict[str, Any]) -> TrainParams:
+    """The :class:`TrainParams` held by a notebook's globals (its parameter cell's names)."""
+    names = {f.name for f in dataclasses.fields(TrainParams)}
+    params, _ = load_train_params(None, {k: v for k, v in namespace.items() if k in names})
+    return params
+
+
+def save_resolved(params: TrainParams, path: str | os.PathLike) -> Path:
+    """``params.resolved.yaml``: every parameter with the value the run used."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("# parameters this run used (defaults filled in)\n" + yaml.safe_dump(params.to_dict(), sort_keys=False))
+    return path

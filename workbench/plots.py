@@ -1,0 +1,69 @@
+"""Matplotlib figures for the notebooks (embedded as PNG in the HTML reports)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from .audio import TARGET_SAMPLE_RATE
+
+
+def distributions(rows: Sequence[dict[str, Any]]) -> Figure:
+    """Durations, speakers, sample rates and characters per second of the target audio.
+
+    Args:
+        rows: per-sample dicts with ``duration``, ``speaker``, ``sample_rate`` and ``chars_per_second``
+            (missing values are skipped), e.g. from :func:`workbench.inspection.sample_rows`.
+    """
+    fig = Figure(figsize=(12, 6.5), layout="constrained")
+    axes = fig.subplots(2, 2)
+    durations = [r["duration"] for r in rows if r.get("duration") is not None]
+    ax = axes[0, 0]
+    if durations:
+        ax.hist(durations, bins=min(30, max(5, len(durations) // 2)), color="#4C72B0")
+    ax.set(title=f"target duration (s), n={len(durations)}", xlabel="seconds", ylabel="samples")
+
+    speakers = Counter(str(r.get("speaker")) for r in rows)
+    ax = axes[0, 1]
+    names, counts = zip(*speakers.most_common(20)) if speakers else ((), ())
+    ax.barh(list(names)[::-1], list(counts)[::-1], color="#55A868")
+    ax.set(title=f"samples per speaker ({len(speakers)} speakers)", xlabel="samples")
+
+    rates = Counter(r["sample_rate"] for r in rows if r.get("sample_rate"))
+    ax = axes[1, 0]
+    labels = [f"{k / 1000:g} kHz" for k in sorted(rates)]
+    ax.bar(labels, [rates[k] for k in sorted(rates)], color="#C44E52")
+    ax.set(title="sample rates of target audio", ylabel="samples")
+
+    cps = [r["chars_per_second"] for r in rows if r.get("chars_per_second") is not None]
+    ax = axes[1, 1]
+    if cps:
+        ax.hist(cps, bins=min(30, max(5, len(cps) // 2)), color="#8172B2")
+    ax.set(title="speaking rate (characters per second)", xlabel="chars/s", ylabel="samples")
+    return fig
+
+
+def waveform_and_spectrogram(audio: np.ndarray, sample_rate: int = TARGET_SAMPLE_RATE, title: str = "") -> Figure:
+    """Waveform over a log-magnitude spectrogram of one clip."""
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[1, 2])
+    t = np.arange(len(audio)) / sample_rate
+    top.plot(t, audio, linewidth=0.5, color="#4C72B0")
+    top.set(title=title, ylabel="amplitude", ylim=(-1.05, 1.05))
+    if len(audio) >= 512:
+        bottom.specgram(audio, NFFT=512, Fs=sample_rate, noverlap=384, cmap="magma", scale="dB", vmin=-120)
+    bottom.set(xlabel="seconds", ylabel="Hz")
+    return fig
+
+
+def figure_png(fig: Figure) -> bytes:
+    """PNG bytes of a figure (for widgets that show images)."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    return buf.getvalue()
