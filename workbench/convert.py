@@ -27,7 +27,7 @@ from .audio import TARGET_SAMPLE_RATE, write_wav
 from .findings import ERROR, WARNING, Finding, finding
 from .formats.base import ConvertContext, RecordError, ReferencePool
 from .readers import RawRecord, iter_records
-from .sample import DEFAULT_SYSTEM_PROMPT, AtomicJsonlWriter, Sample, sibling_path
+from .sample import DEFAULT_SYSTEM_PROMPT, AtomicJsonlWriter, Sample, chmod_like_new_file, sibling_path
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +155,7 @@ class Converter:
         self.resolved: dict[tuple[str, str], str] = {}
         self.pool = ReferencePool() if options.reference == "same-speaker" else None
         self.placeholder_dir = Path(placeholder_dir) if placeholder_dir is not None else None
+        self._id_prefixes: dict[str, str] = {}  # source file -> default-id prefix, unique per run
 
     # -- passes ---------------------------------------------------------------------
     def context(self, raw: RawRecord) -> ConvertContext:
@@ -171,7 +172,21 @@ class Converter:
             sharegpt_map=self.options.sharegpt_map,
             path_exists=self.exists,
             resolved=self.resolved,
+            id_prefix=self.id_prefix(raw.source_file),
         )
+
+    def id_prefix(self, source_file: str) -> str:
+        """The file's stem, made unique: ``a/train.jsonl`` and ``b/train.jsonl`` get ``train`` and ``train-2``."""
+        prefix = self._id_prefixes.get(source_file)
+        if prefix is None:
+            stem = os.path.splitext(os.path.basename(source_file))[0]
+            taken = set(self._id_prefixes.values())
+            prefix, n = stem, 1
+            while prefix in taken:
+                n += 1
+                prefix = f"{stem}-{n}"
+            self._id_prefixes[source_file] = prefix
+        return prefix
 
     def format_of(self, raw: RawRecord) -> str | None:
         if self.options.format != "auto":
@@ -209,11 +224,12 @@ class Converter:
         try:
             sample = formats.FORMATS[name].convert(raw.record, self.context(raw))
         except RecordError as exc:
-            f = finding(exc.code, exc.message, field=exc.field, hint=exc.hint, **where)
+            f = finding(exc.code, exc.message, field=exc.field, hint=exc.hint, sample_id=_record_id(raw.record), **where)
             return Outcome(raw, "rejected", format=name, findings=[f])
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             msg = f"record does not fit format {name!r} ({type(exc).__name__}: {exc})"
-            return Outcome(raw, "rejected", format=name, findings=[finding("BAD_FIELD", msg, **where)])
+            f = finding("BAD_FIELD", msg, sample_id=_record_id(raw.record), **where)
+            return Outcome(raw, "rejected", format=name, findings=[f])
         return self._place(raw, name, sample)
 
     # -- audio policy -----------------------------------------------------------------
@@ -225,30 +241,49 @@ class Converter:
             "sample_id": sample.id,
         }
         if not sample.audio_indices():
-            return Outcome(raw, "rejected", sample, name, [finding("NO_AUDIO", f"the record names no audio file", **where)])
+            return Outcome(raw, "rejected", sample, name, [finding("NO_AUDIO", "the record names no audio file", **where)])
+        notes: list[Finding] = []
         missing = [i for i in sample.audio_indices() if not self.exists(sample.messages[i].audio_url)]
         if missing:
             policy = self.options.missing_audio
             targets = set(sample.target_indices())
             missing_targets = [i for i in missing if i in targets]
+            lines = [
+                f"{'target' if i in targets else 'reference'} audio not found: {sample.messages[i].audio_url}"
+                for i in missing
+            ]
             if policy == "placeholder":
                 sample = self._with_placeholders(sample, missing)
+                notes.append(
+                    finding(
+                        "PLACEHOLDER_AUDIO",
+                        "; ".join(lines) + " (replaced by a silent placeholder, --missing-audio placeholder)",
+                        severity=WARNING,
+                        **where,
+                    )
+                )
             elif policy == "error" or missing_targets:
-                lines = [
-                    f"{'target' if i in targets else 'reference'} audio not found: {sample.messages[i].audio_url}"
-                    for i in missing
-                ]
                 return Outcome(raw, "rejected", sample, name, [finding("AUDIO_NOT_FOUND", "; ".join(lines), **where)])
             else:  # drop-reference
                 sample = drop_audio_pairs(sample, missing)
                 sample.misc["dropped_references"] = len(missing)
+                notes.append(
+                    finding(
+                        "AUDIO_NOT_FOUND",
+                        "; ".join(lines) + " (reference dropped, --missing-audio drop-reference)",
+                        severity=WARNING,
+                        hint="The sample is kept without that reference; restore the file to use it.",
+                        **where,
+                    )
+                )
         if sample.is_trainable:
-            return Outcome(raw, "trainable", sample, name)
+            return Outcome(raw, "trainable", sample, name, notes)
         msg = (
             f"no assistant target audio at or after start_index={sample.start_index} "
             "(the 'Missing required message types' error); kept as an evaluation prompt, not used for training"
         )
-        return Outcome(raw, "prompt", sample, name, [finding("MISSING_TARGET_AUDIO", msg, severity=WARNING, **where)])
+        notes.append(finding("MISSING_TARGET_AUDIO", msg, severity=WARNING, **where))
+        return Outcome(raw, "prompt", sample, name, notes)
 
     def _with_placeholders(self, sample: Sample, missing: list[int]) -> Sample:
         if self.placeholder_dir is None:
@@ -265,6 +300,15 @@ class Converter:
         misc = dict(out.misc)
         misc["placeholder_audio"] = sorted(replaced)
         return out.with_changes(misc=misc)
+
+
+def _record_id(record: dict[str, Any]) -> str | None:
+    """The id a record gives itself, for findings about records that never became samples."""
+    for key in ("id", "sample_id", "audio_id", "utt_id"):
+        value = record.get(key)
+        if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip():
+            return str(value).strip()
+    return None
 
 
 def drop_audio_pairs(sample: Sample, indices: Iterable[int]) -> Sample:
@@ -326,20 +370,31 @@ def convert(
     paths = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     if not paths:
         raise ValueError("no input given")
-    pairs = remap if remap and isinstance(next(iter(remap)), tuple) else parse_remap(remap)  # type: ignore[arg-type]
+    if remap and isinstance(next(iter(remap)), tuple):
+        pairs = tuple(sorted(remap, key=lambda p: -len(p[0])))  # type: ignore[arg-type]
+    else:
+        pairs = parse_remap(remap)  # type: ignore[arg-type]
     options = ConvertOptions(format, audio_root, pairs, reference, missing_audio, parse_map(sharegpt_map))
     output = Path(output).absolute()
     prompts_path, rejected_path = sibling_path(output, "prompts"), sibling_path(output, "rejected")
     outputs = [output, prompts_path, rejected_path] + ([Path(report)] if report else [])
+    folders = [str(p) for p in outputs if p.is_dir()]
+    if folders:
+        raise IsADirectoryError(f"output {', '.join(folders)} is a folder. Hint: name a file such as OUT.jsonl.")
     if not overwrite:
         clash = [str(p) for p in outputs if p.exists()]
         if clash:
             raise FileExistsError(f"output already exists: {', '.join(clash)}. Hint: pass --overwrite to replace it.")
+    from .readers import InputError
+
     for p in paths:  # fail fast on unreadable inputs, before any output is touched
         if not os.path.exists(p):
-            from .readers import InputError
-
             raise InputError(f"{os.path.abspath(p)}: input file not found.")
+    input_files = {os.path.realpath(p) for p in paths}
+    input_files |= {os.path.realpath(os.path.join(p, n)) for p in paths if os.path.isdir(p) for n in os.listdir(p)}
+    overlap = [str(o) for o in outputs if os.path.realpath(o) in input_files]
+    if overlap:  # inputs are never modified, not even with --overwrite
+        raise ValueError(f"output {', '.join(overlap)} is also an input. Hint: write the outputs to another path.")
 
     started = time.perf_counter()
     converter = Converter(options, placeholder_dir=output.parent / f"{output.name}.placeholders")
@@ -405,5 +460,6 @@ def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         json.dump(data, fh, indent=2, ensure_ascii=False)
         fh.write("\n")
+    chmod_like_new_file(tmp)
     os.replace(tmp, path)
     return path

@@ -68,11 +68,11 @@ def table_html(rows: Iterable[dict[str, Any]], columns: Sequence[str] | None = N
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
     body = []
     for r in rows[:max_rows]:
-        cells = "".join(f"<td>{html.escape(_cell(r.get(c)))}</td>" for c in columns)
+        cells = "".join(f'<td style="text-align:left;vertical-align:top">{html.escape(_cell(r.get(c)))}</td>' for c in columns)
         body.append(f"<tr>{cells}</tr>")
     more = f"<p>… {len(rows) - max_rows} more rows not shown</p>" if len(rows) > max_rows else ""
     return (
-        '<table class="wb-table" style="border-collapse:collapse;font-size:small">'
+        '<table class="wb-table" style="border-collapse:collapse;font-size:small;text-align:left">'
         f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{more}"
     )
 

@@ -567,3 +567,40 @@ def load_model_and_processor(
         "loaded %s (%s, %d codebooks) on %s", model_dir, model.dtype, model.config.num_codebooks, model.device
     )
     return model, processor
+
+
+def save_processor(processor: HiggsAudioV2Processor, out_dir: str | os.PathLike[str]) -> Path:
+    """Save a processor with its audio tokenizer inside ``out_dir/audio_tokenizer`` (relocatable).
+
+    ``HiggsAudioV2Processor.save_pretrained`` stores only a path to its audio tokenizer, so the
+    codec is saved first and the processor records that copy.
+    """
+    out = Path(out_dir).expanduser().resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    codec = processor.audio_tokenizer
+    codec.save_pretrained(out / AUDIO_TOKENIZER_SUBDIR)
+    previous = codec.name_or_path
+    codec.name_or_path = str(out / AUDIO_TOKENIZER_SUBDIR)
+    try:
+        processor.save_pretrained(out)
+    finally:
+        codec.name_or_path = previous
+    return out
+
+
+def save_merged(model: torch.nn.Module, processor: HiggsAudioV2Processor, out_dir: str | os.PathLike[str]) -> Path:
+    """Merge a PEFT LoRA model into plain weights and save them with the processor.
+
+    The folder loads with ``HiggsAudioV2ForConditionalGeneration.from_pretrained`` (no peft) and
+    :func:`load_model_and_processor`. The PEFT model passed in is left unmerged.
+    """
+    import copy
+
+    out = Path(out_dir).expanduser().resolve()
+    merged = copy.deepcopy(model)
+    if hasattr(merged, "merge_and_unload"):
+        merged = merged.merge_and_unload()
+    merged.save_pretrained(out)
+    save_processor(processor, out)
+    (out / MARKER_FILE).write_text(json.dumps({"format": MARKER_FORMAT, "kind": "merged", "audio_tokenizer": AUDIO_TOKENIZER_SUBDIR}, indent=2) + "\n")
+    return out

@@ -20,7 +20,10 @@ from typing import Any
 from . import formats
 
 _LIST_KEYS = ("samples", "data", "records", "items", "utterances", "entries", "dataset")
-_CSV_HEADER_HINTS = {"audio_filepath", "audio", "text", "reference_audio", "target_text", "audio_file", "id", "speaker"}
+_CSV_HEADER_HINTS = {
+    "audio_filepath", "audio", "text", "reference_audio", "target_text", "audio_file", "id", "speaker",
+    "path", "file", "filename", "file_name", "wav", "transcript", "transcription", "normalized_text", "sentence",
+}
 SUPPORTED = ".jsonl, .ndjson, .json, .csv, .tsv, LJSpeech metadata.csv, or a folder with metadata.json/metadata.csv"
 
 

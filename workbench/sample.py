@@ -257,7 +257,19 @@ class AtomicJsonlWriter:
                 # An empty result replaces a stale non-empty file from an earlier run.
                 self.path.unlink()
             return
-        os.replace(self._tmp, self.path)
+        try:
+            chmod_like_new_file(self._tmp)
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            os.unlink(self._tmp)  # e.g. the output path is a folder: leave no temporary file behind
+            raise
+
+
+def chmod_like_new_file(path: str) -> None:
+    """Give a ``mkstemp`` file (always 0600) the mode a plainly created file would have."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def write_samples(path: str | os.PathLike, samples: Iterable[Sample], overwrite: bool = False) -> int:

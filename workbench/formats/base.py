@@ -78,6 +78,7 @@ class ConvertContext:
     sharegpt_map: dict[str, str] = field(default_factory=dict)
     path_exists: Callable[[str], bool] = os.path.isfile
     resolved: dict[tuple[str, str], str] = field(default_factory=dict)  # memo shared across records
+    id_prefix: str | None = None  # default-id prefix; the converter makes it unique per input file
 
     def resolve(self, path: Any, field_name: str) -> str:
         """An absolute, normalised audio path: ``--remap`` first, then relative to the audio root."""
@@ -90,8 +91,11 @@ class ConvertContext:
         original = path
         path = path.strip()
         for old, new in self.remap:
-            if path.startswith(old):
-                path = new + path[len(old) :]
+            if _has_prefix(path, old):
+                rest = path[len(old) :]
+                if "\\" in old and os.sep == "/":  # a Windows prefix: its remainder uses backslashes too
+                    rest = rest.replace("\\", "/")
+                path = new + rest
                 break
         path = os.path.expanduser(path)
         if not os.path.isabs(path):
@@ -109,8 +113,16 @@ class ConvertContext:
         return out
 
     def default_id(self) -> str:
-        stem = os.path.splitext(os.path.basename(self.source_file))[0]
+        """``<file stem>-<index>`` for records without an id of their own."""
+        stem = self.id_prefix or os.path.splitext(os.path.basename(self.source_file))[0]
         return f"{stem}-{self.source_index:06d}"
+
+
+def _has_prefix(path: str, prefix: str) -> bool:
+    """``prefix`` starts ``path`` at a folder boundary (``/data`` is not a prefix of ``/data2/x``)."""
+    if not path.startswith(prefix):
+        return False
+    return len(path) == len(prefix) or prefix.endswith(("/", "\\")) or path[len(prefix)] in "/\\"
 
 
 def text_field(record: dict[str, Any], name: str, *, required: bool = True) -> str | None:

@@ -61,6 +61,10 @@ def _role(message: Any, i: int) -> str:
     return role
 
 
+def _text_message(role: str, texts: list[str]) -> Message:
+    return Message(role, " ".join(t.strip() for t in texts if t.strip()))
+
+
 def normalize_messages(raw: list[Any], ctx: ConvertContext) -> tuple[list[Message], list[int]]:
     """Split parts into messages and move user audio into assistant turns.
 
@@ -72,23 +76,20 @@ def normalize_messages(raw: list[Any], ctx: ConvertContext) -> tuple[list[Messag
     for i, message in enumerate(raw):
         role = _role(message, i)
         first_of.append(len(messages))
-        pending_text: list[str] = []
-
-        def flush_text() -> None:
-            if pending_text:
-                messages.append(Message(role, " ".join(t.strip() for t in pending_text if t.strip())))
-                pending_text.clear()
-
+        pending_text: list[str] | None = None  # text parts since the last audio part
         for kind, value in content_parts(message.get("content"), f"messages[{i}].content"):
             if kind == "text":
-                pending_text.append(value or "")
-            else:
-                flush_text()
-                if value is None:
-                    continue  # an empty audio url counts as absent
-                path = ctx.resolve(value, f"messages[{i}].content")
-                messages.append(Message("assistant", Audio(path)))
-        flush_text()  # an empty text turn is kept: the validator reports it
+                pending_text = [*(pending_text or []), value or ""]
+                continue
+            if pending_text is not None:
+                messages.append(_text_message(role, pending_text))
+                pending_text = None
+            if value is None:
+                continue  # an empty audio url counts as absent
+            path = ctx.resolve(value, f"messages[{i}].content")
+            messages.append(Message("assistant", Audio(path)))
+        if pending_text is not None:  # an empty text turn is kept: the validator reports it
+            messages.append(_text_message(role, pending_text))
     first_of.append(len(messages))
     return messages, first_of
 

@@ -27,18 +27,32 @@ _FROM_ALIASES = {"user": "human", "assistant": "gpt", "model": "gpt"}
 def parse_map(items: list[str] | dict[str, str] | None) -> dict[str, str]:
     """``["human=target_text", ...]`` (or a dict) merged over :data:`DEFAULT_MAP`, checked.
 
+    An explicit mapping wins over the defaults: a default slot that held the same role is
+    ignored (``--map human=target_text`` alone makes the gpt turn unused, not a silent tie).
+
     Raises:
-        ValueError: an unknown slot or role, naming both and the allowed values.
+        ValueError: an unknown slot or role, or two explicit slots given the same role, naming
+            them and the allowed values.
     """
     mapping = dict(DEFAULT_MAP)
     pairs = items.items() if isinstance(items, dict) else (i.split("=", 1) if "=" in i else (i, "") for i in items or [])
+    explicit: dict[str, str] = {}
     for slot, role in pairs:
         slot, role = slot.strip(), role.strip()
         if slot not in SLOTS:
             raise ValueError(f"--map: unknown slot {slot!r}; expected one of {', '.join(SLOTS)}")
         if role not in ROLES:
             raise ValueError(f"--map {slot}=...: unknown role {role!r}; expected one of {', '.join(ROLES)}")
-        mapping[slot] = role
+        explicit[slot] = role
+    taken: dict[str, str] = {}
+    for slot, role in explicit.items():
+        if role != "ignore" and role in taken:
+            raise ValueError(f"--map: slots {taken[role]!r} and {slot!r} are both mapped to {role!r}; map one to ignore")
+        taken[role] = slot
+    for slot, role in mapping.items():
+        if slot not in explicit and role in taken:
+            mapping[slot] = "ignore"
+    mapping.update(explicit)
     return mapping
 
 
