@@ -154,6 +154,15 @@ def cmd_fix(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from .launch import train_launch
+    from .report import parse_cli_value
+
+    overrides = {name: parse_cli_value(value) for name, value in args.param or []}
+    code = train_launch(args.params, overrides, dry_run=args.dry_run)
+    return EXIT_OK if code == 0 else EXIT_DATA
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .pipeline import run_demo
 
@@ -240,6 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run folder for the executed notebook and its HTML")
     p.add_argument("--kernel", help="Jupyter kernel name (default: the notebook's kernelspec)")
     p.add_argument("--log-output", action="store_true", help="stream cell output to the terminal")
+
+    p = add("train", cmd_train, "LoRA training: notebook 04 on every rank under accelerate launch")
+    p.add_argument("--params", help="training parameters YAML (params/demo.yaml, params/h200x8.yaml, ...)")
+    p.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), help="override (VALUE read as YAML)")
+    p.add_argument("--dry-run", action="store_true", help="check the parameters and print the launch command only")
 
     p = add("report", cmd_report, "rebuild RUN_DIR/index.html linking every step report")
     p.add_argument("run_dir")

@@ -333,6 +333,8 @@ class CodesCache:
             LongTensor ``(num_codebooks, frames)`` on the CPU.
         """
         tokenizer = self.audio_tokenizer
+        if tokenizer is None:
+            raise RuntimeError("this CodesCache copy has no audio tokenizer (it was pickled); it can only read")
         device = getattr(tokenizer, "device", torch.device("cpu"))
         dtype = getattr(tokenizer, "dtype", torch.float32)
         values = torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))[None, None]
@@ -457,6 +459,11 @@ class CodesCache:
         from tqdm.auto import tqdm
 
         return tqdm(items, desc=desc, unit="file")
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Codec modules do not pickle (weight-norm parametrizations); a copy sent to a spawned
+        # data-loader worker only reads codes, so it drops the codec and never encodes.
+        return {**self.__dict__, "audio_tokenizer": None, "encode_on_miss": False}
 
     def __repr__(self) -> str:
         return f"CodesCache({str(self.directory)!r}, stats={self.stats.to_dict()})"

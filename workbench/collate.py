@@ -28,6 +28,7 @@ lengths, no tokenization of audio), :func:`length_grouped_sampler` wraps transfo
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -293,6 +294,13 @@ def sequence_lengths(
     return lengths
 
 
+@dataclass(frozen=True)
+class _CodecConfig:
+    """Stands in for the audio tokenizer in a pickled processor: only its config is read."""
+
+    config: Any
+
+
 class HiggsAudioCollator:
     """Collate canonical samples (or :func:`encode_sample` dicts) into a model batch.
 
@@ -347,6 +355,13 @@ class HiggsAudioCollator:
         self.pad_token_id = processor.tokenizer.pad_token_id
         if self.pad_token_id is None:
             raise ValueError("the processor's tokenizer has no pad token")
+
+    def __getstate__(self) -> dict[str, Any]:
+        # For spawned data-loader workers: the codec does not pickle and is not needed to collate
+        # (codes come from the cache), so the copy's processor keeps only the codec's config.
+        processor = copy.copy(self.processor)
+        processor.audio_tokenizer = _CodecConfig(self.processor.audio_tokenizer.config)
+        return {**self.__dict__, "processor": processor}
 
     def encode(self, feature: Sample | Mapping[str, Any]) -> Mapping[str, Any]:
         """A feature as per-sample tensors (encodes :class:`Sample` objects)."""

@@ -67,3 +67,30 @@ def figure_png(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80)
     return buf.getvalue()
+
+
+def training_curves(metrics_jsonl: str) -> Figure:
+    """Loss, learning rate, evaluation loss and per-codebook accuracy over steps (from ``metrics.jsonl``)."""
+    import json
+
+    rows = []
+    with open(metrics_jsonl, encoding="utf-8") as fh:
+        rows = [json.loads(line) for line in fh if line.strip()]
+    fig = Figure(figsize=(12, 6.5), layout="constrained")
+    (loss_ax, lr_ax), (eval_ax, acc_ax) = fig.subplots(2, 2)
+    train = [r for r in rows if "loss" in r and "eval_loss" not in r]
+    evals = [r for r in rows if "eval_loss" in r]
+    loss_ax.plot([r["step"] for r in train], [r["loss"] for r in train], marker=".", color="#4C72B0")
+    loss_ax.set(title="training loss (sum over codebooks)", xlabel="step")
+    lr_ax.plot([r["step"] for r in train if "learning_rate" in r], [r["learning_rate"] for r in train if "learning_rate" in r], color="#55A868")
+    lr_ax.set(title="learning rate", xlabel="step")
+    eval_ax.plot([r["step"] for r in evals], [r["eval_loss"] for r in evals], marker="o", color="#C44E52")
+    eval_ax.set(title="validation loss", xlabel="step")
+    keys = sorted({k for r in evals for k in r if k.startswith("eval_acc_cb")}, key=lambda k: int(k[11:]))
+    for k in keys:
+        acc_ax.plot([r["step"] for r in evals], [r.get(k) for r in evals], linewidth=1, label=k[9:])
+    if keys:
+        acc_ax.plot([r["step"] for r in evals], [r.get("eval_acc_mean") for r in evals], linewidth=2.5, color="black", label="mean")
+        acc_ax.legend(fontsize="x-small", ncol=3)
+    acc_ax.set(title="validation top-1 accuracy per codebook", xlabel="step", ylim=(0, 1))
+    return fig

@@ -134,6 +134,7 @@ def run_notebook(
     kernel_name: str | None = None,
     cwd: str | os.PathLike | None = None,
     log_output: bool = False,
+    export: bool = True,
 ) -> NotebookRun:
     """Execute ``notebook`` with papermill into ``out_dir`` and export its HTML.
 
@@ -168,7 +169,7 @@ def run_notebook(
     except PapermillExecutionError as exc:
         error = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
         log.error("%s failed at %s", source.name, error)
-    html_path = export_html(ipynb) if ipynb.exists() else out / f"{source.stem}.html"
+    html_path = export_html(ipynb) if export and ipynb.exists() else out / f"{source.stem}.html"
     return NotebookRun(source.name, str(ipynb), str(html_path), error is None, error, time.perf_counter() - started)
 
 

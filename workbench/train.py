@@ -492,3 +492,8 @@ def write_run_record(params: TrainParams, out: Path, world_size: int, result: Tr
     path = out / "run.json"
     path.write_text(json.dumps(record, indent=2, default=str))
     return path
+
+
+def is_main_process() -> bool:
+    """True on the rank that writes reports (rank 0), and in single-process runs."""
+    return _state().is_main_process

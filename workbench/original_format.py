@@ -1,0 +1,965 @@
+"""Original-format (``boson_multimodal``) Higgs Audio v2 checkpoints: detect, import, export.
+
+The original Higgs Audio v2 release (``bosonai/higgs-audio-v2-generation-3B-base``, loaded by the
+``boson_multimodal`` package as ``HiggsAudioModel``) stores the language model with its own key
+names and a ``HiggsAudioConfig`` (``model_type: "higgs_audio"``, Llama ``text_config`` nested
+inside). transformers' ``HiggsAudioV2ForConditionalGeneration`` uses another layout. This module
+converts between the two, offline, following transformers' own conversion script
+(``src/transformers/models/higgs_audio_v2/convert_higgs_audio_v2_to_hf.py``; it does not ship in
+the installed wheel) for everything it covers.
+
+Weights (original -> Hugging Face; :func:`export_original` applies the inverse):
+
+========================================================  ==============================================
+original key                                              Hugging Face key
+========================================================  ==============================================
+``audio_codebook_embeddings.*``                           ``model.embed_audio_tokens.embed_audio_tokens.*``
+``embed_tokens.*``, ``layers.*``, ``norm.*``              ``model.embed_tokens.*``, ``model.layers.*``, ...
+``audio_decoder_proj.audio_lm_head.*``                    ``audio_lm_head.*``
+``audio_decoder_proj.text_lm_head.*``                     ``text_lm_head.*`` (kept in the file; loaded only
+                                                          with ``use_text_head=True``)
+``X.embedding_frozen.weight`` + ``X.embedding_trainable``  ``X.weight`` = ``cat([frozen, trainable], dim=0)``
+``X.linear_frozen.weight`` + ``X.linear_trainable``        (``PartiallyFrozenEmbedding`` / ``...Linear``)
+``*audio_codebook_weights``, ``*rotary_emb.inv_freq``      dropped (not parameters of the HF model)
+``audio_tower.*``, ``audio_encoder_proj.*``               dropped with a warning (Whisper understanding
+                                                          path; the HF model has none)
+========================================================  ==============================================
+
+Config (original ``HiggsAudioConfig`` -> ``HiggsAudioV2Config``): the Llama ``text_config`` fields
+keep their names (``rope_theta`` + ``rope_scaling`` become ``rope_parameters``);
+``audio_num_codebooks`` -> ``num_codebooks``; ``audio_codebook_size`` (1024) -> ``codebook_size`` =
+size + 2 (1026, stream bos/eos included); ``audio_out_token_idx`` -> ``audio_token_id``;
+``audio_out_bos_token_id`` -> ``audio_bos_token_id``; ``audio_stream_bos_id`` / ``_eos_id`` and
+``pad_token_id`` unchanged. The HF-only ``audio_delay_token_id`` is read from the same-named field
+(written by :func:`export_original`) or the tokenizer's ``<|reserved_special_token_6|>``;
+``bos_token_id`` / ``eos_token_id`` from the top-level fields or the tokenizer's
+``<|begin_of_text|>`` / ``<|eot_id|>``. Each falls back to transformers' default (the values the
+conversion script uses). Only the dual-FFN adapter with an audio FFN in *every* layer (as released)
+maps onto the HF model; other variants are refused with a message that says why.
+
+Audio tokenizer: the original release keeps its codec in a separate repository
+(``bosonai/higgs-audio-v2-tokenizer``) in its own format. :func:`import_original` needs the codec in
+transformers' format (a ``HiggsAudioV2TokenizerModel`` folder or cached hub id such as
+``eustlb/higgs-audio-v2-tokenizer``, as in the conversion script) to write a processor; it is
+copied (hard-linked where possible) into ``<converted>/audio_tokenizer``. Without one the converted
+folder holds the model, text tokenizer and generation config only. LoRA never changes the codec,
+so people on the original scripts keep using the stock ``bosonai/higgs-audio-v2-tokenizer``.
+
+Examples:
+    >>> hf_dir = import_original("/models/higgs-original", audio_tokenizer="/models/hf-codec")  # doctest: +SKIP
+    >>> export_original(merged_model, "/exports/my-voice-original")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import struct
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from workbench.audio import default_cache_dir
+from workbench.model import AUDIO_TOKENIZER_SUBDIR, CHAT_TEMPLATE, ModelNotFoundError, resolve_model_path
+
+if TYPE_CHECKING:
+    from transformers import HiggsAudioV2Config, HiggsAudioV2ForConditionalGeneration
+
+log = logging.getLogger(__name__)
+
+CONVERTER_VERSION = 1
+IMPORT_SIDECAR = "original_format.json"  # in a converted HF folder; written last = conversion complete
+EXPORT_MARKER = "workbench_export.json"  # in an exported original-format folder
+ORIGINAL_MODEL_TYPE = "higgs_audio"
+ORIGINAL_ARCHITECTURE = "HiggsAudioModel"
+HF_MODEL_TYPE = "higgs_audio_v2"
+HF_ARCHITECTURE = "HiggsAudioV2ForConditionalGeneration"
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "tokenizer.model",
+    "added_tokens.json",
+    "chat_template.jinja",
+)
+_INDEX = "model.safetensors.index.json"
+_MAX_SHARD_BYTES = 4 << 30
+
+# transformers' conversion script: KEYS_TO_IGNORE and ORIGINAL_TO_CONVERTED_KEY_MAPPING (applied in order).
+_IGNORED_SUFFIXES = ("audio_codebook_weights", "rotary_emb.inv_freq", "rotary_emb.original_inv_freq")
+_DROPPED_PREFIXES = ("audio_tower.", "audio_encoder_proj.")  # Whisper understanding path (not in HF v2)
+_ORIGINAL_TO_HF = (
+    (re.compile(r"^audio_codebook_embeddings\."), "model.embed_audio_tokens.embed_audio_tokens."),
+    (re.compile(r"^(embed_tokens|layers|norm)\."), r"model.\1."),
+    (re.compile(r"^audio_decoder_proj\."), ""),
+)
+_HF_TO_ORIGINAL = (
+    (re.compile(r"^model\.embed_audio_tokens\.embed_audio_tokens\."), "audio_codebook_embeddings."),
+    (re.compile(r"^model\.(embed_tokens|layers|norm)\."), r"\1."),
+    (re.compile(r"^(audio_lm_head|text_lm_head)\."), r"audio_decoder_proj.\1."),
+)
+# PartiallyFrozenEmbedding / PartiallyFrozenLinear halves (boson_multimodal custom_modules.py).
+_SPLIT_KEY = re.compile(r"^(?P<prefix>.+)\.(?P<kind>embedding|linear)_(?P<half>frozen|trainable)\.weight$")
+
+# Llama text_config fields that HiggsAudioV2Config carries under the same name.
+_TEXT_FIELDS = (
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "hidden_act",
+    "max_position_embeddings",
+    "rms_norm_eps",
+    "attention_bias",
+    "attention_dropout",
+    "mlp_bias",
+    "initializer_range",
+    "pretraining_tp",
+    "tie_word_embeddings",
+    "use_cache",
+)
+# Original-config flags of variants HiggsAudioV2ForConditionalGeneration cannot represent.
+_UNSUPPORTED_FLAGS = (
+    "audio_embed_avg",
+    "use_audio_out_embed_projector",
+    "use_audio_out_self_attention",
+    "use_rq_transformer",
+)
+# Defaults for an original config written from scratch: the generation-only v2 variant.
+_ORIGINAL_DEFAULTS: dict[str, Any] = {
+    "audio_adapter_type": "dual_ffn_fast_forward",
+    "audio_decoder_proj_num_layers": 0,
+    "audio_embed_avg": False,
+    "encode_whisper_embed": False,
+    "encode_audio_in_tokens": True,
+    "skip_audio_tower": True,
+    "use_delay_pattern": True,
+    "use_audio_out_embed_projector": False,
+    "use_audio_out_self_attention": False,
+    "use_rq_transformer": False,
+    "audio_bos_token": "<|audio_bos|>",
+    "audio_eos_token": "<|audio_eos|>",
+    "audio_out_bos_token": "<|audio_out_bos|>",
+    "audio_in_token": "<|AUDIO|>",
+    "audio_out_token": "<|AUDIO_OUT|>",
+    "audio_in_token_idx": 128015,
+    "audio_eos_token_id": 128012,
+}
+
+
+# --------------------------------------------------------------------------- keys
+
+
+def original_to_hf_key(key: str) -> str:
+    """Map one original checkpoint key to its ``HiggsAudioV2ForConditionalGeneration`` name."""
+    for pattern, replacement in _ORIGINAL_TO_HF:
+        key = pattern.sub(replacement, key)
+    return key
+
+
+def hf_to_original_key(key: str) -> str:
+    """Map one ``HiggsAudioV2ForConditionalGeneration`` key to its original name.
+
+    Raises:
+        ValueError: The key has no original counterpart (e.g. an unmerged LoRA weight).
+    """
+    for pattern, replacement in _HF_TO_ORIGINAL:
+        new, count = pattern.subn(replacement, key)
+        if count:
+            return new
+    hint = (
+        " Merge the adapter first (model.merge_and_unload())."
+        if "lora_" in key or "base_layer" in key
+        else ""
+    )
+    raise ValueError(f"no original-format name for weight {key!r}.{hint}")
+
+
+def merge_partially_frozen(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, dict]]:
+    """Concatenate ``*_frozen`` / ``*_trainable`` halves (frozen rows first) into one weight.
+
+    Args:
+        state: Original-format tensors (not modified).
+
+    Returns:
+        ``(new state, splits)``; ``splits`` maps the merged key (e.g. ``embed_tokens.weight``) to
+        ``{"kind": "embedding"|"linear", "frozen_rows": n}`` so :func:`split_partially_frozen` can undo it.
+
+    Raises:
+        ValueError: One half is missing or the halves do not line up.
+    """
+    out = dict(state)
+    splits: dict[str, dict] = {}
+    halves: dict[tuple[str, str], dict[str, str]] = {}
+    for key in state:
+        match = _SPLIT_KEY.match(key)
+        if match:
+            halves.setdefault((match["prefix"], match["kind"]), {})[match["half"]] = key
+    for (prefix, kind), found in sorted(halves.items()):
+        if set(found) != {"frozen", "trainable"}:
+            raise ValueError(
+                f"partially frozen {kind} {prefix!r} has only its {'/'.join(found)} half in the checkpoint"
+            )
+        frozen, trainable = out.pop(found["frozen"]), out.pop(found["trainable"])
+        if frozen.shape[1:] != trainable.shape[1:] or frozen.dtype != trainable.dtype:
+            raise ValueError(
+                f"halves of {prefix!r} do not match: frozen {tuple(frozen.shape)} {frozen.dtype}, "
+                f"trainable {tuple(trainable.shape)} {trainable.dtype}"
+            )
+        merged = f"{prefix}.weight"
+        if merged in out:
+            raise ValueError(f"checkpoint has both {merged!r} and its frozen/trainable halves")
+        out[merged] = torch.cat([frozen, trainable], dim=0)
+        splits[merged] = {"kind": kind, "frozen_rows": int(frozen.shape[0])}
+    return out, splits
+
+
+def split_partially_frozen(
+    state: dict[str, torch.Tensor], splits: dict[str, dict]
+) -> dict[str, torch.Tensor]:
+    """Inverse of :func:`merge_partially_frozen` for the weights listed in ``splits``.
+
+    A weight whose row count no longer fits its recorded split (or that is absent) stays whole.
+    """
+    out = dict(state)
+    for key, info in splits.items():
+        tensor = out.get(key)
+        rows = int(info["frozen_rows"])
+        if tensor is None or not 0 < rows < tensor.shape[0]:
+            log.warning("not splitting %s: recorded frozen rows %d do not fit its shape", key, rows)
+            continue
+        prefix = key[: -len(".weight")]
+        del out[key]
+        out[f"{prefix}.{info['kind']}_frozen.weight"] = tensor[:rows].clone()
+        out[f"{prefix}.{info['kind']}_trainable.weight"] = tensor[rows:].clone()
+    return out
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _weight_files(folder: Path) -> list[Path]:
+    index = _read_json(folder / _INDEX)
+    if index and isinstance(index.get("weight_map"), dict):
+        return [folder / name for name in sorted(set(index["weight_map"].values()))]
+    return sorted(folder.glob("*.safetensors"))
+
+
+def _safetensors_header(path: Path) -> bytes:
+    with open(path, "rb") as handle:
+        (length,) = struct.unpack("<Q", handle.read(8))
+        return handle.read(length)
+
+
+def _safetensors_keys(folder: Path) -> list[str]:
+    keys: list[str] = []
+    for file in _weight_files(folder):
+        try:
+            header = json.loads(_safetensors_header(file))
+        except (OSError, ValueError, struct.error):
+            continue
+        keys.extend(k for k in header if k != "__metadata__")
+    return keys
+
+
+def _read_state_dict(folder: Path, only: set[str] | None = None) -> dict[str, torch.Tensor]:
+    from safetensors import safe_open
+
+    files = _weight_files(folder)
+    if not files:
+        raise ModelNotFoundError(f"no *.safetensors weights in {folder}")
+    state: dict[str, torch.Tensor] = {}
+    for file in files:
+        if not file.is_file():
+            raise ModelNotFoundError(f"weight file {file} listed in {folder / _INDEX} is missing")
+        with safe_open(str(file), framework="pt", device="cpu") as handle:
+            for key in handle.keys():
+                if only is None or key in only:
+                    state[key] = handle.get_tensor(key)
+    return state
+
+
+def _save_state_dict(
+    state: dict[str, torch.Tensor], folder: Path, max_shard_bytes: int = _MAX_SHARD_BYTES
+) -> None:
+    """Write ``model.safetensors`` (or numbered shards plus an index), names sorted."""
+    from safetensors.torch import save_file
+
+    seen: set[int] = set()
+    tensors: dict[str, torch.Tensor] = {}
+    for key in sorted(state):
+        tensor = state[key].detach().cpu().contiguous()
+        if tensor.untyped_storage().data_ptr() in seen:  # safetensors refuses shared storage
+            tensor = tensor.clone()
+        seen.add(tensor.untyped_storage().data_ptr())
+        tensors[key] = tensor
+    shards: list[dict[str, torch.Tensor]] = [{}]
+    size = 0
+    for key, tensor in tensors.items():
+        nbytes = tensor.numel() * tensor.element_size()
+        if shards[-1] and size + nbytes > max_shard_bytes:
+            shards.append({})
+            size = 0
+        shards[-1][key] = tensor
+        size += nbytes
+    metadata = {"format": "pt"}
+    if len(shards) == 1:
+        save_file(shards[0], str(folder / "model.safetensors"), metadata=metadata)
+        return
+    weight_map = {}
+    for i, shard in enumerate(shards, 1):
+        name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
+        save_file(shard, str(folder / name), metadata=metadata)
+        weight_map.update(dict.fromkeys(shard, name))
+    total = sum(t.numel() * t.element_size() for t in tensors.values())
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (folder / _INDEX).write_text(json.dumps(index, indent=2) + "\n")
+
+
+def _link_or_copy_tree(src: Path, dst: Path) -> None:
+    """Copy a folder, hard-linking files where the filesystem allows (codec weights are large)."""
+
+    def link_or_copy(source: str, target: str) -> str:
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copy2(source, target)
+        return target
+
+    shutil.copytree(src, dst, copy_function=link_or_copy)
+
+
+def _special_token_ids(folder: Path) -> dict[str, int]:
+    """``{token text: id}`` of the added tokens in ``tokenizer.json`` (empty when absent)."""
+    data = _read_json(folder / "tokenizer.json") or {}
+    return {t["content"]: int(t["id"]) for t in data.get("added_tokens", []) if "content" in t and "id" in t}
+
+
+def _copy_tokenizer_files(src: Path, dst: Path, for_original: bool) -> list[str]:
+    copied = []
+    for name in TOKENIZER_FILES:
+        if not (src / name).is_file():
+            continue
+        if name == "tokenizer_config.json" and for_original:
+            # Older transformers (as pinned by boson_multimodal) know neither the v5 tokenizer
+            # backend class nor HiggsAudioV2Processor; tokenizer.json itself is version-neutral.
+            data = json.loads((src / name).read_text())
+            if data.get("tokenizer_class") in (None, "TokenizersBackend"):
+                data["tokenizer_class"] = "PreTrainedTokenizerFast"
+            data.pop("backend", None)
+            data.pop("processor_class", None)
+            (dst / name).write_text(json.dumps(data, indent=2) + "\n")
+        else:
+            shutil.copyfile(src / name, dst / name)
+        copied.append(name)
+    return copied
+
+
+def _is_hf_audio_tokenizer(folder: Path) -> bool:
+    config = _read_json(folder / "config.json")
+    return bool(config) and config.get("model_type") == "higgs_audio_v2_tokenizer"
+
+
+# --------------------------------------------------------------------------- detection
+
+
+def _keys_look_original(keys: list[str]) -> bool:
+    if not keys or any(k.startswith("model.") for k in keys):
+        return False
+    return any(
+        k.startswith(("audio_codebook_embeddings.", "audio_decoder_proj.")) or _SPLIT_KEY.match(k)
+        for k in keys
+    )
+
+
+def is_original_checkpoint(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is an original-format (``boson_multimodal``) Higgs Audio checkpoint folder.
+
+    True when ``config.json`` says ``model_type: "higgs_audio"`` or ``HiggsAudioModel``; without a
+    ``model_type``, when the safetensors key names are original ones (``audio_codebook_embeddings.*``,
+    ``audio_decoder_proj.*``, ``*_frozen``/``*_trainable`` halves, no ``model.`` prefix).
+    A missing path, a file, or any other model (a transformers ``higgs_audio_v2`` folder included) is False.
+    """
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        return False
+    config = _read_json(folder / "config.json")
+    if config is not None:
+        if config.get("model_type") == ORIGINAL_MODEL_TYPE or ORIGINAL_ARCHITECTURE in (
+            config.get("architectures") or []
+        ):
+            return True
+        if config.get("model_type"):
+            return False
+    return _keys_look_original(_safetensors_keys(folder))
+
+
+# --------------------------------------------------------------------------- config
+
+
+def _rope_parameters(text: dict) -> dict:
+    if isinstance(text.get("rope_parameters"), dict):
+        return dict(text["rope_parameters"])
+    params = dict(text.get("rope_scaling") or {})
+    if "type" in params and "rope_type" not in params:
+        params["rope_type"] = params.pop("type")
+    params.setdefault("rope_type", "default")
+    params["rope_theta"] = float(text.get("rope_theta", 10000.0))  # Llama's default
+    return params
+
+
+def _check_supported(original: dict, num_layers: int) -> None:
+    problems = []
+    adapter = original.get("audio_adapter_type", "stack")
+    if adapter not in ("dual_ffn", "dual_ffn_fast_forward"):
+        problems.append(
+            f"audio_adapter_type is {adapter!r} (only the dual-FFN adapter exists in transformers)"
+        )
+    else:
+        plain = sorted(set(range(num_layers)) - set(original.get("audio_dual_ffn_layers") or []))
+        if plain:
+            problems.append(f"layers {plain} have no audio FFN (audio_dual_ffn_layers must list every layer)")
+    if original.get("audio_decoder_proj_num_layers"):
+        problems.append(
+            f"audio_decoder_proj_num_layers is {original['audio_decoder_proj_num_layers']} (must be 0)"
+        )
+    problems += [f"{flag} is set" for flag in _UNSUPPORTED_FLAGS if original.get(flag)]
+    if problems:
+        raise ValueError(
+            "this original Higgs Audio variant cannot be represented by transformers' "
+            "HiggsAudioV2ForConditionalGeneration: " + "; ".join(problems)
+        )
+
+
+def hf_config_from_original(original: dict, token_ids: dict[str, int] | None = None) -> HiggsAudioV2Config:
+    """Build the ``HiggsAudioV2Config`` for an original ``HiggsAudioConfig`` dict.
+
+    Args:
+        original: The original ``config.json`` contents.
+        token_ids: ``{token text: id}`` of the text tokenizer's special tokens, for the fields the
+            original config does not carry (delay token, bos/eos).
+
+    Raises:
+        ValueError: The variant is not representable (see :func:`_check_supported`).
+    """
+    from transformers import HiggsAudioV2Config
+
+    token_ids = token_ids or {}
+    text = original.get("text_config") or {}
+    kwargs: dict[str, Any] = {k: text[k] for k in _TEXT_FIELDS if text.get(k) is not None}
+    if "hidden_size" in kwargs and "num_attention_heads" in kwargs:
+        kwargs.setdefault("head_dim", kwargs["hidden_size"] // kwargs["num_attention_heads"])
+        kwargs.setdefault("num_key_value_heads", kwargs["num_attention_heads"])  # Llama's default
+    if any(k in text for k in ("rope_parameters", "rope_theta", "rope_scaling")):
+        kwargs["rope_parameters"] = _rope_parameters(text)
+    _check_supported(original, int(kwargs.get("num_hidden_layers", HiggsAudioV2Config.num_hidden_layers)))
+
+    renamed = {
+        "audio_num_codebooks": "num_codebooks",
+        "audio_stream_bos_id": "audio_stream_bos_id",
+        "audio_stream_eos_id": "audio_stream_eos_id",
+        "audio_out_token_idx": "audio_token_id",
+        "audio_out_bos_token_id": "audio_bos_token_id",
+        "audio_delay_token_id": "audio_delay_token_id",  # workbench extension; absent in boson configs
+        "pad_token_id": "pad_token_id",
+        "bos_token_id": "bos_token_id",
+        "eos_token_id": "eos_token_id",
+    }
+    kwargs.update({new: original[old] for old, new in renamed.items() if original.get(old) is not None})
+    if original.get("audio_codebook_size") is not None:
+        kwargs["codebook_size"] = int(original["audio_codebook_size"]) + 2  # + stream bos / eos
+    for field, token in (
+        ("audio_delay_token_id", "<|reserved_special_token_6|>"),
+        ("bos_token_id", "<|begin_of_text|>"),
+        ("eos_token_id", "<|eot_id|>"),
+    ):
+        if field not in kwargs and token in token_ids:
+            kwargs[field] = token_ids[token]
+    config = HiggsAudioV2Config(**kwargs)
+    config.architectures = [HF_ARCHITECTURE]
+    return config
+
+
+def original_config_from_hf(
+    config: HiggsAudioV2Config,
+    base: dict | None = None,
+    token_ids: dict[str, int] | None = None,
+    dtype: torch.dtype | None = None,
+) -> dict:
+    """Build an original ``HiggsAudioConfig`` dict for a ``HiggsAudioV2Config``.
+
+    Args:
+        config: The HF config.
+        base: The original config this model was imported from; fields the HF config does not
+            describe (Whisper encoder, collator flags) are kept from it.
+        token_ids: Special-token ids of the text tokenizer (``<|AUDIO|>``, ``<|audio_eos|>``).
+        dtype: Dtype of the written weights (``torch_dtype``).
+    """
+    out = copy.deepcopy(base) if base else copy.deepcopy(_ORIGINAL_DEFAULTS)
+    token_ids = token_ids or {}
+    text = dict(out.get("text_config") or {})
+    text.pop("rope_parameters", None)
+    text["model_type"] = "llama"
+    text.setdefault("architectures", ["LlamaForCausalLM"])
+    for field in _TEXT_FIELDS:
+        text[field] = getattr(config, field)
+    rope = dict(config.rope_parameters or {})
+    text["rope_theta"] = rope.pop("rope_theta", 10000.0)
+    text["rope_scaling"] = rope if rope.get("rope_type", "default") != "default" else None
+    text["bos_token_id"], text["eos_token_id"], text["pad_token_id"] = (
+        config.bos_token_id,
+        config.eos_token_id,
+        config.pad_token_id,
+    )
+    out.update(
+        architectures=[ORIGINAL_ARCHITECTURE],
+        model_type=ORIGINAL_MODEL_TYPE,
+        text_config=text,
+        audio_num_codebooks=config.num_codebooks,
+        audio_codebook_size=config.codebook_size - 2,
+        audio_stream_bos_id=config.audio_stream_bos_id,
+        audio_stream_eos_id=config.audio_stream_eos_id,
+        audio_out_token_idx=config.audio_token_id,
+        audio_out_bos_token_id=config.audio_bos_token_id,
+        audio_delay_token_id=config.audio_delay_token_id,
+        pad_token_id=config.pad_token_id,
+        bos_token_id=config.bos_token_id,
+        eos_token_id=config.eos_token_id,
+        audio_dual_ffn_layers=list(range(config.num_hidden_layers)),
+        audio_ffn_hidden_size=config.hidden_size,
+        audio_ffn_intermediate_size=config.intermediate_size,
+    )
+    if out.get("audio_adapter_type") not in ("dual_ffn", "dual_ffn_fast_forward"):
+        out["audio_adapter_type"] = "dual_ffn_fast_forward"
+    for field, token in (("audio_in_token_idx", "<|AUDIO|>"), ("audio_eos_token_id", "<|audio_eos|>")):
+        if token in token_ids:
+            out[field] = token_ids[token]
+    if dtype is not None:
+        out["torch_dtype"] = text["torch_dtype"] = str(dtype).removeprefix("torch.")
+    return out
+
+
+# --------------------------------------------------------------------------- import
+
+
+def _resolve_audio_tokenizer(src: Path, audio_tokenizer: str | os.PathLike[str] | None) -> Path | None:
+    if audio_tokenizer is None:
+        bundled = src / AUDIO_TOKENIZER_SUBDIR
+        return bundled.resolve() if _is_hf_audio_tokenizer(bundled) else None
+    folder = resolve_model_path(audio_tokenizer)  # local folder or cached hub id; clear error otherwise
+    if not _is_hf_audio_tokenizer(folder):
+        raise ValueError(
+            f"audio tokenizer {folder} is not in transformers' format (config.json model_type "
+            "'higgs_audio_v2_tokenizer'). The original boson codec (bosonai/higgs-audio-v2-tokenizer) must be "
+            "converted first, or use an already converted copy such as eustlb/higgs-audio-v2-tokenizer."
+        )
+    return folder
+
+
+def source_fingerprint(src_dir: str | os.PathLike[str], audio_tokenizer: Path | None = None) -> str:
+    """Fingerprint of an original checkpoint (and codec) that names its cached conversion.
+
+    Hashes the config, tokenizer and index files, and each weight file's name, size, modification
+    time and safetensors header (names, dtypes, shapes, offsets); weight bytes are not read, so
+    re-writing a file in place (new mtime) gives a new fingerprint.
+    """
+    src = Path(src_dir)
+    digest = hashlib.sha256(f"workbench-original-import/{CONVERTER_VERSION}".encode())
+    for name in ("config.json", _INDEX, "generation_config.json", *TOKENIZER_FILES):
+        if (src / name).is_file():
+            digest.update(f"\0{name}\0".encode() + (src / name).read_bytes())
+    for file in _weight_files(src):
+        stat = file.stat()
+        digest.update(
+            f"\0{file.name}|{stat.st_size}|{stat.st_mtime_ns}\0".encode() + _safetensors_header(file)
+        )
+    if audio_tokenizer is not None:
+        digest.update(
+            f"\0codec:{audio_tokenizer}\0".encode() + (audio_tokenizer / "config.json").read_bytes()
+        )
+        for file in sorted(audio_tokenizer.rglob("*")):
+            if file.is_file():
+                stat = file.stat()
+                digest.update(
+                    f"\0{file.relative_to(audio_tokenizer)}|{stat.st_size}|{stat.st_mtime_ns}".encode()
+                )
+    return digest.hexdigest()
+
+
+def _complete_conversion(folder: Path, fingerprint: str) -> bool:
+    sidecar = _read_json(folder / IMPORT_SIDECAR)
+    return bool(sidecar) and sidecar.get("fingerprint") == fingerprint and (folder / "config.json").is_file()
+
+
+def _validate_against_model(state: dict[str, torch.Tensor], config: HiggsAudioV2Config, src: Path) -> None:
+    """Check names and shapes against an empty (meta) HiggsAudioV2ForConditionalGeneration."""
+    from transformers import HiggsAudioV2ForConditionalGeneration
+
+    with torch.device("meta"):
+        model = HiggsAudioV2ForConditionalGeneration(config, use_text_head="text_lm_head.weight" in state)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [
+        f"{k}: {tuple(state[k].shape)} vs {expected[k]}"
+        for k in sorted(set(state) & set(expected))
+        if tuple(state[k].shape) != expected[k]
+    ]
+    if missing or unexpected or wrong:
+        parts = [
+            f"{label} ({len(items)}): {', '.join(items[:8])}{' ...' if len(items) > 8 else ''}"
+            for label, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", wrong))
+            if items
+        ]
+        raise ValueError(
+            f"converted weights of {src} do not fit HiggsAudioV2ForConditionalGeneration: " + "; ".join(parts)
+        )
+
+
+def _write_processor(
+    src: Path, dst_final: Path, tmp: Path, codec_dir: Path, config: HiggsAudioV2Config, original: dict
+) -> None:
+    from transformers import (
+        AutoTokenizer,
+        DacFeatureExtractor,
+        HiggsAudioV2Processor,
+        HiggsAudioV2TokenizerModel,
+    )
+
+    _link_or_copy_tree(codec_dir, tmp / AUDIO_TOKENIZER_SUBDIR)
+    tokenizer = AutoTokenizer.from_pretrained(src, local_files_only=True)
+    if config.pad_token_id is not None and config.pad_token_id < len(tokenizer):
+        tokenizer.pad_token = tokenizer.convert_ids_to_tokens(
+            config.pad_token_id
+        )  # script: pad = eos (128001)
+    codec = HiggsAudioV2TokenizerModel.from_pretrained(tmp / AUDIO_TOKENIZER_SUBDIR, local_files_only=True)
+    codec.name_or_path = str(dst_final / AUDIO_TOKENIZER_SUBDIR)  # what processor_config.json records
+    template_file = src / "chat_template.jinja"
+    template = (
+        template_file.read_text() if template_file.is_file() else tokenizer.chat_template or CHAT_TEMPLATE
+    )
+
+    def token(token_id: int | None, default: str) -> str:
+        if token_id is None or not 0 <= token_id < len(tokenizer):
+            return default
+        return tokenizer.convert_ids_to_tokens(token_id)
+
+    processor = HiggsAudioV2Processor(
+        feature_extractor=DacFeatureExtractor(
+            feature_size=1,
+            hop_length=1,
+            padding_side="right",
+            padding_value=0.0,
+            sampling_rate=codec.config.sample_rate,
+            return_attention_mask=True,
+        ),
+        tokenizer=tokenizer,
+        audio_tokenizer=codec,
+        chat_template=template,
+        audio_token=token(config.audio_token_id, "<|AUDIO_OUT|>"),
+        audio_bos_token=token(config.audio_bos_token_id, "<|audio_out_bos|>"),
+        audio_eos_token=token(original.get("audio_eos_token_id"), "<|audio_eos|>"),
+        audio_delay_token=token(config.audio_delay_token_id, "<|reserved_special_token_6|>"),
+        audio_stream_bos_id=config.audio_stream_bos_id,
+        audio_stream_eos_id=config.audio_stream_eos_id,
+    )
+    processor.save_pretrained(tmp)
+
+
+def _generation_config(src: Path, config: HiggsAudioV2Config) -> Any:
+    from transformers import GenerationConfig
+
+    if (src / "generation_config.json").is_file():
+        gen = GenerationConfig.from_pretrained(src, local_files_only=True)
+    else:  # as transformers' conversion script sets it
+        gen = GenerationConfig(
+            bos_token_id=config.bos_token_id,
+            eos_token_id=config.eos_token_id,
+            pad_token_id=config.pad_token_id,
+        )
+    gen._from_model_config = False
+    if getattr(gen, "ras_win_len", None) is None and getattr(gen, "ras_win_max_num_repeat", None) is None:
+        gen.ras_win_len, gen.ras_win_max_num_repeat = 7, 2
+    return gen
+
+
+def default_conversion_dir(fingerprint: str) -> Path:
+    """``<WORKBENCH_CACHE_DIR or ~/.cache/workbench>/converted/<fingerprint[:16]>``."""
+    return default_cache_dir() / "converted" / fingerprint[:16]
+
+
+def import_original(
+    src_dir: str | os.PathLike[str],
+    dst_dir: str | os.PathLike[str] | None = None,
+    *,
+    audio_tokenizer: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Convert an original-format checkpoint to a transformers Higgs Audio v2 folder, offline.
+
+    A finished conversion with the same source fingerprint (see :func:`source_fingerprint`) is
+    reused. The folder is built next to its destination and renamed into place, and its
+    ``original_format.json`` (source config, frozen/trainable split sizes, fingerprint) is what
+    marks it complete, so an interrupted or concurrent conversion is never picked up half-written.
+
+    Args:
+        src_dir: The original checkpoint folder (``config.json`` with ``model_type: "higgs_audio"``,
+            ``*.safetensors``, and usually the text tokenizer files).
+        dst_dir: Destination; default :func:`default_conversion_dir` (under ``$WORKBENCH_CACHE_DIR``).
+        audio_tokenizer: A transformers-format ``HiggsAudioV2TokenizerModel`` folder or cached hub id.
+            Default: ``<src_dir>/audio_tokenizer`` when it exists (folders written by
+            :func:`export_original`). Without a codec (or without tokenizer files) no processor is written.
+        overwrite: Replace an existing ``dst_dir`` that is not this conversion.
+
+    Returns:
+        The converted folder; ``HiggsAudioV2ForConditionalGeneration.from_pretrained`` loads it and,
+        with a codec, ``workbench.model.load_model_and_processor`` too.
+
+    Raises:
+        ModelNotFoundError: ``src_dir`` (or a weight file, or the audio tokenizer) does not exist.
+        ValueError: ``src_dir`` is not an original checkpoint, or a variant transformers cannot represent.
+        FileExistsError: ``dst_dir`` holds something else and ``overwrite`` is false.
+    """
+    src = Path(src_dir).expanduser()
+    if not src.is_dir():
+        raise ModelNotFoundError(f"original-format checkpoint folder not found: {src}")
+    src = src.resolve()
+    if not is_original_checkpoint(src):
+        raise ValueError(
+            f"{src} is not an original-format Higgs Audio checkpoint (expected config.json with model_type "
+            f"{ORIGINAL_MODEL_TYPE!r} or architectures [{ORIGINAL_ARCHITECTURE!r}], and original key names)"
+        )
+    original = _read_json(src / "config.json")
+    if original is None:
+        raise ModelNotFoundError(f"{src} has original-format weights but no readable config.json")
+    codec_dir = _resolve_audio_tokenizer(src, audio_tokenizer)
+    fingerprint = source_fingerprint(src, codec_dir)
+    dst = Path(dst_dir).expanduser().resolve() if dst_dir is not None else default_conversion_dir(fingerprint)
+    if _complete_conversion(dst, fingerprint):
+        log.info("reusing converted checkpoint %s for %s", dst, src)
+        return dst
+    if dst.exists() and any(dst.iterdir()) and not overwrite and dst_dir is not None:
+        raise FileExistsError(f"{dst} already exists and is not a conversion of {src}; pass overwrite=True")
+
+    token_ids = _special_token_ids(src)
+    config = hf_config_from_original(original, token_ids)
+    state = _read_state_dict(src)
+    dropped = sorted(k for k in state if k.startswith(_DROPPED_PREFIXES))
+    if dropped:
+        log.warning(
+            "dropping %d weights of the Whisper audio tower (%s...): not part of the HF model",
+            len(dropped),
+            dropped[0],
+        )
+    state = {
+        k: v
+        for k, v in state.items()
+        if not k.endswith(_IGNORED_SUFFIXES) and not k.startswith(_DROPPED_PREFIXES)
+    }
+    state, splits = merge_partially_frozen(state)
+    state = {original_to_hf_key(k): v for k, v in state.items()}
+    if "model.embed_tokens.weight" in state:
+        config.dtype = state["model.embed_tokens.weight"].dtype
+    _validate_against_model(state, config, src)
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
+    try:
+        _save_state_dict(state, tmp)
+        config.save_pretrained(tmp)
+        _generation_config(src, config).save_pretrained(tmp)
+        has_tokenizer = (src / "tokenizer.json").is_file() or (src / "tokenizer.model").is_file()
+        if codec_dir is not None and has_tokenizer:
+            _write_processor(src, dst, tmp, codec_dir, config, original)
+        else:
+            _copy_tokenizer_files(src, tmp, for_original=False)
+            log.warning(
+                "converted %s without a processor: %s. Pass audio_tokenizer=<transformers-format codec> to add one.",
+                src,
+                "no audio tokenizer given"
+                if codec_dir is None
+                else "no text tokenizer files in the checkpoint",
+            )
+        sidecar = {
+            "format": CONVERTER_VERSION,
+            "source": str(src),
+            "fingerprint": fingerprint,
+            "audio_tokenizer": str(codec_dir) if codec_dir else None,
+            "splits": splits,
+            "dropped": dropped,
+            "original_config": original,
+        }
+        (tmp / IMPORT_SIDECAR).write_text(json.dumps(sidecar, indent=2) + "\n")
+        if dst.exists():
+            if _complete_conversion(dst, fingerprint):  # another process finished first
+                shutil.rmtree(tmp, ignore_errors=True)
+                return dst
+            shutil.rmtree(dst)
+        os.replace(tmp, dst)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if _complete_conversion(dst, fingerprint):
+            return dst
+        raise
+    log.info(
+        "converted original checkpoint %s -> %s (%d weights, splits merged: %s)",
+        src,
+        dst,
+        len(state),
+        list(splits),
+    )
+    return dst
+
+
+# --------------------------------------------------------------------------- export
+
+
+def _export_source(model_or_dir: Any, source_dir: str | os.PathLike[str] | None):
+    """``(HF state dict, HF config, generation config or None, source folder or None)``."""
+    from transformers import GenerationConfig, HiggsAudioV2Config
+
+    if isinstance(model_or_dir, (str, os.PathLike)):
+        folder = resolve_model_path(model_or_dir)
+        if is_original_checkpoint(folder):
+            raise ValueError(f"{folder} is already in the original format")
+        raw = _read_json(folder / "config.json") or {}
+        if raw.get("model_type") != HF_MODEL_TYPE:
+            raise ValueError(
+                f"{folder} is not a Higgs Audio v2 model (config.json model_type {raw.get('model_type')!r})"
+            )
+        state = _read_state_dict(folder)
+        config = HiggsAudioV2Config.from_pretrained(folder, local_files_only=True)
+        gen_file = folder / "generation_config.json"
+        gen = GenerationConfig.from_pretrained(folder, local_files_only=True) if gen_file.is_file() else None
+        source = Path(source_dir).expanduser().resolve() if source_dir is not None else folder
+        return state, config, gen, source
+
+    if hasattr(model_or_dir, "peft_config"):
+        raise TypeError("export_original needs merged weights: call model.merge_and_unload() first")
+    if (
+        not isinstance(model_or_dir, torch.nn.Module)
+        or getattr(model_or_dir.config, "model_type", None) != HF_MODEL_TYPE
+    ):
+        raise TypeError(
+            f"expected a HiggsAudioV2ForConditionalGeneration or a folder, got {type(model_or_dir).__name__}"
+        )
+    state = {k: v.detach().cpu() for k, v in model_or_dir.state_dict().items()}
+    source = None
+    if source_dir is not None:
+        source = Path(source_dir).expanduser().resolve()
+    elif getattr(model_or_dir, "name_or_path", "") and Path(model_or_dir.name_or_path).is_dir():
+        source = Path(model_or_dir.name_or_path).resolve()  # the folder it was loaded from
+        log.info("export: taking tokenizer files and split layout from %s", source)
+    return state, model_or_dir.config, getattr(model_or_dir, "generation_config", None), source
+
+
+def export_original(
+    model_or_dir: HiggsAudioV2ForConditionalGeneration | str | os.PathLike[str],
+    dst_dir: str | os.PathLike[str],
+    *,
+    source_dir: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a Higgs Audio v2 model in the original (``boson_multimodal``) layout.
+
+    Weights are renamed (inverse of the table in this module's docstring); weights that the source
+    checkpoint stored as ``*_frozen``/``*_trainable`` halves (recorded by :func:`import_original`)
+    are split again at the same row, others are written whole, which :func:`import_original` and
+    the original loader accept. The config is an original ``HiggsAudioConfig`` (the source's, when
+    the model was imported, with the HF values written over it). Text tokenizer files, the HF
+    generation config and the transformers-format codec (``audio_tokenizer/``) are copied along
+    so :func:`import_original` restores the model exactly.
+
+    Args:
+        model_or_dir: A merged ``HiggsAudioV2ForConditionalGeneration`` (for PEFT: ``merge_and_unload()``
+            first) or a Hugging Face model folder.
+        dst_dir: Destination folder (built next to it, then renamed into place).
+        source_dir: Folder to take tokenizer files, codec, split layout and a missing ``text_lm_head``
+            from. Default: the folder itself, or the folder the model was loaded from.
+        overwrite: Replace an existing ``dst_dir`` that an earlier export wrote.
+
+    Returns:
+        The absolute export folder.
+
+    Raises:
+        TypeError: Not a Higgs Audio v2 model, or an unmerged PEFT model.
+        ValueError: A weight has no original name (e.g. LoRA weights).
+        FileExistsError: ``dst_dir`` exists, is not empty, and is not an overwritable export.
+    """
+    dst = Path(dst_dir).expanduser().resolve()
+    if dst.exists() and any(dst.iterdir()) and not (overwrite and (dst / EXPORT_MARKER).is_file()):
+        raise FileExistsError(
+            f"{dst} already exists; pass overwrite=True to replace an earlier export (other folders are never deleted)"
+        )
+    state, config, gen, source = _export_source(model_or_dir, source_dir)
+    sidecar = _read_json(source / IMPORT_SIDECAR) if source else None
+    if (
+        "text_lm_head.weight" not in state
+        and source is not None
+        and "text_lm_head.weight" in _safetensors_keys(source)
+    ):
+        state["text_lm_head.weight"] = _read_state_dict(source, only={"text_lm_head.weight"})[
+            "text_lm_head.weight"
+        ]
+    if "text_lm_head.weight" not in state:
+        log.warning(
+            "exporting without a text head: the original HiggsAudioModel will initialise "
+            "audio_decoder_proj.text_lm_head randomly (it predicts the text tokens around audio segments)"
+        )
+    original_state = {hf_to_original_key(k): v for k, v in state.items()}
+    splits = (sidecar or {}).get("splits") or {}
+    original_state = split_partially_frozen(original_state, splits)
+    applied = {k: v for k, v in splits.items() if k not in original_state}
+    token_ids = _special_token_ids(source) if source else {}
+    dtype = state["model.embed_tokens.weight"].dtype if "model.embed_tokens.weight" in state else None
+    original_config = original_config_from_hf(
+        config, (sidecar or {}).get("original_config"), token_ids, dtype
+    )
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
+    try:
+        _save_state_dict(original_state, tmp)
+        (tmp / "config.json").write_text(json.dumps(original_config, indent=2, sort_keys=True) + "\n")
+        if gen is not None:
+            gen.save_pretrained(tmp)
+        copied = _copy_tokenizer_files(source, tmp, for_original=True) if source else []
+        codec = source / AUDIO_TOKENIZER_SUBDIR if source else None
+        if codec is not None and _is_hf_audio_tokenizer(codec):
+            _link_or_copy_tree(codec, tmp / AUDIO_TOKENIZER_SUBDIR)
+        marker = {
+            "format": CONVERTER_VERSION,
+            "exported_from": str(source) if source else None,
+            "splits": applied,
+            "tokenizer_files": copied,
+            "audio_tokenizer": AUDIO_TOKENIZER_SUBDIR if (tmp / AUDIO_TOKENIZER_SUBDIR).is_dir() else None,
+            "note": "audio_tokenizer/ (if present) is in transformers' format; the original scripts use "
+            "bosonai/higgs-audio-v2-tokenizer, which LoRA fine-tuning does not change.",
+        }
+        (tmp / EXPORT_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+        if dst.exists():
+            shutil.rmtree(dst)
+        os.replace(tmp, dst)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("exported %d weights in the original layout to %s", len(original_state), dst)
+    return dst
