@@ -71,7 +71,9 @@ class Prepared:
 def _state():
     from accelerate import PartialState
 
-    return PartialState()
+    # Without GPUs, ranks started by `accelerate launch --multi_gpu` train on the CPU (gloo);
+    # accelerate only sees them as distributed when told it is on the CPU.
+    return PartialState(cpu=not torch.cuda.is_available())
 
 
 def _main_print(*args: Any) -> None:
@@ -335,6 +337,7 @@ def training_arguments(params: TrainParams, has_eval: bool) -> Any:
 
     return TrainingArguments(
         output_dir=params.output_dir,
+        use_cpu=not torch.cuda.is_available(),
         per_device_train_batch_size=params.batch_size,
         per_device_eval_batch_size=params.batch_size,
         gradient_accumulation_steps=params.gradient_accumulation_steps,
