@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -199,6 +200,15 @@ def test_structure_errors_name_the_sample(processor, codes_cache, audio_dir: Pat
     text = processor.apply_chat_template(sample_to_conversation(moved), tokenize=False)
     header = "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
     assert text.startswith(f"{header}{SYSTEM}\n\n<|scene_desc_start|>\nA quiet room.\n<|scene_desc_end|>")
+
+
+def test_collator_pickles_for_spawned_workers(processor, codes_cache, audio_dir: Path) -> None:
+    samples = [cloning_sample(audio_dir), cloning_sample(audio_dir, "s2", ref="ref2", target="t2")]
+    collator = HiggsAudioCollator(processor, codes_cache)
+    copy = pickle.loads(pickle.dumps(collator))  # the codec itself does not pickle (weight norm)
+    assert copy.codes_cache.audio_tokenizer is None and not copy.codes_cache.encode_on_miss
+    expected, got = collator(samples), copy(samples)
+    assert all(torch.equal(expected[key], got[key]) for key in MODEL_INPUT_KEYS)
 
 
 def test_overfitting_one_batch_lowers_the_loss(tiny, codes_cache, audio_dir: Path) -> None:

@@ -334,7 +334,9 @@ class CodesCache:
         """
         tokenizer = self.audio_tokenizer
         if tokenizer is None:
-            raise RuntimeError("this CodesCache copy has no audio tokenizer (it was pickled); it can only read")
+            raise RuntimeError(
+                "this CodesCache copy has no audio tokenizer (it was pickled); it can only read"
+            )
         device = getattr(tokenizer, "device", torch.device("cpu"))
         dtype = getattr(tokenizer, "dtype", torch.float32)
         values = torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))[None, None]

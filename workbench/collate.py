@@ -183,7 +183,7 @@ def segment_tensors(
         ``build_delay_pattern([bos, codes, eos])`` exactly as the processor builds them; labels are
         ``delay([-100, codes, eos])`` with ``-100`` fill for a target, all ``-100`` otherwise.
     """
-    n, t = codes.shape
+    n = codes.shape[0]
     bos = codes.new_full((n, 1), processor.audio_stream_bos_id)
     eos = codes.new_full((n, 1), processor.audio_stream_eos_id)
     inputs = processor.build_delay_pattern(torch.cat([bos, codes, eos], dim=1)[None])[0].T.contiguous()

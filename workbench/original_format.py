@@ -373,6 +373,11 @@ def _copy_tokenizer_files(src: Path, dst: Path, for_original: bool) -> list[str]
     return copied
 
 
+def _occupied(path: Path) -> bool:
+    """True for a file or a non-empty folder."""
+    return path.exists() and (not path.is_dir() or any(path.iterdir()))
+
+
 def _is_hf_audio_tokenizer(folder: Path) -> bool:
     config = _read_json(folder / "config.json")
     return bool(config) and config.get("model_type") == "higgs_audio_v2_tokenizer"
@@ -645,11 +650,13 @@ def _write_processor(
     )
 
     _link_or_copy_tree(codec_dir, tmp / AUDIO_TOKENIZER_SUBDIR)
-    tokenizer = AutoTokenizer.from_pretrained(src, local_files_only=True)
+    # Load the text tokenizer next to the HF config already in tmp (the original config.json's
+    # model_type is unknown to transformers); processor.save_pretrained rewrites these files.
+    _copy_tokenizer_files(src, tmp, for_original=False)
+    tokenizer = AutoTokenizer.from_pretrained(tmp, local_files_only=True)
     if config.pad_token_id is not None and config.pad_token_id < len(tokenizer):
-        tokenizer.pad_token = tokenizer.convert_ids_to_tokens(
-            config.pad_token_id
-        )  # script: pad = eos (128001)
+        # The conversion script sets pad = eos, i.e. <|end_of_text|> = config.pad_token_id (128001).
+        tokenizer.pad_token = tokenizer.convert_ids_to_tokens(config.pad_token_id)
     codec = HiggsAudioV2TokenizerModel.from_pretrained(tmp / AUDIO_TOKENIZER_SUBDIR, local_files_only=True)
     codec.name_or_path = str(dst_final / AUDIO_TOKENIZER_SUBDIR)  # what processor_config.json records
     template_file = src / "chat_template.jinja"
@@ -756,8 +763,11 @@ def import_original(
     if _complete_conversion(dst, fingerprint):
         log.info("reusing converted checkpoint %s for %s", dst, src)
         return dst
-    if dst.exists() and any(dst.iterdir()) and not overwrite and dst_dir is not None:
-        raise FileExistsError(f"{dst} already exists and is not a conversion of {src}; pass overwrite=True")
+    if _occupied(dst) and not overwrite and dst_dir is not None:
+        raise FileExistsError(
+            f"{dst} already exists and does not hold this conversion of {src} (no or another fingerprint "
+            f"in {IMPORT_SIDECAR}); pass overwrite=True to replace it"
+        )
 
     token_ids = _special_token_ids(src)
     config = hf_config_from_original(original, token_ids)
@@ -852,16 +862,17 @@ def _export_source(model_or_dir: Any, source_dir: str | os.PathLike[str] | None)
         source = Path(source_dir).expanduser().resolve() if source_dir is not None else folder
         return state, config, gen, source
 
-    if hasattr(model_or_dir, "peft_config"):
-        raise TypeError("export_original needs merged weights: call model.merge_and_unload() first")
-    if (
-        not isinstance(model_or_dir, torch.nn.Module)
-        or getattr(model_or_dir.config, "model_type", None) != HF_MODEL_TYPE
+    if not isinstance(model_or_dir, torch.nn.Module) or (
+        getattr(getattr(model_or_dir, "config", None), "model_type", None) != HF_MODEL_TYPE
     ):
         raise TypeError(
             f"expected a HiggsAudioV2ForConditionalGeneration or a folder, got {type(model_or_dir).__name__}"
         )
     state = {k: v.detach().cpu() for k, v in model_or_dir.state_dict().items()}
+    if type(model_or_dir).__name__.startswith("Peft") or any(
+        ".lora_" in k or ".base_layer." in k for k in state
+    ):
+        raise TypeError("export_original needs merged weights: call model.merge_and_unload() first")
     source = None
     if source_dir is not None:
         source = Path(source_dir).expanduser().resolve()
@@ -905,7 +916,7 @@ def export_original(
         FileExistsError: ``dst_dir`` exists, is not empty, and is not an overwritable export.
     """
     dst = Path(dst_dir).expanduser().resolve()
-    if dst.exists() and any(dst.iterdir()) and not (overwrite and (dst / EXPORT_MARKER).is_file()):
+    if _occupied(dst) and not (overwrite and (dst / EXPORT_MARKER).is_file()):
         raise FileExistsError(
             f"{dst} already exists; pass overwrite=True to replace an earlier export (other folders are never deleted)"
         )
