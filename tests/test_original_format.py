@@ -279,3 +279,17 @@ def test_export_needs_merged_weights(tiny_dir: Path, tmp_path: Path):
     merged = lora.merge_and_unload()  # LoRA B starts at zero: merged weights equal the base
     back = import_original(export_original(merged, tmp_path / "merged"), tmp_path / "hf")
     assert_same_state(read_weights(back), reference)
+
+
+def test_boson_config_without_workbench_fields(exported: Path, tiny_model, tmp_path: Path):
+    """Released configs carry no delay/bos/eos ids: they come from the tokenizer's special tokens."""
+    folder = tmp_path / "boson"
+    shutil.copytree(exported, folder)
+    config = json.loads((folder / "config.json").read_text())
+    for field in ("audio_delay_token_id", "bos_token_id", "eos_token_id"):
+        del config[field]
+    (folder / "config.json").write_text(json.dumps(config))
+    converted = import_original(folder, tmp_path / "hf")
+    imported = json.loads((converted / "config.json").read_text())
+    for field in ("audio_delay_token_id", "bos_token_id", "eos_token_id", "codebook_size", "audio_token_id"):
+        assert imported[field] == getattr(tiny_model.config, field), field

@@ -10,20 +10,18 @@ the installed wheel) for everything it covers.
 
 Weights (original -> Hugging Face; :func:`export_original` applies the inverse):
 
-========================================================  ==============================================
-original key                                              Hugging Face key
-========================================================  ==============================================
-``audio_codebook_embeddings.*``                           ``model.embed_audio_tokens.embed_audio_tokens.*``
-``embed_tokens.*``, ``layers.*``, ``norm.*``              ``model.embed_tokens.*``, ``model.layers.*``, ...
-``audio_decoder_proj.audio_lm_head.*``                    ``audio_lm_head.*``
-``audio_decoder_proj.text_lm_head.*``                     ``text_lm_head.*`` (kept in the file; loaded only
-                                                          with ``use_text_head=True``)
-``X.embedding_frozen.weight`` + ``X.embedding_trainable``  ``X.weight`` = ``cat([frozen, trainable], dim=0)``
-``X.linear_frozen.weight`` + ``X.linear_trainable``        (``PartiallyFrozenEmbedding`` / ``...Linear``)
-``*audio_codebook_weights``, ``*rotary_emb.inv_freq``      dropped (not parameters of the HF model)
-``audio_tower.*``, ``audio_encoder_proj.*``               dropped with a warning (Whisper understanding
-                                                          path; the HF model has none)
-========================================================  ==============================================
+- ``audio_codebook_embeddings.*`` -> ``model.embed_audio_tokens.embed_audio_tokens.*``
+- ``embed_tokens.*``, ``layers.*``, ``norm.*`` -> ``model.embed_tokens.*``, ``model.layers.*``, ``model.norm.*``
+- ``audio_decoder_proj.audio_lm_head.*`` -> ``audio_lm_head.*``
+- ``audio_decoder_proj.text_lm_head.*`` -> ``text_lm_head.*`` (kept in the file; transformers loads it
+  only with ``use_text_head=True`` and otherwise ignores it)
+- ``X.embedding_frozen.weight`` + ``X.embedding_trainable.weight`` (``PartiallyFrozenEmbedding``) and
+  ``X.linear_frozen.weight`` + ``X.linear_trainable.weight`` (``PartiallyFrozenLinear``) ->
+  ``X.weight`` = ``cat([frozen, trainable], dim=0)``, then renamed as above; the split row is
+  recorded so an export splits it again
+- ``*audio_codebook_weights``, ``*rotary_emb.inv_freq``, ``*rotary_emb.original_inv_freq`` -> dropped
+- ``audio_tower.*``, ``audio_encoder_proj.*`` (Whisper understanding path, absent from the HF model)
+  -> dropped with a warning
 
 Config (original ``HiggsAudioConfig`` -> ``HiggsAudioV2Config``): the Llama ``text_config`` fields
 keep their names (``rope_theta`` + ``rope_scaling`` become ``rope_parameters``);
@@ -500,6 +498,14 @@ def hf_config_from_original(original: dict, token_ids: dict[str, int] | None = N
             kwargs[field] = token_ids[token]
     config = HiggsAudioV2Config(**kwargs)
     config.architectures = [HF_ARCHITECTURE]
+    # transformers' script converts the released checkpoint with HiggsAudioV2Config(codebook_size=1026);
+    # say where this mapping differs from that, so a surprise on a real checkpoint is visible.
+    script = HiggsAudioV2Config(codebook_size=1026).to_dict()
+    differs = {
+        k: v for k, v in config.to_dict().items() if k in script and script[k] != v and k != "architectures"
+    }
+    if differs:
+        log.info("config fields that differ from the conversion script's defaults: %s", differs)
     return config
 
 
@@ -944,6 +950,12 @@ def export_original(
     original_config = original_config_from_hf(
         config, (sidecar or {}).get("original_config"), token_ids, dtype
     )
+    if (sidecar or {}).get("dropped") and not original_config.get("skip_audio_tower"):
+        # The Whisper tower was dropped on import, so the original loader must not expect it.
+        log.warning(
+            "source had a Whisper audio tower that the HF model lacks: exporting with skip_audio_tower"
+        )
+        original_config.update(skip_audio_tower=True, encode_whisper_embed=False)
 
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
