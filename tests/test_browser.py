@@ -59,7 +59,7 @@ def test_report_renders_and_audio_has_duration_in_chromium(demo_run, tmp_path):
          "--dump-dom", probe_page.as_uri()],
         capture_output=True, text=True, timeout=120,
     ).stdout
-    match = re.search(r"DURATIONS:([^<]*)", dom)
+    match = re.search(r'<pre id="wb-durations">DURATIONS:([^<]*)</pre>', dom)
     assert match, "the page did not finish loading its audio players"
     durations = [float(x) for x in match.group(1).split(",") if x]
     assert len(durations) >= 2

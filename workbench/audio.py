@@ -198,7 +198,7 @@ class ProbeCache:
                 bar = tqdm(total=len(todo), desc="probing audio", unit="file")
             fresh = []
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                for (key, path), info in zip(todo, pool.map(probe_uncached, (p for _, p in todo))):
+                for (key, path), info in zip(todo, pool.map(probe_uncached, (p for _, p in todo)), strict=False):
                     results[path] = info
                     if info.readable:  # unreadable files are re-probed next time (they may be fixed)
                         fresh.append((key, info))

@@ -76,7 +76,7 @@ def write_bench_manifest(workdir: Path, n: int, pool: int, speakers: int = 100, 
                 j = int(rng.integers(pool))
                 fh.write(json.dumps({
                     "audio_filepath": f"wavs/u{j:05d}.wav",
-                    "text": "bench sentence number %d" % i,
+                    "text": f"bench sentence number {i}",
                     "speaker": f"s{j % speakers}",
                     "duration": round(float(durations[j]), 3),
                 }) + "\n")

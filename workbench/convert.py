@@ -47,12 +47,14 @@ class ConvertOptions:
     missing_audio: str = "error"
     sharegpt_map: dict[str, str] = field(default_factory=dict)
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    format_by_file: dict[str, str] = field(default_factory=dict)  # absolute input path -> format (or auto)
 
     def check(self) -> None:
         """Raise ValueError naming every bad option at once."""
         problems = []
-        if self.format != "auto" and self.format not in formats.FORMATS:
-            problems.append(f"format {self.format!r} is unknown; expected auto or one of {', '.join(formats.FORMAT_NAMES)}")
+        for where, name in [("format", self.format), *((f"format for {k}", v) for k, v in self.format_by_file.items())]:
+            if name != "auto" and name not in formats.FORMATS:
+                problems.append(f"{where} {name!r} is unknown; expected auto or one of {', '.join(formats.FORMAT_NAMES)}")
         if self.reference not in REFERENCE_POLICIES:
             problems.append(f"reference {self.reference!r} is unknown; expected one of {', '.join(REFERENCE_POLICIES)}")
         if self.missing_audio not in MISSING_AUDIO_POLICIES:
@@ -189,8 +191,13 @@ class Converter:
         return prefix
 
     def format_of(self, raw: RawRecord) -> str | None:
-        if self.options.format != "auto":
-            return self.options.format
+        chosen = self.options.format
+        for path, name in self.options.format_by_file.items():
+            if raw.source_file == path or raw.source_file.startswith(path + os.sep):
+                chosen = name
+                break
+        if chosen != "auto":
+            return chosen
         return raw.format_hint or formats.detect(raw.record)
 
     def collect_references(self, raws: Iterable[RawRecord]) -> None:
@@ -206,6 +213,22 @@ class Converter:
             found = module.utterance(raw.record, self.context(raw))
             if found is not None:
                 self.pool.add(*found)
+        self._drop_unusable_references()
+
+    def _drop_unusable_references(self) -> None:
+        """A reference must be worth cloning: readable, not silent, at least half a second long."""
+        from .audio import probe_many
+
+        assert self.pool is not None
+        infos = probe_many(self.pool.audio_paths())
+
+        def usable(path: str) -> bool:
+            info = infos[path]
+            return info.readable and not info.all_zero and not info.nonfinite and (info.duration or 0) >= 0.5
+
+        dropped = self.pool.keep_only(usable)
+        if dropped:
+            log.info("not used as references (unreadable, silent or shorter than 0.5 s): %s", ", ".join(dropped[:10]))
 
     def convert_one(self, raw: RawRecord) -> Outcome:
         where = {"source_file": raw.source_file, "source_index": raw.source_index, "source_line": raw.source_line}
@@ -332,7 +355,7 @@ def convert(
     inputs: str | os.PathLike | Iterable[str | os.PathLike],
     output: str | os.PathLike,
     *,
-    format: str = "auto",
+    format: str | dict[str, str] | list[tuple[str, str]] = "auto",
     audio_root: str | None = None,
     remap: Iterable[str] | tuple[tuple[str, str], ...] = (),
     reference: str = "same-speaker",
@@ -347,7 +370,8 @@ def convert(
     Args:
         inputs: one path or several (files or dataset folders); formats may differ per record.
         output: the trainable samples' JSONL path; its folder is created when missing.
-        format: ``auto`` (detect per record) or a format name forced for all records.
+        format: ``auto`` (detect per record), a format name forced for all records, or per input
+            ``{path: format}`` / ``[(path, format), ...]`` (what notebook 01's format picker chooses).
         audio_root: folder that relative audio paths resolve against (default: each input's folder).
         remap: ``OLD=NEW`` path prefix rewrites, for data moved between machines.
         reference: ``same-speaker`` (pick another utterance of the speaker as reference) or ``none``.
@@ -374,7 +398,11 @@ def convert(
         pairs = tuple(sorted(remap, key=lambda p: -len(p[0])))  # type: ignore[arg-type]
     else:
         pairs = parse_remap(remap)  # type: ignore[arg-type]
-    options = ConvertOptions(format, audio_root, pairs, reference, missing_audio, parse_map(sharegpt_map))
+    by_file = {} if isinstance(format, str) else dict(format.items() if isinstance(format, dict) else format)
+    options = ConvertOptions(
+        format if isinstance(format, str) else "auto", audio_root, pairs, reference, missing_audio, parse_map(sharegpt_map),
+        format_by_file={os.path.abspath(k): v for k, v in by_file.items()},
+    )
     output = Path(output).absolute()
     prompts_path, rejected_path = sibling_path(output, "prompts"), sibling_path(output, "rejected")
     outputs = [output, prompts_path, rejected_path] + ([Path(report)] if report else [])

@@ -29,7 +29,7 @@ def distributions(rows: Sequence[dict[str, Any]]) -> Figure:
 
     speakers = Counter(str(r.get("speaker")) for r in rows)
     ax = axes[0, 1]
-    names, counts = zip(*speakers.most_common(20)) if speakers else ((), ())
+    names, counts = zip(*speakers.most_common(20), strict=False) if speakers else ((), ())
     ax.barh(list(names)[::-1], list(counts)[::-1], color="#55A868")
     ax.set(title=f"samples per speaker ({len(speakers)} speakers)", xlabel="samples")
 

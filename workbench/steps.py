@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .convert import ConvertOptions, ConvertReport, Converter, Outcome, parse_remap
+from .convert import Converter, ConvertOptions, ConvertReport, Outcome, parse_remap
 from .readers import iter_records
 from .sample import Sample, read_samples, sibling_path
 

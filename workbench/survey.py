@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import formats
-from .convert import ConvertOptions, Converter, Outcome, parse_remap
+from .convert import Converter, ConvertOptions, Outcome, parse_remap
 from .readers import iter_records
 
 

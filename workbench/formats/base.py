@@ -52,6 +52,18 @@ class ReferencePool:
         if len(bucket) < self.per_speaker and all(u.audio != utterance.audio for u in bucket):
             bucket.append(utterance)
 
+    def audio_paths(self) -> list[str]:
+        return [u.audio for bucket in self._pool.values() for u in bucket]
+
+    def keep_only(self, usable: Callable[[str], bool]) -> list[str]:
+        """Drop candidates whose audio fails ``usable`` (silent, unreadable...); returns the dropped paths."""
+        dropped = []
+        for speaker, bucket in self._pool.items():
+            kept = [u for u in bucket if usable(u.audio)]
+            dropped += [u.audio for u in bucket if u not in kept]
+            self._pool[speaker] = kept
+        return dropped
+
     def choose(self, speaker: str | None, target: Utterance) -> Utterance | None:
         if speaker is None:
             return None
