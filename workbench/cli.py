@@ -163,6 +163,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_OK if code == 0 else EXIT_DATA
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export
+
+    path = export(args.source, args.output, format=args.format, base_model=args.base, overwrite=args.overwrite)
+    print(f"exported ({args.format}) to {path}")
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .pipeline import run_demo
 
@@ -254,6 +262,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", help="training parameters YAML (params/demo.yaml, params/h200x8.yaml, ...)")
     p.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), help="override (VALUE read as YAML)")
     p.add_argument("--dry-run", action="store_true", help="check the parameters and print the launch command only")
+
+    p = add("export", cmd_export, "merge an adapter into its base model and save it (hf or original layout)")
+    p.add_argument("source", help="an adapter/ or checkpoint-N/ folder (or a merged model folder)")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("--format", choices=("hf", "original"), default="hf")
+    p.add_argument("--base", help="base model (default: the one recorded in the adapter)")
+    p.add_argument("--overwrite", action="store_true")
 
     p = add("report", cmd_report, "rebuild RUN_DIR/index.html linking every step report")
     p.add_argument("run_dir")

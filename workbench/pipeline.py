@@ -49,9 +49,39 @@ def demo_steps(run: Path, data_inputs: list[str]) -> list[tuple[str, dict[str, A
     ]
 
 
-def run_demo(out: str | os.PathLike = "runs/demo", overwrite: bool = True) -> DemoResult:
+PARAMS_DIR = Path(__file__).resolve().parents[1] / "params"
+
+
+def demo_train_overrides(run: Path) -> dict[str, Any]:
+    """``params/demo.yaml`` pointed at the folders of a demo run in ``run``."""
+    return {
+        "train_data": str(run / "03_validate" / "train.jsonl"),
+        "val_data": str(run / "03_validate" / "val.jsonl"),
+        "model": str(run / "tiny-model"),
+        "output_dir": str(run / "04_train"),
+        "codes_cache_dir": str(run / "codes"),
+    }
+
+
+def run_training_step(run: Path) -> NotebookRun:
+    """Notebook 04 under ``accelerate launch`` with 2 CPU processes (``params/demo.yaml``)."""
+    import time
+
+    from .launch import NOTEBOOK, train_launch
+
+    started = time.perf_counter()
+    code = train_launch(PARAMS_DIR / "demo.yaml", demo_train_overrides(run))
+    out = run / "04_train"
+    return NotebookRun(
+        f"{NOTEBOOK}.ipynb", str(out / f"{NOTEBOOK}.ipynb"), str(out / f"{NOTEBOOK}.html"), code == 0,
+        None if code == 0 else f"accelerate launch exited with {code}", time.perf_counter() - started,
+    )
+
+
+def run_demo(out: str | os.PathLike = "runs/demo", overwrite: bool = True, train: bool = True) -> DemoResult:
     """Run the step notebooks on the demo dataset into ``out``; stops at the first failing step."""
     from .demo_data import demo_data
+    from .model import make_tiny_model
 
     run = Path(out).absolute()
     if run.exists():
@@ -68,5 +98,8 @@ def run_demo(out: str | os.PathLike = "runs/demo", overwrite: bool = True) -> De
         result.runs.append(step)
         if not step.ok:
             break
+    if train and result.ok:
+        make_tiny_model(run / "tiny-model")
+        result.runs.append(run_training_step(run))
     result.index = str(write_index(run, title="Workbench demo run"))
     return result

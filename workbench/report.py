@@ -194,11 +194,13 @@ def write_index(run_dir: str | os.PathLike, title: str | None = None) -> Path:
     if not run.is_dir():
         raise FileNotFoundError(f"run folder not found: {run}")
     rows = []
-    for ipynb in sorted(run.glob("*.ipynb")):
+    found = list(run.glob("[0-9][0-9]_*.ipynb")) + list(run.glob("*/[0-9][0-9]_*.ipynb"))
+    for ipynb in sorted(found, key=lambda p: p.name):
         status = notebook_status(ipynb)
         html_file = ipynb.with_suffix(".html")
+        href = html_file.relative_to(run).as_posix()
         link = (
-            f'<a href="{html.escape(html_file.name)}">{html.escape(ipynb.stem)}</a>'
+            f'<a href="{html.escape(href)}">{html.escape(ipynb.stem)}</a>'
             if html_file.exists()
             else html.escape(ipynb.stem)
         )
