@@ -63,6 +63,21 @@ def demo_train_overrides(run: Path) -> dict[str, Any]:
     }
 
 
+def demo_evaluate_params(run: Path) -> dict[str, Any]:
+    """``params/evaluate_demo.yaml`` pointed at a demo run: base vs every checkpoint and the adapter."""
+    from .report import load_notebook_params
+
+    params = load_notebook_params("05_evaluate", PARAMS_DIR / "evaluate_demo.yaml")
+    params.update(
+        base_model=str(run / "tiny-model"),
+        adapters=[str(run / "04_train")],
+        eval_data=str(run / "03_validate" / "val.jsonl"),
+        output_dir=str(run / "05_evaluate"),
+        codes_cache_dir=str(run / "codes"),
+    )
+    return params
+
+
 def run_training_step(run: Path) -> NotebookRun:
     """Notebook 04 under ``accelerate launch`` with 2 CPU processes (``params/demo.yaml``)."""
     import time
@@ -101,5 +116,7 @@ def run_demo(out: str | os.PathLike = "runs/demo", overwrite: bool = True, train
     if train and result.ok:
         make_tiny_model(run / "tiny-model")
         result.runs.append(run_training_step(run))
+    if train and result.ok:
+        result.runs.append(run_notebook("05_evaluate", run / "05_evaluate", demo_evaluate_params(run)))
     result.index = str(write_index(run, title="Workbench demo run"))
     return result

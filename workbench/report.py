@@ -156,6 +156,8 @@ def run_notebook(
     ipynb = out / source.name
     started = time.perf_counter()
     error = None
+    # Progress-bar widgets render as blank boxes in the HTML report: headless kernels get none.
+    os.environ.setdefault("TQDM_DISABLE", "1")
     try:
         papermill.execute_notebook(
             str(source),

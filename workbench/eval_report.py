@@ -1,0 +1,368 @@
+"""Reading an evaluation: per-model summary, the A/B check, the best checkpoint, tables, plots, listening rows.
+
+The functions here turn the rows of :func:`workbench.evaluate.evaluate` (one per model and prompt)
+into what a person reads: mean and spread per model (:func:`summarize`), whether each adapter
+changes anything (:func:`ab_check`), the best checkpoint by one metric (:func:`select_best`,
+:func:`best_sentence`), and notebook 05's tables (:func:`summary_rows`), plots against the training
+step (:func:`metric_plots`) and one row of players and spectrograms per prompt
+(:func:`listening_html`).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .evaluate import Candidate, EvalResult
+
+SAMPLE_RATE = 24_000
+NO_EFFECT_TOLERANCE = 1e-6  # max |Δlogit| at or below this counts as "no effect"
+
+# Metric name -> (label, "lower"/"higher" is better or None, unit). Others are shown but not selectable.
+METRICS: dict[str, tuple[str, str | None, str]] = {
+    "loss": ("teacher-forced loss", "lower", ""),
+    "acc_mean": ("teacher-forced top-1 accuracy", "higher", ""),
+    "mcd": ("mel-cepstral distortion", "lower", " dB"),
+    "speaker_sim_target": ("speaker similarity to the target", "higher", ""),
+    "speaker_sim_ref": ("speaker similarity to the reference", "higher", ""),
+    "wer": ("word error rate", "lower", ""),
+    "cer": ("character error rate", "lower", ""),
+    "duration": ("duration", None, " s"),
+    "duration_ratio": ("duration ratio to the target", None, ""),
+    "speaking_rate": ("speaking rate", None, ""),
+    "silence_ratio": ("silence ratio", None, ""),
+    "clipping": ("clipping", None, ""),
+}
+AUTO_SELECT_ORDER = ("speaker_sim_target", "speaker_sim_ref", "mcd", "loss")
+# Row fields that are bookkeeping, not metrics to average.
+_NOT_METRICS = {"step", "seed", "gen_frames", "gen_seconds", "frames_differ", "max_dlogit"}
+
+
+def lora_b_norm(adapter_dir: str | os.PathLike) -> float | None:
+    """L2 norm of all LoRA B matrices of an adapter (0 means the LoRA part adds nothing)."""
+    from safetensors.torch import load_file
+
+    weights = Path(adapter_dir) / "adapter_model.safetensors"
+    if not weights.is_file():
+        return None
+    tensors = load_file(str(weights))
+    total = sum(float(t.float().pow(2).sum()) for k, t in tensors.items() if "lora_B" in k)
+    return math.sqrt(total)
+
+
+# --- summary -----------------------------------------------------------------------------------------
+def metric_names(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Numeric metric columns present in ``rows``: known metrics first, then any others."""
+    present: dict[str, None] = {}
+    for row in rows:
+        for key, value in row.items():
+            if key not in _NOT_METRICS and isinstance(value, (int, float)) and not isinstance(value, bool):
+                present[key] = None
+    known = [k for k in METRICS if k in present]
+    return known + [k for k in present if k not in METRICS]
+
+
+def summarize(rows: Sequence[dict[str, Any]], candidates: Sequence[Candidate]) -> list[dict[str, Any]]:
+    """Per candidate: mean and standard deviation of every metric, and counts.
+
+    Returns:
+        One dict per candidate: ``candidate``, ``step``, ``prompts``, ``failed``, and
+        ``<metric>_mean`` / ``<metric>_std`` (std None with fewer than two values).
+    """
+    names = metric_names(rows)
+    summary = []
+    for c in candidates:
+        mine = [r for r in rows if r["candidate"] == c.name]
+        entry: dict[str, Any] = {
+            "candidate": c.name,
+            "step": c.step,
+            "prompts": len(mine),
+            "failed": sum(r["status"] != "ok" for r in mine),
+        }
+        for name in names:
+            values = [
+                float(r[name])
+                for r in mine
+                if isinstance(r.get(name), (int, float)) and math.isfinite(r[name])
+            ]
+            entry[f"{name}_mean"] = float(np.mean(values)) if values else None
+            entry[f"{name}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else None
+        summary.append(entry)
+    return summary
+
+
+def ab_check(rows: Sequence[dict[str, Any]], candidates: Sequence[Candidate]) -> list[dict[str, Any]]:
+    """Per adapter: does it change anything? (max |Δlogit| on the first prompt, differing code frames).
+
+    Returns:
+        One dict per adapter with ``candidate``, ``max_dlogit``, ``frames_differ`` (mean fraction
+        over prompts), ``lora_b_norm``, ``no_effect`` and a plain-language ``verdict``.
+    """
+    checks = []
+    for c in candidates:
+        if c.is_base:
+            continue
+        mine = [r for r in rows if r["candidate"] == c.name]
+        dlogits = [r["max_dlogit"] for r in mine if r.get("max_dlogit") is not None]
+        differ = [r["frames_differ"] for r in mine if r.get("frames_differ") is not None]
+        max_dlogit = max(dlogits) if dlogits else None
+        mean_differ = float(np.mean(differ)) if differ else None
+        norm = lora_b_norm(c.path) if c.path else None
+        compared = max_dlogit is not None or bool(differ)
+        same = (max_dlogit is None or max_dlogit <= NO_EFFECT_TOLERANCE) and all(d == 0 for d in differ)
+        no_effect = compared and same
+        if no_effect:
+            verdict = (
+                f"{c.name} has no effect: its logits and generated codes are identical to the base model's"
+            )
+            if norm == 0:
+                verdict += " (every LoRA B matrix is zero: an untrained, zero-initialised adapter)"
+            else:
+                verdict += " (is the adapter trained, and on the modules that matter?)"
+        elif not compared:
+            verdict = f"{c.name}: not compared (no generation succeeded for the base model and this adapter)"
+        else:
+            dl = f"{max_dlogit:.3g}" if max_dlogit is not None else "n/a"
+            fd = f"{mean_differ:.0%}" if mean_differ is not None else "n/a"
+            verdict = f"{c.name} is active: logits differ from the base by up to {dl}; {fd} of generated code frames differ"
+        checks.append(
+            {
+                "candidate": c.name,
+                "step": c.step,
+                "max_dlogit": max_dlogit,
+                "frames_differ": mean_differ,
+                "lora_b_norm": norm,
+                "no_effect": bool(no_effect),
+                "verdict": verdict,
+            }
+        )
+    return checks
+
+
+def select_best(summary: Sequence[dict[str, Any]], select_by: str = "auto") -> dict[str, Any] | None:
+    """The adapter with the best mean of ``select_by`` (auto: speaker similarity, else mcd, else loss).
+
+    Returns:
+        ``{"candidate", "step", "metric", "label", "direction", "unit", "value", "base",
+        "beats_base"}``, or None when no adapter has a value of the metric.
+    """
+    base = next((s for s in summary if s["candidate"] == "base"), None)
+    adapters = [s for s in summary if s["candidate"] != "base"]
+    order = AUTO_SELECT_ORDER if select_by == "auto" else (select_by,)
+    for metric in order:
+        scored = [s for s in adapters if s.get(f"{metric}_mean") is not None]
+        if not scored:
+            continue
+        label, direction, unit = METRICS[metric]
+        pick = min if direction == "lower" else max
+        best = pick(scored, key=lambda s: s[f"{metric}_mean"])
+        value = best[f"{metric}_mean"]
+        base_value = base.get(f"{metric}_mean") if base else None
+        beats = None
+        if base_value is not None:
+            beats = value < base_value if direction == "lower" else value > base_value
+        return {
+            "candidate": best["candidate"],
+            "step": best["step"],
+            "metric": metric,
+            "label": label,
+            "direction": direction,
+            "unit": unit,
+            "value": value,
+            "base": base_value,
+            "beats_base": beats,
+        }
+    return None
+
+
+def best_sentence(best: dict[str, Any] | None) -> str:
+    """E.g. ``best: checkpoint-40 by mel-cepstral distortion (lower is better): 7.91 dB vs base 9.02 dB``."""
+    if best is None:
+        return "best: none selected (no adapter has a value of the selection metric)"
+    unit, value, base = best["unit"], best["value"], best["base"]
+    digits = 3
+    while base is not None and digits < 8 and value != base and f"{value:.{digits}g}" == f"{base:.{digits}g}":
+        digits += 1  # enough digits to show the two numbers differ
+    text = f"best: {best['candidate']} by {best['label']} ({best['direction']} is better): {value:.{digits}g}{unit}"
+    if base is not None:
+        text += f" vs base {base:.{digits}g}{unit}"
+        if best["beats_base"] is False:
+            text += " (no adapter beats the base model on this metric)"
+    return text
+
+
+# --- presentation ------------------------------------------------------------------------------------
+def summary_rows(result: EvalResult, per_codebook: bool = False) -> list[dict[str, Any]]:
+    """The per-candidate table for display: ``mean ± std`` per metric.
+
+    Args:
+        result: The evaluation.
+        per_codebook: Show only the per-codebook accuracies (``acc_cb<k>``) instead of the rest.
+    """
+    names = [n for n in metric_names(result.rows) if n.startswith("acc_cb") == per_codebook]
+    table = []
+    for s in result.summary:
+        row: dict[str, Any] = {
+            "model": s["candidate"],
+            "step": s["step"],
+            "prompts": s["prompts"],
+            "failed": s["failed"],
+        }
+        for name in names:
+            mean, std = s.get(f"{name}_mean"), s.get(f"{name}_std")
+            row[name] = "" if mean is None else f"{mean:.3g}" + (f" ± {std:.2g}" if std is not None else "")
+        table.append(row)
+    return table
+
+
+def metric_plots(result: EvalResult, metrics: Sequence[str] | None = None) -> Any:
+    """Each metric's mean (± std) against the checkpoint step, base model as a dashed line.
+
+    Returns:
+        A matplotlib Figure, or None when no adapter has a known step.
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    stepped = [s for s in result.summary if s["candidate"] != "base" and s["step"] is not None]
+    if not stepped:
+        return None
+    names = [m for m in (metrics or metric_names(result.rows)) if not m.startswith("acc_cb")]
+    names = [m for m in names if any(s.get(f"{m}_mean") is not None for s in stepped)]
+    if not names:
+        return None
+    runs: dict[str | None, list[Candidate]] = {}
+    for c in result.candidates:
+        if not c.is_base and c.step is not None:
+            runs.setdefault(c.run, []).append(c)
+    by_name = {s["candidate"]: s for s in result.summary}
+    base = by_name.get("base", {})
+    cols = min(3, len(names))
+    rows = -(-len(names) // cols)
+    fig = Figure(figsize=(4.2 * cols, 3.0 * rows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols)).reshape(-1)
+    for ax, name in zip(axes, names, strict=False):
+        label, direction, unit = METRICS.get(name, (name, None, ""))
+        for run, members in runs.items():
+            members = sorted(members, key=lambda c: c.step)  # type: ignore[arg-type, return-value]
+            xs = [c.step for c in members if by_name[c.name].get(f"{name}_mean") is not None]
+            ys = [
+                by_name[c.name][f"{name}_mean"]
+                for c in members
+                if by_name[c.name].get(f"{name}_mean") is not None
+            ]
+            es = [
+                by_name[c.name].get(f"{name}_std") or 0
+                for c in members
+                if by_name[c.name].get(f"{name}_mean") is not None
+            ]
+            ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=Path(run).name if run else "adapters")
+        if base.get(f"{name}_mean") is not None:
+            ax.axhline(base[f"{name}_mean"], color="gray", linestyle="--", label="base")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        better = f" ({direction} is better)" if direction else ""
+        ax.set(title=f"{label}{better}", xlabel="step", ylabel=unit.strip() or None)
+        ax.legend(fontsize="x-small")
+    for ax in axes[len(names) :]:
+        ax.set_visible(False)
+    return fig
+
+
+def _spectrogram_img(audio: np.ndarray, title: str) -> str:
+    from .plots import figure_png, waveform_and_spectrogram
+
+    png = figure_png(waveform_and_spectrogram(audio, SAMPLE_RATE, title=title))
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img style="width:300px" alt="{html.escape(title)}" src="data:image/png;base64,{data}">'
+
+
+def _clip_cell(
+    label: str, path: str | None, listener: Any, embed: bool, metrics: str = "", error: str | None = None
+) -> str:
+    from .audio import load_audio
+
+    head = f"<b>{html.escape(label)}</b>"
+    if error:
+        return f'<td style="vertical-align:top">{head}<div class="wb-note">failed: {html.escape(error)}</div></td>'
+    if not path:
+        return f'<td style="vertical-align:top">{head}<div class="wb-note">no audio</div></td>'
+    body = ""
+    if embed:
+        body = listener.player(path, label=label)
+        try:
+            audio = load_audio(path, SAMPLE_RATE)[: int(listener.max_seconds * SAMPLE_RATE)]
+            body += _spectrogram_img(audio, label)
+        except (FileNotFoundError, ValueError) as exc:
+            body += f'<div class="wb-note">no spectrogram ({html.escape(str(exc))})</div>'
+    else:
+        body = '<div class="wb-note">not embedded (max_listen reached)</div>'
+    note = f'<div style="font-size:small">{html.escape(metrics)}</div>' if metrics else ""
+    return f'<td style="vertical-align:top">{head}{body}{note}</td>'
+
+
+def _short_metrics(row: dict[str, Any]) -> str:
+    shown = []
+    for key, fmt in (
+        ("duration", "{:.2f} s"),
+        ("mcd", "mcd {:.2f} dB"),
+        ("wer", "wer {:.2f}"),
+        ("speaker_sim_target", "sim {:.2f}"),
+        ("loss", "loss {:.2f}"),
+        ("frames_differ", "{:.0%} frames ≠ base"),
+    ):
+        if isinstance(row.get(key), (int, float)):
+            shown.append(fmt.format(row[key]))
+    return " · ".join(shown)
+
+
+def listening_html(result: EvalResult, max_listen: int | None = None) -> str:
+    """One table row per prompt: reference | target | base | adapters, with players and spectrograms.
+
+    Clips of the first ``max_listen`` prompts (default ``params.max_listen``) are embedded; the
+    others show their metrics only, so the report stays small.
+    """
+    from .display import Listener
+
+    max_listen = result.params.max_listen if max_listen is None else max_listen
+    names = [c.name for c in result.candidates]
+    by_prompt: dict[str, dict[str, dict[str, Any]]] = {}
+    for row in result.rows:
+        by_prompt.setdefault(row["sample_id"], {})[row["candidate"]] = row
+    has_ref = any(r.get("reference") for r in result.rows)
+    has_target = any(r.get("target") for r in result.rows)
+    listener = Listener(max_listen=10**9)  # the cap is per prompt row, below
+    parts = []
+    for number, (sid, cells) in enumerate(by_prompt.items()):
+        first = next(iter(cells.values()))
+        embed = number < max_listen
+        tds = []
+        if has_ref:
+            tds.append(_clip_cell("reference", first.get("reference"), listener, embed))
+        if has_target:
+            tds.append(_clip_cell("target", first.get("target"), listener, embed))
+        for name in names:
+            row = cells.get(name)
+            if row is None:
+                continue
+            tds.append(
+                _clip_cell(name, row.get("audio"), listener, embed, _short_metrics(row), row.get("error"))
+            )
+        text = html.escape(first.get("text") or "")
+        parts.append(
+            f'<h4 style="margin-bottom:0.2em">{html.escape(sid)}</h4><div style="font-size:small">“{text}”</div>'
+            f'<table class="wb-table"><tr>{"".join(tds)}</tr></table>'
+        )
+    if len(by_prompt) > max_listen:
+        parts.append(
+            f"<p>Clips of {len(by_prompt) - max_listen} more prompt(s) not embedded (max_listen={max_listen}); "
+            f"the WAV files are in {html.escape(str(Path(result.params.output_dir) / 'audio'))}.</p>"
+        )
+    return "\n".join(parts)

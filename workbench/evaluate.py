@@ -1,0 +1,850 @@
+"""Evaluation: the base model against LoRA adapters and checkpoints, by ear and by numbers.
+
+:func:`evaluate` runs, for the base model and every candidate adapter (see
+:func:`resolve_candidates`):
+
+- **teacher-forced metrics** on samples with target audio: the loss (summed over codebooks, as in
+  training) and top-1 accuracy per codebook, from one forward pass per sample;
+- **generation** for every prompt with the same seed for every candidate, so differences come from
+  the weights; the codes are decoded by the processor to 24 kHz WAV files under
+  ``output_dir/audio/<candidate>/<sample id>.wav``. A generation that yields no decodable audio
+  becomes a failure row with its reason;
+- **audio metrics** from :mod:`workbench.quality`: duration, speaking rate, silence, clipping and,
+  against the target when there is one, duration ratio and mel-cepstral distortion; WER/CER with
+  ``asr_model`` and speaker similarity with ``speaker_model`` when they are given;
+- **an A/B check** per adapter ("is my LoRA even active?"): max |Δlogit| against the base on the
+  first prompt and the fraction of generated code frames that differ.
+
+It writes ``metrics.json`` and ``metrics.csv`` (one row per candidate and prompt) to
+``output_dir``, with the per-model summary, the A/B verdicts and the best checkpoint computed by
+:mod:`workbench.eval_report`, which also draws notebook 05's tables, plots and listening rows.
+Notebook 05 and ``workbench evaluate`` (:func:`run_evaluation_notebook`) only call these.
+
+Prompts split across ranks when several processes run (``RANK``/``WORLD_SIZE``, as set by
+``accelerate launch``): each rank writes its rows to ``output_dir/shards/`` and rank 0 merges them.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .eval_report import METRICS, ab_check, best_sentence, select_best, summarize
+from .sample import Sample
+from .train import COMPLETE_MARKER  # written into a checkpoint once it is completely saved
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 24_000
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+# --- parameters --------------------------------------------------------------------------------------
+@dataclass
+class EvalParams:
+    """Everything an evaluation needs; the names are notebook 05's parameters."""
+
+    base_model: str = "runs/demo/tiny-model"  # HF folder or cached hub id the adapters were trained on
+    # adapter folders, checkpoint-N folders, or training output_dirs (their checkpoints and adapter/)
+    adapters: list[str] = field(default_factory=lambda: ["runs/demo/04_train"])
+    eval_data: str = "runs/demo/03_validate/val.jsonl"  # canonical JSONL; prompt-only samples are fine
+    output_dir: str = "runs/demo/05_evaluate"
+    max_samples: int | None = 8  # None: every sample of eval_data
+    max_new_tokens: int = 500  # audio frames to generate at most (25 per second)
+    temperature: float = 0.3  # 0: greedy
+    top_k: int | None = 50
+    top_p: float | None = 0.95
+    seed: int = 0  # each prompt's seed derives from it and the sample id: identical for every candidate
+    ras_win_len: int | None = None  # repetition-aware sampling window; None: the model's setting, 0: off
+    asr_model: str | None = None  # local ASR model (transformers pipeline) for WER/CER
+    speaker_model: str | None = None  # local x-vector model (AutoModelForAudioXVector) for speaker similarity
+    max_listen: int = 4  # prompts whose clips are embedded in the report
+    select_by: str = "auto"  # names the best checkpoint; auto: speaker similarity, else mcd, else loss
+    codes_cache_dir: str | None = None  # default: <WORKBENCH_CACHE_DIR>/codes
+
+    def check(self) -> list[str]:
+        """Problems with values, each naming the parameter."""
+        problems = []
+        if not self.adapters:
+            problems.append("adapters: empty; give at least one adapter, checkpoint or training output_dir")
+        if self.max_samples is not None and self.max_samples < 1:
+            problems.append(f"max_samples: must be at least 1 (or None for all), got {self.max_samples}")
+        if self.max_new_tokens < 1:
+            problems.append(f"max_new_tokens: must be at least 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            problems.append(f"temperature: must be >= 0 (0 is greedy), got {self.temperature}")
+        if self.top_k is not None and self.top_k < 1:
+            problems.append(f"top_k: must be at least 1 or None, got {self.top_k}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            problems.append(f"top_p: must be in (0, 1] or None, got {self.top_p}")
+        if self.ras_win_len is not None and self.ras_win_len < 0:
+            problems.append(f"ras_win_len: must be >= 0 (0 turns it off) or None, got {self.ras_win_len}")
+        if self.max_listen < 0:
+            problems.append(f"max_listen: must be >= 0, got {self.max_listen}")
+        selectable = ["auto", *(k for k, v in METRICS.items() if v[1])]
+        if self.select_by not in selectable:
+            problems.append(f"select_by: expected one of {', '.join(selectable)}, got {self.select_by!r}")
+        return problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_eval_params(
+    path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None
+) -> EvalParams:
+    """Parameters from a YAML file (a ``05_evaluate:`` section is used when present) and overrides.
+
+    Raises:
+        workbench.params.ParamsError: every unknown key, wrong type and bad value at once.
+    """
+    from .params import ParamsError, _build
+    from .report import load_notebook_params
+
+    data = load_notebook_params("05_evaluate", path, overrides)
+    problems: list[str] = []
+    params = _build(EvalParams, data, problems)
+    problems.extend(params.check())
+    if problems:
+        raise ParamsError(problems, str(path) if path else None)
+    return params
+
+
+def eval_params_from_namespace(namespace: dict[str, Any]) -> EvalParams:
+    """The :class:`EvalParams` held by a notebook's globals (its parameters cell's names)."""
+    names = {f.name for f in dataclasses.fields(EvalParams)}
+    return load_eval_params(None, {k: v for k, v in namespace.items() if k in names})
+
+
+# --- candidates --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Candidate:
+    """A model to evaluate: the base (``path`` None) or one adapter folder.
+
+    Attributes:
+        name: Unique display name (``base``, ``adapter``, ``checkpoint-40``; prefixed by the run
+            folder when several runs are compared).
+        path: The adapter folder (with ``adapter_config.json``), None for the base model.
+        step: Training step of the weights, when known.
+        run: The training output folder it belongs to, when known (one line per run in plots).
+    """
+
+    name: str
+    path: str | None = None
+    step: int | None = None
+    run: str | None = None
+
+    @property
+    def is_base(self) -> bool:
+        return self.path is None
+
+    @property
+    def slug(self) -> str:
+        """The name as a folder name."""
+        return re.sub(r"[^A-Za-z0-9._-]+", "_", self.name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _checkpoint_step(folder: Path) -> int | None:
+    match = re.fullmatch(r"checkpoint-(\d+)", folder.name)
+    return int(match.group(1)) if match else None
+
+
+def _final_step(run_dir: Path) -> int | None:
+    """The step of ``run_dir/adapter`` from ``run.json`` written by :mod:`workbench.train`."""
+    record = run_dir / "run.json"
+    if not record.is_file():
+        return None
+    try:
+        step = json.loads(record.read_text()).get("result", {}).get("global_step")
+    except (json.JSONDecodeError, AttributeError):
+        return None
+    return int(step) if isinstance(step, int) else None
+
+
+def _file_digest(folder: Path) -> str | None:
+    weights = folder / "adapter_model.safetensors"
+    if not weights.is_file():
+        return None
+    return hashlib.sha256(weights.read_bytes()).hexdigest()
+
+
+def resolve_candidates(base_model: str, adapters: Sequence[str]) -> list[Candidate]:
+    """The base model followed by every adapter to evaluate, in order.
+
+    Args:
+        base_model: The base model (only named here; loading happens in :func:`evaluate`).
+        adapters: Each entry is an adapter folder (``adapter_config.json``), a ``checkpoint-N``
+            folder, or a training ``output_dir``, which stands for its complete ``checkpoint-N``
+            folders (those with ``workbench_complete.json``), ordered by step, then ``adapter/``.
+            A checkpoint whose weights are byte-identical to the run's ``adapter/`` is evaluated
+            once, as ``adapter``.
+
+    Returns:
+        ``[Candidate("base"), ...]``; names are unique.
+
+    Raises:
+        FileNotFoundError: an entry that does not exist or holds no adapter (names it).
+    """
+    found: list[Candidate] = []
+    for entry in adapters:
+        folder = Path(entry).expanduser()
+        if not folder.is_dir():
+            raise FileNotFoundError(f"adapters: {entry} is not a folder (working directory {os.getcwd()})")
+        if (folder / ADAPTER_CONFIG).is_file():
+            step = _checkpoint_step(folder)
+            run = folder.parent if step is not None or folder.name == "adapter" else None
+            if step is None and folder.name == "adapter":
+                step = _final_step(folder.parent)
+            if (
+                step is not None
+                and folder.name.startswith("checkpoint-")
+                and not (folder / COMPLETE_MARKER).is_file()
+            ):
+                log.warning("%s has no %s: it may be incomplete", folder, COMPLETE_MARKER)
+            found.append(
+                Candidate(folder.name, str(folder.absolute()), step, str(run.absolute()) if run else None)
+            )
+            continue
+        checkpoints = sorted(
+            (s, d)
+            for d in folder.glob("checkpoint-*")
+            if (s := _checkpoint_step(d)) is not None and d.is_dir()
+        )
+        complete = [
+            (s, d)
+            for s, d in checkpoints
+            if (d / COMPLETE_MARKER).is_file() and (d / ADAPTER_CONFIG).is_file()
+        ]
+        for s, d in checkpoints:
+            if (s, d) not in complete:
+                log.warning(
+                    "skipping incomplete checkpoint %s (no %s or %s)", d, COMPLETE_MARKER, ADAPTER_CONFIG
+                )
+        final = folder / "adapter"
+        has_final = (final / ADAPTER_CONFIG).is_file()
+        if not complete and not has_final:
+            raise FileNotFoundError(
+                f"adapters: {entry} holds no adapter: no {ADAPTER_CONFIG}, no adapter/ and no complete checkpoint-N "
+                "folder. Hint: give an adapter folder, a checkpoint-N folder or a training output_dir"
+            )
+        final_digest = _file_digest(final) if has_final else None
+        run = str(folder.absolute())
+        for s, d in complete:
+            if final_digest is not None and _file_digest(d) == final_digest:
+                log.info("%s has the same weights as %s: evaluated once, as adapter", d, final)
+                continue
+            found.append(Candidate(d.name, str(d.absolute()), s, run))
+        if has_final:
+            found.append(Candidate("adapter", str(final.absolute()), _final_step(folder), run))
+    # Unique names: with several training runs every run's candidates carry its folder name; other
+    # clashes (two folders named "adapter") get their parent folder's name.
+    if len({c.run for c in found if c.run}) > 1:
+        found = [dataclasses.replace(c, name=f"{Path(c.run).name}/{c.name}") if c.run else c for c in found]
+    counts: dict[str, int] = {}
+    for c in found:
+        counts[c.name] = counts.get(c.name, 0) + 1
+    named = []
+    for c in found:
+        name = c.name
+        if counts[name] > 1 or name == "base":
+            name = f"{Path(c.path).parent.name}/{c.name}"  # type: ignore[arg-type]
+        named.append(dataclasses.replace(c, name=name))
+    seen: set[str] = set()
+    for c in named:
+        if c.name in seen:
+            raise ValueError(f"adapters: {c.path} is listed twice (or two runs share the name {c.name!r})")
+        seen.add(c.name)
+    return [Candidate("base", None, None, None), *named]
+
+
+# --- prompts -----------------------------------------------------------------------------------------
+@dataclass
+class EvalPrompt:
+    """One evaluation prompt derived from a canonical sample.
+
+    Attributes:
+        sample: The sample as read from ``eval_data``.
+        context: The sample cut before its last target audio (all of it when prompt-only); the
+            model continues it with audio.
+        text: The text to speak (the last user message of ``context``).
+        reference: The first audio of the context (the voice to clone), if any.
+        target: The last target audio, if any.
+        seed: Generation seed, from ``params.seed`` and the sample id (same for every candidate).
+        problem: Why this prompt cannot be generated from, if it cannot.
+    """
+
+    sample: Sample
+    context: Sample
+    text: str | None
+    reference: str | None
+    target: str | None
+    seed: int
+    problem: str | None = None
+
+
+def make_prompt(sample: Sample, seed: int = 0) -> EvalPrompt:
+    """Cut a sample into a generation prompt (see :class:`EvalPrompt`)."""
+    targets = sample.target_indices()
+    cut = targets[-1] if targets else len(sample.messages)
+    messages = sample.messages[:cut]
+    last = messages[-1] if messages else None
+    problem = None
+    if last is None or last.role != "user" or last.text is None:
+        problem = "the prompt does not end with a user text message (the text to speak)"
+    audio = [m.audio_url for m in messages if m.is_audio]
+    return EvalPrompt(
+        sample=sample,
+        context=Sample(sample.id, tuple(messages), len(messages), sample.speaker, dict(sample.misc)),
+        text=last.text if problem is None else sample.target_text(),  # type: ignore[union-attr]
+        reference=audio[0] if audio else None,
+        target=sample.messages[cut].audio_url if targets else None,
+        seed=(seed * 1_000_003 + zlib.crc32(sample.id.encode())) % 2**31,
+        problem=problem,
+    )
+
+
+def generation_inputs(prompt: EvalPrompt, processor: Any, codes_cache: Any) -> dict[str, torch.Tensor]:
+    """Model inputs for generating the prompt's audio, built as training builds sequences.
+
+    The context is encoded by :func:`workbench.collate.encode_sample` (reference audio codes from
+    the codes cache) and followed by the chat template's generation prompt (assistant header and
+    ``<|audio_out_bos|>``), exactly what ``processor.apply_chat_template(...,
+    add_generation_prompt=True)`` gives for the same audio.
+
+    Returns:
+        ``input_ids`` and ``attention_mask`` ``(1, L)``; with context audio also
+        ``audio_input_ids`` ``(1, F, N)`` and ``audio_input_ids_mask`` ``(1, F)``.
+
+    Raises:
+        ValueError: the prompt cannot be generated from (names the sample and the problem).
+    """
+    from .collate import encode_sample, sample_to_conversation
+
+    if prompt.problem:
+        raise ValueError(f"sample {prompt.sample.id!r}: {prompt.problem}")
+    encoded = encode_sample(prompt.context, processor, codes_cache)
+    conversation = sample_to_conversation(prompt.context)
+    plain = processor.apply_chat_template(conversation, tokenize=False)
+    with_prompt = processor.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+    if not with_prompt.startswith(plain):
+        raise ValueError("the chat template's generation prompt does not extend the rendered conversation")
+    suffix = processor.tokenizer(with_prompt[len(plain) :], add_special_tokens=False)["input_ids"]
+    input_ids = torch.cat([encoded["input_ids"], torch.tensor(suffix, dtype=torch.long)])[None]
+    inputs = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
+    if len(encoded["audio_input_ids"]):
+        inputs["audio_input_ids"] = encoded["audio_input_ids"][None]
+        inputs["audio_input_ids_mask"] = torch.ones(inputs["audio_input_ids"].shape[:2], dtype=torch.bool)
+    return inputs
+
+
+# --- model passes ------------------------------------------------------------------------------------
+@torch.no_grad()
+def teacher_forced_metrics(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Loss and per-codebook top-1 accuracy of one collated batch (targets given).
+
+    Returns:
+        ``{"loss", "acc_mean", "acc_cb0", ...}``.
+    """
+    from .metrics import codebook_hits
+
+    out = model(**batch)
+    correct, total = codebook_hits(model, batch, out.logits)
+    acc = (correct.float() / total.clamp(min=1).float()).tolist()
+    metrics = {"loss": float(out.loss), "acc_mean": float(sum(acc) / len(acc))}
+    metrics.update({f"acc_cb{k}": float(a) for k, a in enumerate(acc)})
+    return metrics
+
+
+def generation_config(model: torch.nn.Module, params: EvalParams) -> Any:
+    """A copy of the model's generation config with the evaluation's sampling settings."""
+    config = copy.deepcopy(model.generation_config)
+    config.max_new_tokens = params.max_new_tokens
+    config.do_sample = params.temperature > 0
+    if config.do_sample:
+        config.temperature = params.temperature
+        config.top_k = params.top_k
+        config.top_p = params.top_p
+    else:
+        config.temperature, config.top_k, config.top_p = None, None, None
+    if params.ras_win_len is not None:
+        config.ras_win_len = params.ras_win_len or None
+        if config.ras_win_len and getattr(config, "ras_win_max_num_repeat", None) is None:
+            config.ras_win_max_num_repeat = 2
+    return config
+
+
+class NoAudioError(RuntimeError):
+    """Generated codes that decode to no audio."""
+
+
+def decode_audio(processor: Any, audio_ids: torch.Tensor) -> np.ndarray:
+    """Decode generated codes ``(1, frames, N)`` to a float32 waveform at 24 kHz.
+
+    Raises:
+        NoAudioError: the codes hold no decodable audio (the reason is in the message).
+    """
+    frames = audio_ids[0].cpu()
+    num_codebooks = frames.shape[-1]
+    bos, eos = processor.audio_stream_bos_id, processor.audio_stream_eos_id
+    starts = (frames == bos).all(dim=-1).nonzero()
+    if len(starts) == 0:
+        raise NoAudioError("the generated codes have no all-bos frame where audio starts")
+    generated = frames[int(starts[-1]) + 1 :]
+    ends = (generated == eos).all(dim=-1).nonzero()
+    count = int(ends[0]) if len(ends) else len(generated)
+    if count < num_codebooks:
+        raise NoAudioError(
+            f"only {count} audio frame(s) were generated before the end; the delay pattern over {num_codebooks} "
+            f"codebooks needs at least {num_codebooks} to yield any audio (raise max_new_tokens, or the model "
+            "stops too early)"
+        )
+    try:
+        waveform = processor.decode(audio_ids)
+    except Exception as exc:  # the processor raises various errors on degenerate codes
+        raise NoAudioError(
+            f"the processor could not decode the generated codes ({type(exc).__name__}: {exc})"
+        ) from exc
+    audio = waveform.detach().float().cpu().numpy().reshape(-1)
+    if audio.size == 0:
+        raise NoAudioError("the generated codes decode to no samples (the model stopped at once)")
+    if not np.isfinite(audio).all():
+        raise NoAudioError("the decoded audio has NaN or infinite samples")
+    return audio
+
+
+# --- optional model metrics --------------------------------------------------------------------------
+class _Scorers:
+    """The optional ASR and speaker models, loaded up front (a model asked for must load)."""
+
+    def __init__(self, params: EvalParams, device: str | None):
+        from . import quality
+
+        self.notes: list[str] = []
+        self.asr = self.speaker = None
+        if params.asr_model:
+            self.asr = quality.AsrScorer(params.asr_model, device=device)
+        else:
+            self.notes.append(
+                "WER/CER left out: no asr_model given (set asr_model to a local speech-recognition model, "
+                "e.g. a Whisper folder, to score intelligibility)"
+            )
+        if params.speaker_model:
+            self.speaker = quality.SpeakerScorer(params.speaker_model, device=device)
+        else:
+            self.notes.append(
+                "speaker similarity left out: no speaker_model given (set speaker_model to a local x-vector model, "
+                "e.g. a WavLM x-vector folder, to score the voice)"
+            )
+        self._embeddings: dict[str, np.ndarray] = {}
+
+    def embedding_of_file(self, path: str) -> np.ndarray:
+        from .audio import load_audio
+
+        if path not in self._embeddings:
+            audio = load_audio(path, SAMPLE_RATE)
+            self._embeddings[path] = np.asarray(self.speaker.embed(audio, SAMPLE_RATE))  # type: ignore[union-attr]
+        return self._embeddings[path]
+
+    def score(self, audio: np.ndarray, prompt: EvalPrompt) -> dict[str, Any]:
+        row: dict[str, Any] = {}
+        if self.asr is not None and prompt.text:
+            row.update(self.asr.scores(audio, SAMPLE_RATE, prompt.text))
+        if self.speaker is not None:
+            from . import quality
+
+            emb = np.asarray(self.speaker.embed(audio, SAMPLE_RATE)).reshape(-1)
+            for key, path in (("speaker_sim_ref", prompt.reference), ("speaker_sim_target", prompt.target)):
+                if path:
+                    row[key] = quality.cosine(emb, self.embedding_of_file(path))
+        return row
+
+
+# --- the evaluation ----------------------------------------------------------------------------------
+@dataclass
+class EvalResult:
+    """What :func:`evaluate` measured (rank 0 holds every rank's rows)."""
+
+    params: EvalParams
+    candidates: list[Candidate]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    summary: list[dict[str, Any]] = field(default_factory=list)
+    ab: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+    metrics_json: str | None = None
+    metrics_csv: str | None = None
+    seconds: float = 0.0
+
+    def best_sentence(self) -> str:
+        return best_sentence(self.best)
+
+    def summary_line(self) -> str:
+        """One line for the run index."""
+        prompts = len({r["sample_id"] for r in self.rows})
+        failed = sum(r["status"] != "ok" for r in self.rows)
+        inactive = [a["candidate"] for a in self.ab if a["no_effect"]]
+        parts = [f"{len(self.candidates)} models x {prompts} prompts", self.best_sentence()]
+        if failed:
+            parts.append(f"{failed} generation(s) failed")
+        if inactive:
+            parts.append(f"no effect: {', '.join(inactive)}")
+        return "; ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "params": self.params.to_dict(),
+            "candidates": [c.to_dict() for c in self.candidates],
+            "summary": self.summary,
+            "ab": self.ab,
+            "best": self.best,
+            "best_sentence": self.best_sentence(),
+            "notes": self.notes,
+            "seconds": self.seconds,
+            "rows": self.rows,
+        }
+
+
+def _rank_and_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    rank = int(os.environ.get("RANK", "0")) if rank is None else rank
+    world_size = int(os.environ.get("WORLD_SIZE", "1")) if world_size is None else world_size
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in [0, world_size): got rank={rank}, world_size={world_size}")
+    return rank, world_size
+
+
+def shard(items: Sequence[Any], rank: int, world_size: int) -> list[Any]:
+    """This rank's share of ``items`` (round-robin, so every rank gets similar lengths)."""
+    return list(items[rank::world_size])
+
+
+def _barrier() -> None:
+    from accelerate import PartialState
+
+    PartialState(cpu=not torch.cuda.is_available()).wait_for_everyone()
+
+
+def load_prompts(params: EvalParams) -> list[EvalPrompt]:
+    """The first ``max_samples`` samples of ``eval_data`` as prompts.
+
+    Raises:
+        FileNotFoundError: ``eval_data`` does not exist.
+        ValueError: it holds no sample.
+    """
+    from .sample import read_samples
+
+    if not os.path.isfile(params.eval_data):
+        raise FileNotFoundError(f"eval_data: file not found: {os.path.abspath(params.eval_data)}")
+    prompts = []
+    for sample in read_samples(params.eval_data):
+        if params.max_samples is not None and len(prompts) >= params.max_samples:
+            break
+        prompts.append(make_prompt(sample, params.seed))
+    if not prompts:
+        raise ValueError(f"eval_data: {params.eval_data} holds no sample")
+    return prompts
+
+
+class _Session:
+    """What one :func:`evaluate` call loads once and shares across candidates.
+
+    Holds the base model (wrapped by PEFT once the first adapter is loaded; later adapters are
+    swapped in with ``load_adapter``/``set_adapter`` and the previous one deleted, so the base
+    weights are loaded once), the processor, codes cache and collator, every prompt's generation
+    inputs, and the base model's outputs that adapters are compared with.
+    """
+
+    def __init__(self, params: EvalParams, prompts: list[EvalPrompt]):
+        from .audio import load_audio
+        from .codes import CodesCache
+        from .collate import HiggsAudioCollator
+        from .model import load_model_and_processor
+        from .train import default_codes_cache_dir
+
+        device = "cuda" if torch.cuda.is_available() else None
+        self.params, self.prompts = params, prompts
+        self.out = Path(params.output_dir)
+        self.scorers = _Scorers(params, device)  # before the long work: a missing optional model fails now
+        dtype = torch.bfloat16 if device == "cuda" else None
+        self.model, self.processor = load_model_and_processor(params.base_model, dtype=dtype, device=device)
+        cache_dir = Path(params.codes_cache_dir) if params.codes_cache_dir else default_codes_cache_dir()
+        self.codes_cache = CodesCache(cache_dir, self.processor.audio_tokenizer)
+        paths = [m.audio_url for p in prompts for m in p.sample.messages if m.is_audio]
+        self.codes_cache.encode_missing([p for p in paths if os.path.isfile(p)], progress=False)
+        self.collator = HiggsAudioCollator(self.processor, self.codes_cache, require_targets=True)
+        self.gen_config = generation_config(self.model, params)
+        self.inputs: dict[str, dict[str, torch.Tensor] | Exception] = {}
+        for prompt in prompts:
+            try:
+                self.inputs[prompt.sample.id] = generation_inputs(prompt, self.processor, self.codes_cache)
+            except (ValueError, FileNotFoundError, KeyError) as exc:  # becomes the prompt's failure row
+                self.inputs[prompt.sample.id] = exc
+        # The A/B logits probe: the first prompt that has inputs.
+        self.probe = next((p for p in prompts if isinstance(self.inputs[p.sample.id], dict)), None)
+        self.targets = {
+            p.target: load_audio(p.target, SAMPLE_RATE)
+            for p in prompts
+            if p.target and os.path.isfile(p.target)
+        }
+        self.base_codes: dict[str, torch.Tensor] = {}
+        self.base_logits: torch.Tensor | None = None
+        self.peft_model: Any = None
+        self.adapter_name: str | None = None
+
+    def activate(self, candidate: Candidate, index: int) -> torch.nn.Module:
+        """The model to run for ``candidate``: the plain base model, or the PEFT model with its adapter."""
+        if candidate.is_base:
+            if self.peft_model is not None:
+                raise RuntimeError("the base model must be evaluated before any adapter is loaded")
+            return self.model
+        from peft import PeftModel
+
+        name = f"candidate{index}"
+        try:
+            if self.peft_model is None:
+                self.peft_model = PeftModel.from_pretrained(self.model, candidate.path, adapter_name=name)
+            else:
+                self.peft_model.load_adapter(candidate.path, adapter_name=name)
+                self.peft_model.set_adapter(name)
+                self.peft_model.delete_adapter(self.adapter_name)
+        except (RuntimeError, ValueError, KeyError, OSError) as exc:
+            raise RuntimeError(
+                f"cannot load adapter {candidate.path} onto {self.params.base_model}: {type(exc).__name__}: {exc}. "
+                "Hint: was it trained on this base model? (its adapter_config.json names the base)"
+            ) from exc
+        self.adapter_name = name
+        return self.peft_model.eval()
+
+    @torch.no_grad()
+    def probe_dlogit(self, candidate: Candidate, active: torch.nn.Module) -> float | None:
+        """Max |Δlogit| against the base model on the probe prompt (None for the base itself)."""
+        if self.probe is None:
+            return None
+        logits = active(**_to(self.inputs[self.probe.sample.id], active)).logits.float().cpu()
+        if candidate.is_base:
+            self.base_logits = logits
+            return None
+        return float((logits - self.base_logits).abs().max()) if self.base_logits is not None else None
+
+    def prompt_row(self, candidate: Candidate, active: torch.nn.Module, prompt: EvalPrompt) -> dict[str, Any]:
+        """Teacher-forced metrics, generation, decoding and audio metrics of one candidate on one prompt."""
+        from .audio import write_wav
+
+        sid = prompt.sample.id
+        row: dict[str, Any] = {
+            "candidate": candidate.name, "step": candidate.step, "sample_id": sid, "text": prompt.text,
+            "reference": prompt.reference, "target": prompt.target, "seed": prompt.seed,
+            "status": "ok", "error": None, "audio": None,
+        }  # fmt: skip
+        if prompt.sample.is_trainable:
+            try:
+                row.update(teacher_forced_metrics(active, _to(self.collator([prompt.sample]), active)))
+            except (ValueError, FileNotFoundError) as exc:
+                row["tf_error"] = str(exc)
+        audio_dir = self.out / "audio" / candidate.slug
+        inputs = self.inputs[sid]
+        try:
+            if isinstance(inputs, Exception):
+                raise inputs
+            torch.manual_seed(prompt.seed)  # the same for every candidate: differences come from the weights
+            started = time.perf_counter()
+            with torch.no_grad():
+                audio_ids = active.generate(**_to(inputs, active), generation_config=self.gen_config)
+            row["gen_seconds"] = time.perf_counter() - started
+            prompt_frames = inputs["audio_input_ids"].shape[1] if "audio_input_ids" in inputs else 0
+            codes = audio_ids[0, prompt_frames:].cpu()
+            row["gen_frames"] = len(codes)
+            audio_dir.mkdir(parents=True, exist_ok=True)
+            np.save(audio_dir / f"{_file_name(sid)}.codes.npy", codes.numpy())
+            if candidate.is_base:
+                self.base_codes[sid] = codes
+            elif sid in self.base_codes:
+                row["frames_differ"] = frames_differ(codes, self.base_codes[sid])
+            audio = decode_audio(self.processor, audio_ids)
+            row["audio"] = str(
+                write_wav(audio_dir / f"{_file_name(sid)}.wav", np.clip(audio, -1, 1), SAMPLE_RATE)
+            )
+        except Exception as exc:  # a failed generation is a result row, never a crash
+            debug = log.isEnabledFor(logging.DEBUG)
+            log.warning("%s on %s: generation failed: %s", candidate.name, sid, exc, exc_info=debug)
+            row["status"], row["error"] = "failed", f"{type(exc).__name__}: {exc}"
+            return row
+        try:
+            row.update(_basic_metrics(audio, prompt, self.targets))
+            row.update(self.scorers.score(audio, prompt))
+        except Exception as exc:  # e.g. an ASR model that chokes on noise: keep the clip, note it
+            log.warning("%s on %s: metrics failed: %s", candidate.name, sid, exc)
+            row["metrics_error"] = f"{type(exc).__name__}: {exc}"
+        return row
+
+
+def evaluate(
+    params: EvalParams, rank: int | None = None, world_size: int | None = None, progress: bool = True
+) -> EvalResult:
+    """Evaluate the base model and every adapter of ``params`` (see the module docstring).
+
+    Args:
+        params: The evaluation parameters.
+        rank: This process's index; None reads ``RANK`` (0 when unset).
+        world_size: Number of processes sharing the prompts; None reads ``WORLD_SIZE`` (1).
+        progress: Show a progress bar.
+
+    Returns:
+        The :class:`EvalResult`; on rank 0 of a multi-process run it holds every rank's rows.
+
+    Raises:
+        workbench.params.ParamsError: bad parameter values.
+        FileNotFoundError: the base model, an adapter or ``eval_data`` is missing.
+        workbench.quality.OptionalModelError: ``asr_model`` or ``speaker_model`` is given but
+            cannot be loaded.
+    """
+    started = time.perf_counter()
+    problems = params.check()
+    if problems:
+        from .params import ParamsError
+
+        raise ParamsError(problems)
+    rank, world_size = _rank_and_world(rank, world_size)
+    candidates = resolve_candidates(params.base_model, params.adapters)
+    all_prompts = load_prompts(params)
+    prompts = shard(all_prompts, rank, world_size)
+    Path(params.output_dir).mkdir(parents=True, exist_ok=True)
+    session = _Session(params, prompts)
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(candidates) * len(prompts), desc="evaluating", unit="generation")
+    rows: list[dict[str, Any]] = []
+    for index, candidate in enumerate(candidates):
+        active = session.activate(candidate, index)
+        max_dlogit = session.probe_dlogit(candidate, active)
+        for prompt in prompts:
+            row = session.prompt_row(candidate, active, prompt)
+            if prompt is session.probe and max_dlogit is not None:
+                row["max_dlogit"] = max_dlogit
+            rows.append(row)
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
+    session.codes_cache.flush()
+
+    result = EvalResult(params=params, candidates=candidates, notes=list(session.scorers.notes))
+    if world_size > 1:
+        rows = _gather_rows(rows, Path(params.output_dir), rank, world_size)
+        if rank != 0:
+            result.rows = rows
+            return result
+    order = {p.sample.id: i for i, p in enumerate(all_prompts)}
+    names = [c.name for c in candidates]
+    result.rows = sorted(rows, key=lambda r: (names.index(r["candidate"]), order.get(r["sample_id"], 0)))
+    if not any(p.target for p in all_prompts):
+        result.notes.append(
+            "no sample of eval_data has target audio: teacher-forced loss/accuracy, duration ratio and "
+            "mel-cepstral distortion are left out"
+        )
+    result.summary = summarize(result.rows, candidates)
+    result.ab = ab_check(result.rows, candidates)
+    result.best = select_best(result.summary, params.select_by)
+    result.seconds = time.perf_counter() - started
+    write_metrics(result, params.output_dir)
+    log.info("%s", result.summary_line())
+    return result
+
+
+def _gather_rows(rows: list[dict[str, Any]], out: Path, rank: int, world_size: int) -> list[dict[str, Any]]:
+    """Every rank writes its rows to ``out/shards``; rank 0 returns all of them, the others their own."""
+    shards = out / "shards"
+    shards.mkdir(exist_ok=True)
+    (shards / f"rows.rank{rank}.json").write_text(json.dumps(rows, default=str))
+    _barrier()
+    if rank != 0:
+        return rows
+    return [r for k in range(world_size) for r in json.loads((shards / f"rows.rank{k}.json").read_text())]
+
+
+def _to(batch: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    device = next(model.parameters()).device
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def _file_name(sample_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", sample_id)[:120] or "sample"
+
+
+def _basic_metrics(audio: np.ndarray, prompt: EvalPrompt, targets: dict[str, np.ndarray]) -> dict[str, Any]:
+    from .quality import basic_metrics
+
+    target = targets.get(prompt.target) if prompt.target else None
+    return dict(basic_metrics(audio, SAMPLE_RATE, prompt.text or "", target=target))
+
+
+def frames_differ(codes: torch.Tensor, base: torch.Tensor) -> float:
+    """Fraction of generated frames ``(T, N)`` that differ from the base's (length differences count)."""
+    length = max(len(codes), len(base))
+    if length == 0:
+        return 0.0
+    common = min(len(codes), len(base))
+    same = int((codes[:common] == base[:common]).all(dim=-1).sum()) if common else 0
+    return 1.0 - same / length
+
+
+# --- output files ----------------------------------------------------------------------------------
+def write_metrics(result: EvalResult, out: str | os.PathLike) -> None:
+    """``metrics.json`` (everything) and ``metrics.csv`` (one row per candidate and prompt)."""
+    out = Path(out)
+    result.metrics_json = str(out / "metrics.json")
+    result.metrics_csv = str(out / "metrics.csv")
+    Path(result.metrics_json).write_text(json.dumps(result.to_dict(), indent=1, default=str) + "\n")
+    columns = list(dict.fromkeys(k for r in result.rows for k in r))
+    with open(result.metrics_csv, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(result.rows)
+
+
+def load_result(output_dir: str | os.PathLike) -> dict[str, Any]:
+    """The ``metrics.json`` of an earlier evaluation."""
+    return json.loads((Path(output_dir) / "metrics.json").read_text())
+
+
+# --- the notebook, headless ------------------------------------------------------------------------
+def run_evaluation_notebook(
+    params: dict[str, Any], out_dir: str | os.PathLike | None = None, log_output: bool = False
+) -> Any:
+    """``workbench evaluate``: check the parameters, then run notebook 05 with papermill.
+
+    Args:
+        params: Notebook parameters (e.g. from :func:`workbench.report.load_notebook_params`).
+        out_dir: Folder for the executed notebook and its HTML (default: ``output_dir``).
+        log_output: Stream cell output to the terminal.
+
+    Returns:
+        The :class:`workbench.report.NotebookRun`.
+
+    Raises:
+        workbench.params.ParamsError: every parameter problem, before anything runs.
+    """
+    from .report import run_notebook
+
+    checked = load_eval_params(None, params)
+    return run_notebook("05_evaluate", out_dir or checked.output_dir, params, log_output=log_output)
