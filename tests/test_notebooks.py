@@ -58,14 +58,25 @@ def _embedded_wavs(html: str) -> list[bytes]:
     return [base64.b64decode(m) for m in re.findall(r'src="data:audio/wav;base64,([A-Za-z0-9+/=]+)"', html)]
 
 
-def test_demo_run_writes_every_report_and_an_index(demo_run):
-    for stem in ("01_inspect_data", "02_convert_and_listen", "03_validate"):
-        assert (demo_run / f"{stem}.ipynb").exists() and (demo_run / f"{stem}.html").exists()
-        assert notebook_status(demo_run / f"{stem}.ipynb")["ok"]
+STEPS = ("01_inspect_data", "02_convert_and_listen", "03_validate", "04_train/04_train", "05_evaluate/05_evaluate")
+
+
+def test_demo_runs_the_whole_pipeline_and_indexes_every_report(demo_run):
+    for step in STEPS:
+        assert (demo_run / f"{step}.ipynb").exists() and (demo_run / f"{step}.html").exists(), step
+        status = notebook_status(demo_run / f"{step}.ipynb")
+        assert status["ok"] and status["summary"], step
     index = (demo_run / "index.html").read_text()
-    positions = [index.index(f'href="{s}.html"') for s in ("01_inspect_data", "02_convert_and_listen", "03_validate")]
+    positions = [index.index(f'href="{s}.html"') for s in STEPS]
     assert positions == sorted(positions)
     assert "failed" not in re.sub(r"\.failed\{[^}]*\}", "", index)
+    # training ran on two ranks and left its artefacts; evaluation compared base and adapter
+    run = json.loads((demo_run / "04_train" / "run.json").read_text())
+    assert run["world_size"] == 2
+    assert (demo_run / "04_train" / "adapter" / "adapter_config.json").exists()
+    assert (demo_run / "04_train" / "merged" / "model.safetensors").exists()
+    metrics = json.loads((demo_run / "05_evaluate" / "metrics.json").read_text())
+    assert "base" in json.dumps(metrics) and "adapter" in json.dumps(metrics)
 
 
 def test_convert_notebook_shows_the_library_counts(demo_run):
