@@ -7,14 +7,24 @@ environment (RANK, WORLD_SIZE, MASTER_ADDR...), so the Trainer inside the notebo
 process group. Rank 0 writes ``output_dir/04_train.ipynb`` and its HTML report; other ranks write
 ``output_dir/logs/04_train.rank<N>.ipynb``. A failing rank prints its error and exits non-zero,
 which ends the launch (torchrun stops the other ranks) with a non-zero exit.
+
+Killing a launch stops its training: torchrun starts every rank in a session of its own and
+papermill starts each kernel in yet another, so killing the launch's process group (or the
+launcher with SIGKILL) would otherwise leave the ranks training on as orphans. Each rank therefore
+watches its launcher and, when it is gone or when the rank is terminated, kills its notebook kernel
+and exits; the run then resumes from the last complete checkpoint when started again.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +44,12 @@ def accelerate_command(launch: LaunchParams, params_json: Path) -> list[str]:
         cmd += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
         if launch.num_processes > 1:
             cmd += ["--multi_gpu", "--num_processes", str(launch.num_processes)]
+            if launch.main_process_port is None:
+                # One machine: a free port, so that two runs on one machine never collide.
+                cmd += ["--main_process_port", "0"]
         else:
             cmd += ["--num_processes", "1"]
-    if launch.main_process_port:
+    if launch.main_process_port is not None:  # 0: accelerate picks a free port
         cmd += ["--main_process_port", str(launch.main_process_port)]
     cmd += [str(Path(__file__).resolve().with_name("rank_entry.py")), "--rank-run", str(params_json)]
     return cmd
@@ -71,19 +84,94 @@ def train_launch(
     return proc.returncode
 
 
+def _kill_children() -> None:
+    """Kill this rank's notebook kernel and its data-loader workers."""
+    import psutil
+
+    for child in psutil.Process().children(recursive=True):
+        try:
+            child.kill()
+        except psutil.Error:
+            pass
+
+
+def _follow_launcher(rank: int, poll_s: float = 0.5, grace_s: float = 15.0) -> threading.Event:
+    """Stop this rank with its launcher (see the module docstring).
+
+    - The launcher is gone (killed): kill the kernel and exit at once; nobody reads a report.
+    - SIGTERM (torchrun stops the ranks because another one failed, or the launch was
+      interrupted): kill the kernel, so training stops now, but let papermill record the partial
+      notebook and the report be written; exit anyway after ``grace_s`` (torchrun waits 30 s).
+
+    Returns:
+        An event that is set once the rank was terminated.
+    """
+    launcher = os.getppid()
+    terminated = threading.Event()
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_s)
+            if os.getppid() != launcher:
+                print(f"rank {rank}: the launcher (pid {launcher}) is gone; stopping", file=sys.stderr, flush=True)
+                _kill_children()
+                os._exit(1)
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        if terminated.is_set():
+            return
+        terminated.set()
+        print(f"rank {rank}: terminated; stopping its notebook kernel", file=sys.stderr, flush=True)
+        _kill_children()
+        timer = threading.Timer(grace_s, os._exit, args=(128 + signum,))
+        timer.daemon = True
+        timer.start()
+
+    threading.Thread(target=watch, name="follow-launcher", daemon=True).start()
+    signal.signal(signal.SIGTERM, on_sigterm)
+    return terminated
+
+
+class _CellOutput(logging.Formatter):
+    """Cell output as the kernel printed it (papermill logs each chunk with its newline)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).rstrip("\n")
+
+
+def _show_cell_output() -> None:
+    """Print the notebook's output (prints and logs) on this rank's terminal, as it runs."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(_CellOutput("%(message)s"))
+    handler.addFilter(lambda record: not str(record.msg).startswith(("Executing Cell", "Ending Cell")))
+    pm_log = logging.getLogger("papermill")
+    pm_log.addHandler(handler)
+    pm_log.setLevel(logging.INFO)
+    pm_log.propagate = False
+
+
 def rank_run(params_json: str | os.PathLike) -> int:
     """One rank: execute notebook 04 with the run's parameters (see the module docstring)."""
-    from .report import run_notebook
+    from .report import export_html, run_notebook
 
     params = TrainParams(**json.loads(Path(params_json).read_text()))
     rank = int(os.environ.get("RANK", "0"))
+    terminated = _follow_launcher(rank)
+    if rank == 0:
+        _show_cell_output()
     out = Path(params.output_dir).absolute()
     target = out if rank == 0 else out / "logs"
-    result = run_notebook(NOTEBOOK, target, params.to_dict(), log_output=rank == 0, export=rank == 0)
-    if rank != 0 and Path(result.ipynb).exists():
-        os.replace(result.ipynb, target / f"{NOTEBOOK}.rank{rank}.ipynb")
-    if not result.ok:
-        print(f"rank {rank} failed: {result.error}", file=sys.stderr, flush=True)
-        return 1
-    return 0
-
+    ipynb = target / f"{NOTEBOOK}.ipynb"
+    try:
+        result = run_notebook(NOTEBOOK, target, params.to_dict(), log_output=rank == 0, export=rank == 0)
+        ok, error = result.ok, result.error
+    except Exception as exc:  # the kernel died (e.g. killed on SIGTERM): keep what the notebook shows
+        ok, error = False, f"{type(exc).__name__}: {exc}"
+        if rank == 0 and ipynb.exists():
+            export_html(ipynb)
+    if rank != 0 and ipynb.exists():
+        os.replace(ipynb, target / f"{NOTEBOOK}.rank{rank}.ipynb")
+    if not ok:
+        print(f"rank {rank} failed: {error}", file=sys.stderr, flush=True)
+        return 143 if terminated.is_set() else 1
+    return 143 if terminated.is_set() else 0

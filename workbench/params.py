@@ -128,6 +128,11 @@ def _type_ok(value: Any, annotation: Any) -> tuple[bool, Any]:
     if annotation is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return True, float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
+            try:
+                return True, float(value)
+            except ValueError:
+                return False, value
         return False, value
     if annotation is int:
         return isinstance(value, int) and not isinstance(value, bool), value
@@ -149,7 +154,10 @@ def _build(cls: type, data: dict[str, Any], problems: list[str], prefix: str = "
             continue
         ok, coerced = _type_ok(value, fields[key].type)
         if not ok:
-            problems.append(f"{prefix}{key}: expected {fields[key].type}, got {value!r}")
+            hint = ""
+            if isinstance(value, bool) and "str" in str(fields[key].type):
+                hint = " (YAML reads unquoted no/yes/off/on as booleans: quote the value, e.g. \"no\")"
+            problems.append(f"{prefix}{key}: expected {fields[key].type}, got {value!r}{hint}")
             continue
         kwargs[key] = coerced
     return cls(**kwargs)

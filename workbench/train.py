@@ -165,7 +165,7 @@ def prepare(params: TrainParams) -> Prepared:
     lengths = sequence_lengths(train_samples, processor, codes_cache)
     val_lengths = sequence_lengths(val_samples, processor, codes_cache)
     if max_length:
-        too_long = [(s.id, n) for s, n in zip(train_samples + val_samples, lengths + val_lengths) if n > max_length]
+        too_long = [(s.id, n) for s, n in zip(train_samples + val_samples, lengths + val_lengths, strict=True) if n > max_length]
         if too_long:
             listing = ", ".join(f"{i} ({n} tokens)" for i, n in too_long[:10])
             raise DataCheckError(
@@ -209,7 +209,12 @@ def apply_lora(model: torch.nn.Module, params: TrainParams) -> torch.nn.Module:
 
 
 def trainable_table(model: torch.nn.Module) -> list[dict[str, Any]]:
-    """Trainable parameters per module kind (LoRA on attention, text FFN, audio FFN...)."""
+    """Trainable parameters per module kind, summed over layers.
+
+    Rows: ``LoRA q_proj`` ... (attention), ``LoRA mlp.gate_proj`` ... (text FFN), ``LoRA
+    audio_mlp.gate_proj`` ... (audio FFN), ``full audio_lm_head`` (``modules_to_save``), then the
+    trainable total and the share of all parameters.
+    """
     groups: dict[str, list[int]] = {}
     total = 0
     for name, p in model.named_parameters():
@@ -217,10 +222,13 @@ def trainable_table(model: torch.nn.Module) -> list[dict[str, Any]]:
         if not p.requires_grad:
             continue
         parts = name.split(".")
-        kind = next((f"{parts[i - 1]}.{parts[i]}" for i, x in enumerate(parts) if x.startswith("lora_") and i >= 2), None)
-        if kind is None:
-            kind = next((x for x in parts if x in ("modules_to_save",)), "other") + ":" + parts[-2]
-        kind = kind.replace("self_attn.", "")
+        lora = next((i for i, x in enumerate(parts) if x.startswith("lora_")), None)
+        if lora is not None:  # ...layers.0.mlp.gate_proj.lora_A.default.weight -> LoRA mlp.gate_proj
+            kind = "LoRA " + ".".join(parts[max(0, lora - 2) : lora]).replace("self_attn.", "")
+        elif "modules_to_save" in parts:  # ...audio_lm_head.modules_to_save.default.weight
+            kind = "full " + parts[parts.index("modules_to_save") - 1]
+        else:
+            kind = "other " + ".".join(parts[-2:])
         groups.setdefault(kind, []).append(p.numel())
     rows = [{"module": k, "tensors": len(v), "parameters": sum(v)} for k, v in sorted(groups.items())]
     trainable = sum(r["parameters"] for r in rows)
@@ -247,7 +255,78 @@ def latest_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
     return str(max(found)[1]) if found else None
 
 
+def remove_incomplete_checkpoints(output_dir: str | os.PathLike, keep: str | None = None) -> list[str]:
+    """Delete ``checkpoint-N`` folders without our marker (saves cut short by a kill or a crash).
+
+    Left in place they would still count in the Trainer's ``save_total_limit`` rotation, which
+    could then delete the complete checkpoints instead. ``keep`` is never deleted.
+
+    Returns:
+        The deleted folders.
+    """
+    import shutil
+
+    removed = []
+    for d in sorted(Path(output_dir).glob("checkpoint-*")):
+        if not d.is_dir() or not d.name.split("-", 1)[1].isdigit() or (d / COMPLETE_MARKER).exists():
+            continue
+        if keep and d.resolve() == Path(keep).resolve():
+            continue
+        log.warning("removing incomplete checkpoint %s (its save was interrupted; it is never resumed from)", d)
+        shutil.rmtree(d, ignore_errors=True)
+        removed.append(str(d))
+    return removed
+
+
+def _trim_metrics(path: Path, resume: str | None) -> None:
+    """Keep the ``metrics.jsonl`` rows up to the resumed step (none on a fresh start)."""
+    if not path.exists():
+        return
+    step = 0
+    if resume:
+        state = json.loads((Path(resume) / "trainer_state.json").read_text())
+        step = int(state.get("global_step", 0))
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if line.strip() and json.loads(line).get("step", 0) <= step:
+                kept.append(line + "\n")
+        except json.JSONDecodeError:  # a row cut short by a kill
+            continue
+    path.write_text("".join(kept) if resume else "", encoding="utf-8")
+
+
+def _resume_point(params: TrainParams, state: Any) -> str | None:
+    """Where to resume, decided by the main process and followed by every rank.
+
+    The main process also removes incomplete checkpoints and the metrics logged after the resumed
+    step (a killed run logged them, and they will be logged again).
+    """
+    decision: tuple[str | None, str | None] = (None, None)
+    if state.is_main_process:
+        try:
+            resume = resolve_resume(params)
+            remove_incomplete_checkpoints(params.output_dir, keep=resume)
+            _trim_metrics(Path(params.output_dir) / "metrics.jsonl", resume)
+            decision = (resume, None)
+        except (OSError, ValueError) as exc:
+            decision = (None, f"{type(exc).__name__}: {exc}")
+    if state.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        decision = tuple(broadcast_object_list(list(decision), from_process=0))
+    resume, error = decision
+    if error:
+        raise FileNotFoundError(f"cannot resume: {error}")
+    return resume
+
+
 def resolve_resume(params: TrainParams) -> str | None:
+    """The checkpoint ``params.resume_from_checkpoint`` names: ``auto`` = the latest complete one.
+
+    Raises:
+        FileNotFoundError: an explicit checkpoint path that is not a complete checkpoint.
+    """
     value = params.resume_from_checkpoint
     if value in (None, "", "none", "no"):
         return None
@@ -322,6 +401,7 @@ def _callbacks(params: TrainParams) -> list[Any]:
         """Mark a checkpoint complete after the Trainer finished writing it."""
 
         def on_save(self, args, state, control, **kwargs):
+            _state().wait_for_everyone()  # every rank has written its part (rng_state_<rank>.pth)
             if state.is_world_process_zero:
                 folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
                 if folder.is_dir():
@@ -414,17 +494,24 @@ def fit(prepared: Prepared) -> TrainResult | None:
         log.info("trainable %-40s %8s %12s", row["module"], row["tensors"], row["parameters"])
     collator = HiggsAudioCollator(prepared.processor, prepared.codes_cache, max_length=prepared.max_length)
     has_eval = bool(prepared.val_samples)
-    os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(out / "tensorboard"))
-    trainer = _trainer_class()(
-        model=model,
-        args=training_arguments(params, has_eval),
-        train_dataset=prepared.train_samples,
-        eval_dataset=prepared.val_samples or None,
-        data_collator=collator,
-        callbacks=_callbacks(params),
-    )
+    resume = _resume_point(params, state)
+    # The TensorBoard callback reads its folder from the environment when the Trainer is built;
+    # set it for this run only (a user's own TENSORBOARD_LOGGING_DIR wins).
+    user_tb_dir = os.environ.get("TENSORBOARD_LOGGING_DIR")
+    os.environ["TENSORBOARD_LOGGING_DIR"] = user_tb_dir or str(out / "tensorboard")
+    try:
+        trainer = _trainer_class()(
+            model=model,
+            args=training_arguments(params, has_eval),
+            train_dataset=prepared.train_samples,
+            eval_dataset=prepared.val_samples or None,
+            data_collator=collator,
+            callbacks=_callbacks(params),
+        )
+    finally:
+        if user_tb_dir is None:
+            os.environ.pop("TENSORBOARD_LOGGING_DIR", None)
     trainer.train_lengths = prepared.train_lengths
-    resume = resolve_resume(params)
     if resume:
         _main_print(f"resuming from {resume}")
     started = time.perf_counter()

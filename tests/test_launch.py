@@ -1,0 +1,190 @@
+"""End-to-end tests of ``workbench train``: notebook 04 on 2 CPU ranks under ``accelerate launch``.
+
+Real launches (no mocks) of the tiny model on the demo split: a full run with its report, a rank
+that fails inside the notebook, and a launch killed mid-run and started again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from workbench.launch import NOTEBOOK
+from workbench.model import make_tiny_model
+from workbench.train import COMPLETE_MARKER
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_PARAMS = ROOT / "params" / "demo.yaml"
+LAUNCH_TIMEOUT_S = 300
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("tiny") / "model", seed=0)
+
+
+@pytest.fixture(scope="module")
+def launch_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    return {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONUNBUFFERED": "1",
+        "WORKBENCH_CACHE_DIR": str(tmp_path_factory.mktemp("cache")),
+    }
+
+
+@pytest.fixture(scope="module")
+def train_command(demo_run: Path, tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """``workbench train --params params/demo.yaml -p ...`` on the demo split into ``out``."""
+    codes = tmp_path_factory.getbasetemp() / "codes-cache"  # shared with test_train: same codec
+
+    def command(out: Path, *overrides: str) -> list[str]:
+        cmd = [sys.executable, "-m", "workbench.cli", "train", "--params", str(DEMO_PARAMS)]
+        values = {
+            "train_data": demo_run / "03_validate" / "train.jsonl",
+            "val_data": demo_run / "03_validate" / "val.jsonl",
+            "model": tiny_dir,
+            "output_dir": out,
+            "codes_cache_dir": codes,
+        }
+        for name, value in values.items():
+            cmd += ["-p", name, str(value)]
+        for name, value in zip(overrides[::2], overrides[1::2], strict=True):
+            cmd += ["-p", name, value]
+        return cmd
+
+    return command
+
+
+def run(cmd: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        cmd,
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=LAUNCH_TIMEOUT_S,
+    )
+
+
+def training_losses(out: Path) -> list[tuple[int, float]]:
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return [(r["step"], r["loss"]) for r in rows if "loss" in r]
+
+
+def notebook_errors(ipynb: Path) -> list[str]:
+    nb = json.loads(ipynb.read_text())
+    return [
+        f"{o['ename']}: {o['evalue']}"
+        for cell in nb["cells"]
+        for o in cell.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
+
+
+def test_demo_params_train_on_two_ranks(train_command, launch_env, tmp_path: Path) -> None:
+    out = tmp_path / "train"
+    proc = run(train_command(out), launch_env, tmp_path)
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    assert "--num_processes 2" in proc.stdout
+
+    report = out / f"{NOTEBOOK}.ipynb"
+    assert report.is_file() and notebook_errors(report) == []
+    html = (out / f"{NOTEBOOK}.html").read_text()
+    assert "<img" in html  # the training curves, embedded
+    rank1 = out / "logs" / f"{NOTEBOOK}.rank1.ipynb"
+    assert rank1.is_file() and notebook_errors(rank1) == []
+    assert not (out / "logs" / f"{NOTEBOOK}.html").exists()  # only rank 0 writes the report
+
+    run_record = json.loads((out / "run.json").read_text())
+    assert run_record["world_size"] == 2
+    assert run_record["result"]["global_step"] == 40  # max_steps in params/demo.yaml
+    losses = [loss for _, loss in training_losses(out)]
+    assert len(losses) == 8 and losses[-1] < 0.7 * losses[0], losses
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
+    assert (out / "merged" / "config.json").is_file()  # merge: true in demo.yaml
+
+
+def test_a_failing_rank_fails_the_launch(train_command, launch_env, tmp_path: Path) -> None:
+    out = tmp_path / "train"
+    # Valid parameters; the data check inside the notebook refuses sequences over 64 tokens.
+    proc = run(train_command(out, "max_length", "64"), launch_env, tmp_path)
+    assert proc.returncode != 0
+    assert "rank 0 failed" in proc.stdout and "DataCheckError" in proc.stdout
+    assert "longer than the model's context of 64 tokens" in proc.stdout
+    assert "the launch failed" in proc.stdout
+    # Rank 0 leaves its partial report, even when torchrun stops it because rank 1 failed first
+    # (then the report shows the kernel it killed, unless its own DataCheckError came first).
+    errors = notebook_errors(out / f"{NOTEBOOK}.ipynb")
+    assert len(errors) == 1 and errors[0].startswith(("DataCheckError", "DeadKernelError")), errors
+    assert (out / f"{NOTEBOOK}.html").is_file()
+    assert not (out / "adapter").exists() and not list(out.glob("checkpoint-*"))
+
+
+def complete_checkpoints(out: Path) -> list[Path]:
+    found = [d for d in out.glob("checkpoint-*") if (d / COMPLETE_MARKER).is_file()]
+    return sorted(found, key=lambda d: int(d.name.split("-")[1]))
+
+
+def test_killed_launch_resumes_from_the_last_complete_checkpoint(
+    train_command, launch_env, tmp_path: Path
+) -> None:
+    out = tmp_path / "train"
+    # Gradient accumulation slows each step down, so that the kill lands mid-run.
+    cmd = train_command(
+        out, "max_steps", "30", "save_steps", "5", "gradient_accumulation_steps", "4", "merge", "false"
+    )
+    log = tmp_path / "killed.log"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(
+            cmd, env=launch_env, cwd=tmp_path, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + LAUNCH_TIMEOUT_S
+        while not complete_checkpoints(out):
+            assert proc.poll() is None, (
+                f"the launch ended before its first checkpoint:\n{log.read_text()[-6000:]}"
+            )
+            assert time.monotonic() < deadline, "no complete checkpoint in time"
+            time.sleep(0.1)
+        processes = psutil.Process(proc.pid).children(recursive=True)  # launcher, ranks, kernels
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    # Ranks and kernels live in sessions of their own: they must stop with the launch, not train on.
+    _, alive = psutil.wait_procs(processes, timeout=15)
+    for p in alive:
+        p.kill()
+    assert alive == [], f"still running after the launch was killed: {[p.pid for p in alive]}"
+
+    assert not (out / "run.json").exists(), "the run finished before the kill; nothing to resume"
+    last = complete_checkpoints(out)[-1]
+    assert int(last.name.split("-")[1]) < 30
+    fake = out / "checkpoint-999"  # a save cut short: no marker, must never be picked
+    fake.mkdir()
+    (fake / "trainer_state.json").write_text(json.dumps({"global_step": 999}))
+
+    proc = run(cmd, launch_env, tmp_path)
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    assert f"resuming from {last}" in proc.stdout
+    assert "removing incomplete checkpoint" in proc.stdout and not fake.exists()
+    result = json.loads((out / "run.json").read_text())["result"]
+    assert result["resumed_from"] == str(last)
+    assert result["global_step"] == 30
+    state = json.loads((out / "checkpoint-30" / "trainer_state.json").read_text())
+    assert state["global_step"] == 30 and (out / "checkpoint-30" / COMPLETE_MARKER).is_file()
+    steps = [step for step, _ in training_losses(out)]
+    assert steps == sorted(set(steps)) and steps[-1] == 30  # one curve: no rows repeated after the resume
