@@ -526,7 +526,9 @@ def fit(prepared: Prepared) -> TrainResult | None:
     result = TrainResult(output_dir=str(out), resumed_from=resume, global_step=trainer.state.global_step,
                          train_loss=output.training_loss, seconds=time.perf_counter() - started)
     if has_eval:
-        result.eval_metrics = trainer.evaluate()
+        # The final evaluation, unless the last step was just evaluated (eval_steps divides it).
+        last = [e for e in trainer.state.log_history if "eval_loss" in e and e.get("step") == trainer.state.global_step]
+        result.eval_metrics = dict(last[-1]) if last else trainer.evaluate()
     state.wait_for_everyone()
     if state.is_main_process:
         adapter = out / "adapter"
