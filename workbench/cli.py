@@ -105,13 +105,27 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.what == "train":
+        from .bench_train import bench_train
+
+        result = bench_train(model=args.model, steps=args.steps, allow_cpu=args.allow_cpu, workdir=args.workdir)
+        print(result.format_text())
+        return EXIT_OK
     from .bench import bench_data
 
     if args.what != "data":
-        raise UsageError(f"unknown benchmark {args.what!r}; available: data")
+        raise UsageError(f"unknown benchmark {args.what!r}; available: data, train")
     result = bench_data(n=args.n, pool=args.pool, workdir=args.workdir)
     print(result.format_text())
     return EXIT_OK
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import all_passed, doctor, format_checks
+
+    checks = doctor(model=args.model, data=args.data or (), output_dir=args.output_dir)
+    print(format_checks(checks))
+    return EXIT_OK if all_passed(checks) else EXIT_DATA
 
 
 def cmd_make_tiny_model(args: argparse.Namespace) -> int:
@@ -168,6 +182,21 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     path = export(args.source, args.output, format=args.format, base_model=args.base, overwrite=args.overwrite)
     print(f"exported ({args.format}) to {path}")
+    return EXIT_OK
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import run_evaluation_notebook
+    from .report import load_notebook_params, parse_cli_value
+
+    overrides = {name: parse_cli_value(value) for name, value in args.param or []}
+    params = load_notebook_params("05_evaluate", args.params, overrides)
+    result = run_evaluation_notebook(params, args.out, log_output=args.log_output)
+    print(f"executed notebook: {result.ipynb}")
+    print(f"report:            {result.html}")
+    if not result.ok:
+        print(f"workbench evaluate: 05_evaluate failed at {result.error}", file=sys.stderr)
+        return EXIT_DATA
     return EXIT_OK
 
 
@@ -233,10 +262,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
 
     p = add("bench", cmd_bench, "benchmarks that print throughput and ratios")
-    p.add_argument("what", choices=("data",))
-    p.add_argument("--n", type=int, default=100_000, help="records")
-    p.add_argument("--pool", type=int, default=1000, help="distinct WAV files")
+    p.add_argument("what", choices=("data", "train"))
+    p.add_argument("--n", type=int, default=100_000, help="data: records")
+    p.add_argument("--pool", type=int, default=1000, help="data: distinct WAV files")
     p.add_argument("--workdir", help="keep the benchmark files here (default: a temporary folder)")
+    p.add_argument("--model", default="tiny", help="train: tiny, random-full (GPU) or a model folder / cached hub id")
+    p.add_argument("--steps", type=int, default=20, help="train: timed optimizer steps")
+    p.add_argument("--allow-cpu", action="store_true", help="train: run a full-size model without a GPU anyway")
+
+    p = add("doctor", cmd_doctor, "check versions, GPUs, bf16, NCCL, disk, model and data: one PASS/WARN/FAIL line each")
+    p.add_argument("--model", help="model folder, cached hub id, original-layout folder or random-full")
+    p.add_argument("--data", nargs="+", action="extend", metavar="FILE", help="canonical JSONL files (first lines checked)")
+    p.add_argument("--output-dir", default=".", help="where training writes (free disk is checked there)")
 
     p = add("make-tiny-model", cmd_make_tiny_model, "build a tiny random Higgs Audio v2 stack (tests, demo)")
     p.add_argument("dir")
@@ -269,6 +306,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("hf", "original"), default="hf")
     p.add_argument("--base", help="base model (default: the one recorded in the adapter)")
     p.add_argument("--overwrite", action="store_true")
+
+    p = add("evaluate", cmd_evaluate, "base model vs adapters and checkpoints: notebook 05 headless, metrics and report")
+    p.add_argument("--params", help="evaluation parameters YAML (params/evaluate_demo.yaml; a 05_evaluate section is used when present)")
+    p.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), help="override (VALUE read as YAML)")
+    p.add_argument("--out", help="folder for the executed notebook and its HTML report (default: output_dir)")
+    p.add_argument("--log-output", action="store_true", help="stream cell output to the terminal")
 
     p = add("report", cmd_report, "rebuild RUN_DIR/index.html linking every step report")
     p.add_argument("run_dir")

@@ -20,6 +20,10 @@ folder is moved (the recorded path is gone) and silently loads the old copy afte
 :func:`load_processor` (and :func:`load_model_and_processor`) always prefer the
 ``audio_tokenizer/`` folder that travels with the model, so they work after a move or copy and never
 write to the model folder.
+
+:func:`make_random_full_model` (``load_model_and_processor("random-full")``) builds the full-size
+stack (3B-class dual-FFN LM, 25 frames/s 8-codebook codec) with random weights, in memory, for
+throughput benchmarks on machines that cannot download the released checkpoint.
 """
 
 from __future__ import annotations
@@ -150,6 +154,16 @@ TINY_LM = {
 TINY_CODEC_CODEBOOK_SIZE = 64
 TINY_TEXT_VOCAB = 512
 
+RANDOM_FULL = "random-full"
+# The released codec (bosonai/higgs-audio-v2-tokenizer): hop 8*5*4*2*3 = 960 -> 25 frames/s at
+# 24 kHz, 2 kbps -> 8 codebooks of 1024 codes. transformers' default HiggsAudioV2TokenizerConfig
+# (hop 320, 4 kbps: 75 frames/s, 5 codebooks) matches neither the LM's 8 codebooks nor its own
+# semantic downsampling (its encode fails), so these few settings override the defaults.
+FULL_CODEC_OVERRIDES: dict[str, Any] = {
+    "target_bandwidths": [0.5, 1, 1.5, 2],
+    "acoustic_model_config": {"downsampling_ratios": [8, 5, 4, 2, 3], "upsampling_ratios": [8, 5, 4, 2, 3]},
+}
+
 _CORPUS = (
     "Generate audio following instruction.",
     "You are an AI assistant designed to convert text into speech.",
@@ -251,15 +265,19 @@ def _build_audio_tokenizer() -> Any:
     return model.eval()
 
 
-def _build_lm(tokenizer: Any, num_codebooks: int, codec_codebook_size: int) -> Any:
-    """Build the tiny 2-layer dual-FFN ``HiggsAudioV2ForConditionalGeneration``."""
-    from transformers import HiggsAudioV2Config, HiggsAudioV2ForConditionalGeneration
+def _lm_config(tokenizer: Any, num_codebooks: int, codec_codebook_size: int, **sizes: Any) -> Any:
+    """A ``HiggsAudioV2Config`` whose special-token and stream ids match ``tokenizer`` and the codec.
+
+    Args:
+        tokenizer: The text tokenizer (its special-token ids go into the config).
+        num_codebooks: Codebooks of the audio tokenizer.
+        codec_codebook_size: Codes per codebook of the audio tokenizer (the LM adds stream bos/eos).
+        **sizes: Other config fields (layer sizes, ``vocab_size``...); unset ones keep the defaults.
+    """
+    from transformers import HiggsAudioV2Config
 
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
-    vocab_size = -(-len(tokenizer) // 64) * 64
-    config = HiggsAudioV2Config(
-        vocab_size=vocab_size,
-        max_position_embeddings=4096,
+    return HiggsAudioV2Config(
         num_codebooks=num_codebooks,
         codebook_size=codec_codebook_size + 2,  # + stream bos / eos
         audio_stream_bos_id=codec_codebook_size,
@@ -270,16 +288,53 @@ def _build_lm(tokenizer: Any, num_codebooks: int, codec_codebook_size: int) -> A
         bos_token_id=ids[BOS],
         pad_token_id=ids[PAD_EOS],
         eos_token_id=ids[EOT],
-        **TINY_LM,
+        **sizes,
     )
-    model = HiggsAudioV2ForConditionalGeneration(config)
+
+
+def _set_generation_config(model: Any) -> None:
+    """Generation defaults of the converted bosonai checkpoint (ids from the model config)."""
+    config = model.config
     gen = model.generation_config
     gen._from_model_config = False
     gen.bos_token_id = config.bos_token_id
     gen.pad_token_id = config.pad_token_id
     gen.eos_token_id = config.eos_token_id  # <|eot_id|>: appended once every codebook emitted stream eos
     gen.ras_win_len, gen.ras_win_max_num_repeat = 7, 2  # as in the converted bosonai checkpoint
+
+
+def _build_lm(tokenizer: Any, num_codebooks: int, codec_codebook_size: int) -> Any:
+    """Build the tiny 2-layer dual-FFN ``HiggsAudioV2ForConditionalGeneration``."""
+    from transformers import HiggsAudioV2ForConditionalGeneration
+
+    vocab_size = -(-len(tokenizer) // 64) * 64
+    config = _lm_config(
+        tokenizer, num_codebooks, codec_codebook_size, vocab_size=vocab_size, max_position_embeddings=4096, **TINY_LM
+    )
+    model = HiggsAudioV2ForConditionalGeneration(config)
+    _set_generation_config(model)
     return model.eval()
+
+
+def _build_processor(tokenizer: Any, codec: Any, config: Any) -> HiggsAudioV2Processor:
+    """A ``HiggsAudioV2Processor`` over ``tokenizer`` and ``codec`` with the LM config's stream ids."""
+    from transformers import DacFeatureExtractor, HiggsAudioV2Processor
+
+    return HiggsAudioV2Processor(
+        feature_extractor=DacFeatureExtractor(
+            feature_size=1,
+            hop_length=1,
+            padding_side="right",
+            padding_value=0.0,
+            sampling_rate=SAMPLE_RATE,
+            return_attention_mask=True,
+        ),
+        tokenizer=tokenizer,
+        audio_tokenizer=codec,
+        chat_template=CHAT_TEMPLATE,
+        audio_stream_bos_id=config.audio_stream_bos_id,
+        audio_stream_eos_id=config.audio_stream_eos_id,
+    )
 
 
 def state_dict_digest(module: torch.nn.Module) -> str:
@@ -322,7 +377,7 @@ def make_tiny_model(out_dir: str | os.PathLike[str], seed: int = 0, overwrite: b
     """
     import tokenizers
     import transformers
-    from transformers import DacFeatureExtractor, HiggsAudioV2Processor, HiggsAudioV2TokenizerModel
+    from transformers import HiggsAudioV2TokenizerModel
 
     out = Path(out_dir).expanduser().resolve()
     _check_overwritable(out, overwrite)
@@ -338,21 +393,7 @@ def make_tiny_model(out_dir: str | os.PathLike[str], seed: int = 0, overwrite: b
         codec.save_pretrained(tmp / AUDIO_TOKENIZER_SUBDIR)
         codec = HiggsAudioV2TokenizerModel.from_pretrained(tmp / AUDIO_TOKENIZER_SUBDIR).eval()
         codec.name_or_path = str(out / AUDIO_TOKENIZER_SUBDIR)  # what processor_config.json records
-        processor = HiggsAudioV2Processor(
-            feature_extractor=DacFeatureExtractor(
-                feature_size=1,
-                hop_length=1,
-                padding_side="right",
-                padding_value=0.0,
-                sampling_rate=SAMPLE_RATE,
-                return_attention_mask=True,
-            ),
-            tokenizer=tokenizer,
-            audio_tokenizer=codec,
-            chat_template=CHAT_TEMPLATE,
-            audio_stream_bos_id=model.config.audio_stream_bos_id,
-            audio_stream_eos_id=model.config.audio_stream_eos_id,
-        )
+        processor = _build_processor(tokenizer, codec, model.config)
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
 
@@ -399,6 +440,73 @@ def _check_overwritable(out: Path, overwrite: bool) -> None:
         raise FileExistsError(
             f"refusing to overwrite {out}: it is not a workbench tiny model (no {MARKER_FILE})"
         )
+
+
+def make_random_full_model(
+    dtype: torch.dtype | str | None = None,
+    device: torch.device | str | None = None,
+    seed: int = 0,
+) -> tuple[HiggsAudioV2ForConditionalGeneration, HiggsAudioV2Processor]:
+    """Build the full-size Higgs Audio v2 stack with random weights, in memory (benchmarks only).
+
+    The LM is transformers' default ``HiggsAudioV2Config`` (28 dual-FFN layers, hidden 3072, GQA
+    24/8 heads, vocabulary 128256: about 5.4 B parameters, 2.8 B active per token) with the
+    released checkpoint's ``codebook_size=1026`` (1024 codes + stream bos/eos). The codec is the
+    default ``HiggsAudioV2TokenizerConfig`` (DAC acoustic + HuBERT-base semantic encoder, ~200 M
+    parameters) with :data:`FULL_CODEC_OVERRIDES` (25 frames/s, 8 codebooks, like the release).
+    The text tokenizer is the tiny byte-level BPE of :func:`make_tiny_model`: the config keeps
+    the full vocabulary size (so embedding memory is realistic) and takes the tokenizer's
+    special-token ids, so sequences come out somewhat longer in text tokens than with Llama 3's
+    tokenizer; audio, which dominates training sequences, is unaffected.
+
+    Weights are built directly on ``device`` in ``dtype`` (no full-precision CPU copy): about
+    11 GB in bf16, 22 GB in float32. ``device="meta"`` builds shapes only (parameter counts).
+
+    Args:
+        dtype: LM weight dtype (e.g. ``torch.bfloat16``); None keeps float32. The codec stays
+            float32, as :func:`load_model_and_processor` leaves it.
+        device: Where to build the LM and the codec (``"cuda"``, ``"cpu"``, ``"meta"``); None: CPU.
+        seed: Seeds the random weights.
+
+    Returns:
+        ``(model, processor)``, the model in eval mode.
+    """
+    from transformers import (
+        HiggsAudioV2ForConditionalGeneration,
+        HiggsAudioV2TokenizerConfig,
+        HiggsAudioV2TokenizerModel,
+    )
+
+    target = torch.device(device) if device is not None else torch.device("cpu")
+    if isinstance(dtype, str) and dtype != "auto":
+        dtype = getattr(torch, dtype)
+    tokenizer = _train_text_tokenizer()
+    fork_devices = [target.index or 0] if target.type == "cuda" else []
+    with torch.random.fork_rng(devices=fork_devices), target:
+        torch.manual_seed(seed)
+        if target.type == "cuda":
+            torch.cuda.manual_seed(seed)
+        codec = HiggsAudioV2TokenizerModel(HiggsAudioV2TokenizerConfig(**FULL_CODEC_OVERRIDES))
+        with torch.no_grad():  # transformers initialises the RVQ codebooks to zeros
+            for quantizer in codec.quantizer.quantizers:
+                quantizer.codebook.embed.normal_()
+                quantizer.codebook.embed_avg.copy_(quantizer.codebook.embed)
+        config = _lm_config(tokenizer, codec.config.num_quantizers, codec.config.codebook_size)
+        model = HiggsAudioV2ForConditionalGeneration._from_config(
+            config, dtype=None if dtype == "auto" else dtype
+        )
+    _set_generation_config(model)
+    codec.name_or_path = RANDOM_FULL
+    model.name_or_path = RANDOM_FULL
+    processor = _build_processor(tokenizer, codec.eval(), config)
+    log.log(
+        logging.DEBUG if target.type == "meta" else logging.INFO,
+        "built random full-size Higgs Audio v2 (%.2f B parameters, %s) on %s",
+        sum(p.numel() for p in model.parameters()) / 1e9,
+        model.dtype,
+        target,
+    )
+    return model.eval(), processor
 
 
 def read_marker(model_path: str | os.PathLike[str]) -> dict[str, Any] | None:
@@ -537,7 +645,8 @@ def load_model_and_processor(
     """Load a Higgs Audio v2 model and its processor, offline.
 
     Args:
-        model_path: A local model folder or a hub id in the local cache.
+        model_path: A local model folder, a hub id in the local cache, or ``"random-full"``
+            (:func:`make_random_full_model`: full-size, random weights, built in memory).
         dtype: Weight dtype for the LM (e.g. ``torch.bfloat16`` or ``"auto"``); None keeps the
             transformers default.
         device: Where to put the LM and the processor's audio tokenizer; None leaves them on CPU.
@@ -550,6 +659,8 @@ def load_model_and_processor(
     """
     from transformers import HiggsAudioV2ForConditionalGeneration
 
+    if str(model_path) == RANDOM_FULL:
+        return make_random_full_model(dtype=dtype, device=device)
     model_dir = resolve_model_path(model_path)
     processor = load_processor(model_dir)
     kwargs: dict[str, Any] = {"local_files_only": True}

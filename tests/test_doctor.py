@@ -1,0 +1,155 @@
+"""Tests for workbench.doctor and ``workbench doctor``: real checks on this machine, no mocks of torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from workbench.cli import main
+from workbench.doctor import (
+    FAIL,
+    NO_GPU,
+    PASS,
+    WARN,
+    Check,
+    all_passed,
+    check_data,
+    check_disk,
+    check_model,
+    check_offline,
+    check_torch,
+    doctor,
+    format_checks,
+)
+from workbench.model import make_tiny_model
+from workbench.sample import Audio, Message, Sample, write_samples
+
+STATUSES = (PASS, WARN, FAIL)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("tiny") / "model", seed=0)
+
+
+@pytest.fixture
+def data_file(tmp_path: Path) -> Path:
+    sample = Sample(
+        id="s1",
+        messages=(
+            Message("system", "Generate speech in the provided voice."),
+            Message("user", "Hello there."),
+            Message("assistant", Audio(str(tmp_path / "a.wav"))),
+        ),
+        start_index=2,
+    )
+    path = tmp_path / "train.jsonl"
+    write_samples(path, [sample])
+    return path
+
+
+def by_name(checks: list[Check]) -> dict[str, Check]:
+    return {c.name: c for c in checks}
+
+
+def test_doctor_passes_with_valid_paths(tiny: Path, data_file: Path, tmp_path: Path) -> None:
+    checks = doctor(model=str(tiny), data=[data_file], output_dir=tmp_path / "out")
+    names = by_name(checks)
+    for name in (
+        "python",
+        "torch",
+        "torchaudio",
+        "transformers",
+        "peft",
+        "accelerate",
+        "gpu",
+        "bf16",
+        "nccl",
+    ):
+        assert name in names, name
+    assert {"disk", "model", "data", "hf offline"} <= set(names)
+    assert all(c.status in STATUSES for c in checks)
+    assert names["transformers"].status == PASS and "higgs_audio_v2" in names["transformers"].detail
+    assert names["torchaudio"].status == PASS
+    assert names["model"].status == PASS and str(tiny) in names["model"].detail
+    assert names["data"].status == PASS and str(data_file) in names["data"].detail
+    assert all_passed(checks), format_checks(checks)
+    if not torch.cuda.is_available():  # this machine: WARN, never FAIL, without a GPU
+        for name in ("gpu", "bf16", "nccl"):
+            assert names[name].status == WARN and NO_GPU in names[name].detail
+
+
+def test_cli_exit_0_and_one_line_per_check(tiny: Path, data_file: Path, tmp_path: Path, capsys) -> None:
+    code = main(["doctor", "--model", str(tiny), "--data", str(data_file), "--output-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    lines = out.strip().splitlines()
+    assert all(line.split()[0] in STATUSES for line in lines[:-1]), out
+    assert "0 failed" in lines[-1]
+    if not torch.cuda.is_available():
+        assert any(line.startswith("WARN") and "gpu" in line and NO_GPU in line for line in lines)
+
+
+def test_cli_exit_1_with_missing_model_names_the_path(tmp_path: Path, capsys) -> None:
+    missing = tmp_path / "no-such-model"
+    code = main(["doctor", "--model", str(missing), "--output-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 1
+    model_line = next(line for line in out.splitlines() if line.split()[1:2] == ["model"])
+    assert model_line.startswith(FAIL) and str(missing) in model_line and "hint:" in model_line
+
+
+def test_data_problems_fail_with_the_path_and_line(tmp_path: Path) -> None:
+    missing = check_data(tmp_path / "missing.jsonl")
+    assert missing.status == FAIL and str(tmp_path / "missing.jsonl") in missing.detail
+    raw = tmp_path / "raw.jsonl"
+    raw.write_text('{"audio_filepath": "a.wav", "text": "not canonical"}\n')
+    bad = check_data(raw)
+    assert bad.status == FAIL and f"{raw}:1" in bad.detail and "workbench convert" in (bad.hint or "")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    assert check_data(empty).status == FAIL
+
+
+def test_model_variants(tmp_path: Path) -> None:
+    assert check_model("random-full").status == PASS
+    not_a_model = tmp_path / "folder"
+    not_a_model.mkdir()
+    check = check_model(str(not_a_model))
+    assert check.status == FAIL and "config.json" in check.detail and check.hint
+    assert check_model("nobody/not-in-the-cache").status == FAIL
+
+
+def test_disk_warns_under_the_threshold_and_uses_an_existing_parent(tmp_path: Path) -> None:
+    target = tmp_path / "not" / "yet" / "created"
+    assert check_disk(target, min_free_gb=0).status == PASS
+    low = check_disk(target, min_free_gb=1e12)
+    assert low.status == WARN and str(target) in low.detail and low.hint
+
+
+def test_torchaudio_mismatch_fails(monkeypatch) -> None:
+    torchaudio = pytest.importorskip("torchaudio")
+    monkeypatch.setattr(torchaudio, "__version__", "2.0.1")
+    check = by_name(check_torch())["torchaudio"]
+    assert (
+        check.status == FAIL
+        and "does not match" in check.detail
+        and torch.__version__.split("+")[0] in check.hint
+    )
+
+
+def test_offline_setting(monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert check_offline().status == PASS
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    check = check_offline()
+    assert check.status == WARN and "HF_HUB_OFFLINE=1" in check.hint
+
+
+def test_format_line_and_summary() -> None:
+    checks = [Check("a", PASS, "fine"), Check("b", FAIL, "broken", "fix it")]
+    text = format_checks(checks)
+    assert text.splitlines()[1] == "FAIL  b              broken  (hint: fix it)"
+    assert "1 passed, 0 warnings, 1 failed" in text and not all_passed(checks)

@@ -1,0 +1,376 @@
+"""``workbench doctor``: is this machine ready to train? One PASS / WARN / FAIL line per check.
+
+Checks, in order: Python; torch and torchaudio (same release); transformers with Higgs Audio v2;
+peft; accelerate; GPUs (count, names, memory); bf16 support; NCCL; free disk for the output folder;
+and, when given, the model (resolvable offline) and the data files (canonical JSONL); finally the
+``HF_HUB_OFFLINE`` setting. A machine without a GPU gets WARN lines ("no GPU: CPU only"), not
+FAIL: the tiny model and the demo train on CPUs.
+
+Examples:
+    >>> from workbench.doctor import doctor, format_checks
+    >>> print(format_checks(doctor(model="runs/demo/tiny-model")))  # doctest: +SKIP
+    PASS  python         3.11.7 (/usr/bin/python3)
+    ...
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import platform
+import shutil
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
+MIN_PYTHON = (3, 10)
+# Keep in step with pyproject.toml's dependencies.
+MIN_VERSIONS = {"transformers": "5.17", "peft": "0.17", "accelerate": "1.10"}
+MIN_FREE_DISK_GB = 20.0
+DATA_LINES_CHECKED = 50
+NO_GPU = "no GPU: CPU only"
+
+
+@dataclass(frozen=True)
+class Check:
+    """The outcome of one check.
+
+    Attributes:
+        name: What was checked (``"torch"``, ``"gpu"``, ``"data train.jsonl"``...).
+        status: ``"PASS"``, ``"WARN"`` or ``"FAIL"``.
+        detail: What was found (versions, paths, sizes).
+        hint: How to fix a WARN or FAIL (None when there is nothing to do).
+    """
+
+    name: str
+    status: str
+    detail: str
+    hint: str | None = None
+
+    def format_line(self) -> str:
+        """``STATUS  name  detail`` plus ``(hint: ...)`` when there is one."""
+        line = f"{self.status:<4}  {self.name:<14} {self.detail}"
+        return f"{line}  (hint: {self.hint})" if self.hint else line
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def format_checks(checks: Iterable[Check]) -> str:
+    """All checks, one line each, then a summary line."""
+    checks = list(checks)
+    counts = {status: sum(c.status == status for c in checks) for status in (PASS, WARN, FAIL)}
+    lines = [c.format_line() for c in checks]
+    verdict = "not ready: fix the FAIL lines" if counts[FAIL] else "ready"
+    lines.append(f"{counts[PASS]} passed, {counts[WARN]} warnings, {counts[FAIL]} failed: {verdict}")
+    return "\n".join(lines)
+
+
+def all_passed(checks: Iterable[Check]) -> bool:
+    """True when no check failed (warnings are fine)."""
+    return all(c.status != FAIL for c in checks)
+
+
+# --------------------------------------------------------------------------- versions
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    """``"2.11.0+cu130"`` -> ``(2, 11, 0)`` (pre-release and local parts ignored)."""
+    from packaging.version import Version
+
+    return Version(version).release
+
+
+def check_python() -> Check:
+    version = platform.python_version()
+    if sys.version_info[:2] < MIN_PYTHON:
+        need = ".".join(map(str, MIN_PYTHON))
+        return Check("python", FAIL, f"{version} is older than {need}", f"use Python >= {need}")
+    return Check("python", PASS, f"{version} ({sys.executable})")
+
+
+def check_torch() -> list[Check]:
+    """torch, and torchaudio from the same release (mismatched pairs fail at import or at load)."""
+    try:
+        import torch
+    except ImportError as exc:
+        return [
+            Check("torch", FAIL, f"not importable: {exc}", "pip install -e . (pins torch and torchaudio)")
+        ]
+    checks = [Check("torch", PASS, f"{torch.__version__} (CUDA build {torch.version.cuda or 'none'})")]
+    try:
+        import torchaudio
+    except Exception as exc:  # a mismatched torchaudio raises OSError/RuntimeError, not ImportError
+        checks.append(
+            Check(
+                "torchaudio",
+                FAIL,
+                f"not importable: {exc}",
+                f"pip install torchaudio=={torch.__version__.split('+')[0]}",
+            )
+        )
+        return checks
+    if _version_tuple(torchaudio.__version__)[:2] != _version_tuple(torch.__version__)[:2]:
+        checks.append(
+            Check(
+                "torchaudio",
+                FAIL,
+                f"{torchaudio.__version__} does not match torch {torch.__version__}",
+                f"pip install torchaudio=={torch.__version__.split('+')[0]}",
+            )
+        )
+    else:
+        checks.append(Check("torchaudio", PASS, f"{torchaudio.__version__} (matches torch)"))
+    return checks
+
+
+def _check_min_version(name: str, extra: str = "") -> Check:
+    minimum = MIN_VERSIONS[name]
+    try:
+        module = importlib.import_module(name)
+    except Exception as exc:
+        return Check(name, FAIL, f"not importable: {exc}", f"pip install '{name}>={minimum}'")
+    version = getattr(module, "__version__", "unknown")
+    if version == "unknown" or _version_tuple(version) < _version_tuple(minimum):
+        return Check(name, FAIL, f"{version} is older than {minimum}", f"pip install -U '{name}>={minimum}'")
+    return Check(name, PASS, f"{version}{extra}")
+
+
+def check_transformers() -> Check:
+    """transformers new enough and shipping the Higgs Audio v2 model, processor and codec."""
+    check = _check_min_version("transformers")
+    if check.status == FAIL:
+        return check
+    try:
+        from transformers import (  # noqa: F401
+            HiggsAudioV2ForConditionalGeneration,
+            HiggsAudioV2Processor,
+            HiggsAudioV2TokenizerModel,
+        )
+    except ImportError as exc:
+        return Check(
+            "transformers",
+            FAIL,
+            f"{check.detail} has no Higgs Audio v2 ({exc})",
+            f"pip install -U 'transformers>={MIN_VERSIONS['transformers']}'",
+        )
+    return Check("transformers", PASS, f"{check.detail} with higgs_audio_v2")
+
+
+# --------------------------------------------------------------------------- hardware
+
+
+def check_gpus() -> list[Check]:
+    """GPU count, names and memory; bf16 support; NCCL (WARN, not FAIL, on a CPU-only machine)."""
+    import torch
+    import torch.distributed as dist
+
+    nccl = dist.is_available() and dist.is_nccl_available()
+    if not torch.cuda.is_available():
+        cpus = os.cpu_count() or 1
+        return [
+            Check(
+                "gpu",
+                WARN,
+                f"{NO_GPU} ({cpus} cores)",
+                "fine for the tiny model and the demo; train the full model on GPUs",
+            ),
+            Check("bf16", WARN, f"{NO_GPU}: train with mixed_precision: no"),
+            Check(
+                "nccl",
+                WARN,
+                f"{NO_GPU}: multi-process runs use gloo (NCCL {'built in' if nccl else 'not built in'})",
+            ),
+        ]
+    names: dict[str, list[float]] = {}
+    for index in range(torch.cuda.device_count()):
+        props = torch.cuda.get_device_properties(index)
+        names.setdefault(props.name, []).append(props.total_memory / 2**30)
+    listing = ", ".join(f"{len(mem)} x {name} ({min(mem):.1f} GiB)" for name, mem in names.items())
+    checks = [Check("gpu", PASS, f"{torch.cuda.device_count()} GPU(s): {listing}")]
+    if torch.cuda.is_bf16_supported():
+        checks.append(Check("bf16", PASS, "supported"))
+    else:
+        checks.append(Check("bf16", WARN, "not supported by this GPU", "use mixed_precision: fp16"))
+    if nccl:
+        version = ".".join(map(str, torch.cuda.nccl.version())) if hasattr(torch.cuda, "nccl") else "?"
+        checks.append(Check("nccl", PASS, f"available (NCCL {version})"))
+    else:
+        status = FAIL if torch.cuda.device_count() > 1 else WARN
+        checks.append(
+            Check(
+                "nccl",
+                status,
+                "not available: multi-GPU training cannot use NCCL",
+                "install a CUDA build of torch",
+            )
+        )
+    return checks
+
+
+def _existing_ancestor(path: Path) -> Path:
+    path = path.expanduser().absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_disk(output_dir: str | os.PathLike[str], min_free_gb: float = MIN_FREE_DISK_GB) -> Check:
+    """Free space (and write permission) where ``output_dir`` is or will be created."""
+    target = Path(output_dir).expanduser().absolute()
+    existing = _existing_ancestor(target)
+    free_gb = shutil.disk_usage(existing).free / 1e9
+    detail = f"{free_gb:,.1f} GB free for {target}"
+    if not os.access(existing, os.W_OK):
+        return Check("disk", FAIL, f"{detail}, but {existing} is not writable", "choose another --output-dir")
+    if free_gb < min_free_gb:
+        return Check(
+            "disk",
+            WARN,
+            f"{detail} (under {min_free_gb:.0f} GB)",
+            "checkpoints and merged weights of the full model take tens of GB; free space or use another --output-dir",
+        )
+    return Check("disk", PASS, detail)
+
+
+# --------------------------------------------------------------------------- model and data
+
+
+def _without(text: str, part: str) -> str:
+    return text.replace(part, "").strip()
+
+
+def check_model(model: str) -> Check:
+    """The model resolves offline: a HF folder, a cached hub id, an original-layout folder or random-full."""
+    from .model import (
+        AUDIO_TOKENIZER_SUBDIR,
+        HINT,
+        RANDOM_FULL,
+        ModelNotFoundError,
+        _audio_tokenizer_reference,
+        _locate_audio_tokenizer,
+        resolve_model_path,
+    )
+
+    if model == RANDOM_FULL:
+        return Check(
+            "model", PASS, f"{RANDOM_FULL}: full-size random weights built in memory (benchmarks only)"
+        )
+    try:
+        from .original_format import is_original_checkpoint
+
+        if is_original_checkpoint(model):
+            return Check(
+                "model",
+                PASS,
+                f"{Path(model).absolute()}: original-layout checkpoint (converted offline on load)",
+            )
+    except ImportError:  # original-layout support is optional here
+        pass
+    try:
+        folder = resolve_model_path(model)
+    except ModelNotFoundError as exc:
+        return Check("model", FAIL, _without(str(exc), f" {HINT}"), HINT)
+    weights = [p.name for p in folder.iterdir() if p.name.endswith((".safetensors", ".bin"))]
+    if not weights:
+        return Check(
+            "model", FAIL, f"{folder}: no weight files (*.safetensors)", "copy the complete model folder"
+        )
+    reference = _audio_tokenizer_reference(folder)
+    if reference is None:
+        return Check(
+            "model",
+            FAIL,
+            f"{folder}: no processor_config.json naming an audio tokenizer",
+            f"save the processor with workbench.model.save_processor (it bundles {AUDIO_TOKENIZER_SUBDIR}/)",
+        )
+    try:
+        codec = _locate_audio_tokenizer(folder, reference[1])
+    except ModelNotFoundError as exc:
+        return Check(
+            "model",
+            FAIL,
+            _without(str(exc), f" {HINT}"),
+            "put the audio tokenizer in the local HF cache or the model folder",
+        )
+    source = "local folder" if Path(model).expanduser().is_dir() else "hub cache"
+    return Check("model", PASS, f"{folder} ({source}; audio tokenizer {codec})")
+
+
+def check_data(path: str | os.PathLike[str], lines: int = DATA_LINES_CHECKED) -> Check:
+    """A data file exists and its first ``lines`` records parse as canonical samples."""
+    from .sample import CanonicalFormatError, read_samples_with_lines
+
+    name = "data"
+    absolute = Path(path).expanduser().absolute()
+    if not absolute.is_file():
+        kind = "is a folder, not a JSONL file" if absolute.is_dir() else "not found"
+        return Check(name, FAIL, f"{absolute}: {kind}", "run notebook 03 or `workbench convert` to write it")
+    read = 0
+    try:
+        for _, _sample in read_samples_with_lines(absolute):
+            read += 1
+            if read >= lines:
+                break
+    except CanonicalFormatError as exc:
+        detail, _, hint = str(exc).partition(" Hint: ")
+        return Check(name, FAIL, detail, hint or "convert source data first with `workbench convert`")
+    except (OSError, UnicodeDecodeError) as exc:
+        return Check(name, FAIL, f"{absolute}: unreadable ({exc})")
+    if read == 0:
+        return Check(name, FAIL, f"{absolute}: no samples", "the file is empty")
+    return Check(name, PASS, f"{absolute}: first {read} sample(s) are canonical")
+
+
+def check_offline() -> Check:
+    """Whether ``HF_HUB_OFFLINE`` keeps every library off the network."""
+    value = os.environ.get("HF_HUB_OFFLINE", "")
+    if value.strip().lower() in ("1", "true", "yes", "on"):
+        return Check("hf offline", PASS, f"HF_HUB_OFFLINE={value}")
+    return Check(
+        "hf offline",
+        WARN,
+        "HF_HUB_OFFLINE is not set (the workbench loads local files only; other libraries may try the hub)",
+        "export HF_HUB_OFFLINE=1 on machines without network so nothing waits on a download",
+    )
+
+
+def doctor(
+    model: str | None = None,
+    data: Sequence[str | os.PathLike[str]] = (),
+    output_dir: str | os.PathLike[str] = ".",
+    min_free_gb: float = MIN_FREE_DISK_GB,
+) -> list[Check]:
+    """Run every check; never raises for a failed check (it becomes a FAIL line).
+
+    Args:
+        model: A model folder, a cached hub id, an original-layout folder or ``"random-full"``;
+            None skips the model check.
+        data: Canonical JSONL files to check (first lines only).
+        output_dir: Where training will write (free disk is measured there or at its nearest
+            existing parent).
+        min_free_gb: Free disk below which the disk check warns.
+
+    Returns:
+        The checks in display order.
+    """
+    checks = [check_python(), *check_torch(), check_transformers()]
+    checks += [_check_min_version("peft"), _check_min_version("accelerate")]
+    try:
+        checks += check_gpus()
+    except Exception as exc:  # a broken driver must not hide the other checks
+        checks.append(Check("gpu", FAIL, f"CUDA query failed: {exc}", "check the NVIDIA driver (nvidia-smi)"))
+    checks.append(check_disk(output_dir, min_free_gb))
+    if model is not None:
+        checks.append(check_model(str(model)))
+    checks += [check_data(path) for path in data]
+    checks.append(check_offline())
+    for check in checks:
+        log.debug("doctor: %s", check.format_line())
+    return checks
