@@ -96,3 +96,17 @@ def test_cli_export_exit_codes(adapter, tmp_path):
     missing = subprocess.run([sys.executable, "-m", "workbench.cli", "export", str(tmp_path / "x"), "-o", str(tmp_path / "n")],
                              capture_output=True, text=True)
     assert missing.returncode == 2 and "not found" in missing.stderr
+
+
+def test_original_layout_loads_through_the_workbench_loader(adapter, tmp_path, monkeypatch):
+    """An original-layout folder given as `model` is converted once (cached) and loads."""
+    base, _ = adapter
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    original = export(base, tmp_path / "original", format="original")
+    model, processor = load_model_and_processor(original)
+    expected, _ = load_model_and_processor(base)
+    assert torch.equal(_logits(model.eval()), _logits(expected.eval()))
+    converted = list((tmp_path / "cache" / "converted").iterdir())
+    assert len(converted) == 1
+    load_model_and_processor(original)  # second use: the cached conversion, no new folder
+    assert list((tmp_path / "cache" / "converted").iterdir()) == converted

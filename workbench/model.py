@@ -645,8 +645,9 @@ def load_model_and_processor(
     """Load a Higgs Audio v2 model and its processor, offline.
 
     Args:
-        model_path: A local model folder, a hub id in the local cache, or ``"random-full"``
-            (:func:`make_random_full_model`: full-size, random weights, built in memory).
+        model_path: A local model folder, a hub id in the local cache, an original-layout
+            (``boson_multimodal``) checkpoint folder (converted offline on first use and cached), or
+            ``"random-full"`` (:func:`make_random_full_model`: full-size, random weights, in memory).
         dtype: Weight dtype for the LM (e.g. ``torch.bfloat16`` or ``"auto"``); None keeps the
             transformers default.
         device: Where to put the LM and the processor's audio tokenizer; None leaves them on CPU.
@@ -662,6 +663,13 @@ def load_model_and_processor(
     if str(model_path) == RANDOM_FULL:
         return make_random_full_model(dtype=dtype, device=device)
     model_dir = resolve_model_path(model_path)
+    from .original_format import import_original, is_original_checkpoint
+
+    if is_original_checkpoint(model_dir):
+        # The original boson_multimodal layout: converted once, offline, and cached.
+        converted = import_original(model_dir)
+        log.info("%s is an original-layout Higgs Audio checkpoint; using its conversion %s", model_dir, converted)
+        model_dir = converted
     processor = load_processor(model_dir)
     kwargs: dict[str, Any] = {"local_files_only": True}
     if dtype is not None:
