@@ -93,12 +93,17 @@ def load_notebook_params(
     """Parameters for one notebook from a YAML file, then ``overrides``.
 
     A file may hold several notebooks' parameters in sections named after them
-    (``02_convert_and_listen: {...}``); top-level keys that are not sections apply to every notebook.
+    (``02_convert_and_listen: {...}``); its top-level keys then apply to every notebook that
+    declares them. Without sections, every key must be a parameter of the notebook.
     """
     stem = Path(notebook).stem
     raw = load_params(params_file)
     sections = {k for k, v in raw.items() if isinstance(v, dict) and k[:2].isdigit() and "_" in k}
     params = {k: v for k, v in raw.items() if k not in sections}
+    if sections and Path(notebook).is_file():
+        # Shared top-level keys apply to the notebooks that declare them; section keys must exist.
+        declared = notebook_parameters(notebook)
+        params = {k: v for k, v in params.items() if k in declared}
     params.update(raw.get(stem) or {})
     params.update(overrides or {})
     return params

@@ -1,0 +1,59 @@
+"""Every committed parameter file is valid for what it drives (no unknown keys, existing configs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from workbench.evaluate import load_eval_params
+from workbench.params import load_train_params
+from workbench.report import NOTEBOOK_DIR, load_notebook_params, notebook_parameters
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = ROOT / "params"
+
+
+@pytest.mark.parametrize("name", ["demo.yaml", "single_gpu.yaml", "h200x8.yaml"])
+def test_training_params_load_and_name_existing_accelerate_configs(name, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    params, launch = load_train_params(PARAMS / name)
+    if launch.accelerate_config:
+        assert (ROOT / launch.accelerate_config).is_file(), launch.accelerate_config
+    assert params.lora_target_modules
+
+
+def test_h200x8_matches_the_documented_recipe():
+    params, launch = load_train_params(PARAMS / "h200x8.yaml")
+    config = yaml.safe_load((ROOT / launch.accelerate_config).read_text())
+    assert (params.batch_size, params.gradient_accumulation_steps, config["num_processes"]) == (4, 4, 8)
+    assert params.batch_size * params.gradient_accumulation_steps * config["num_processes"] == 128
+    assert (params.learning_rate, params.lora_r, params.lora_alpha) == (5e-4, 64, 128)
+    assert params.mixed_precision == "bf16" and params.use_gradient_checkpointing
+    assert params.dataloader_num_workers == 16 and params.num_epochs == 3
+    assert launch.env["OMP_NUM_THREADS"] == "16"
+    assert launch.env["PYTORCH_CUDA_ALLOC_CONF"] == "max_split_size_mb:512"
+    assert any(k.startswith("NCCL") for k in launch.env)
+
+
+@pytest.mark.parametrize("name", ["cpu2.yaml", "single_gpu.yaml", "h200x8.yaml", "multinode.yaml"])
+def test_accelerate_configs_parse(name):
+    config = yaml.safe_load((PARAMS / "accelerate" / name).read_text())
+    assert config["num_processes"] >= 1 and config["distributed_type"] in ("NO", "MULTI_GPU")
+
+
+def test_evaluation_params_load():
+    assert load_eval_params(PARAMS / "evaluate_demo.yaml").adapters
+
+
+@pytest.mark.parametrize("name", ["data_demo.yaml", "data_example.yaml"])
+def test_notebook_params_files_only_use_declared_parameters(name):
+    for notebook in sorted(NOTEBOOK_DIR.glob("0[1-3]_*.ipynb")):
+        declared = set(notebook_parameters(notebook))
+        raw = yaml.safe_load((PARAMS / name).read_text())
+        used = load_notebook_params(notebook, PARAMS / name)
+        section = raw.get(notebook.stem) or {}
+        assert section, f"{name} has no section for {notebook.stem}"
+        assert set(section) <= declared, f"{name}/{notebook.stem}: {set(section) - declared}"
+        assert {k for k in used if k not in section} <= declared | {k for k in raw if k[:2].isdigit()}
