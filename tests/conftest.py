@@ -32,7 +32,15 @@ def voiced(seconds: float = 1.5, sr: int = 24_000, f0: float = 150.0, amp: float
 def make_wav(tmp_path):
     """``make_wav("a.wav", seconds=1.0, sr=24000, channels=1, data=None)`` writes a real WAV file."""
 
-    def _make(name: str, seconds: float = 1.5, sr: int = 24_000, channels: int = 1, data=None, subtype=None, f0=150.0):
+    def _make(
+        name: str,
+        seconds: float = 1.5,
+        sr: int = 24_000,
+        channels: int = 1,
+        data=None,
+        subtype=None,
+        f0=150.0,
+    ):
         path = tmp_path / name
         path.parent.mkdir(parents=True, exist_ok=True)
         sig = voiced(seconds, sr, f0) if data is None else np.asarray(data)

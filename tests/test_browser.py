@@ -55,9 +55,17 @@ def test_report_renders_and_audio_has_duration_in_chromium(demo_run, tmp_path):
     probe_page = tmp_path / "probe.html"
     probe_page.write_text(report.read_text().replace("</body>", PROBE + "</body>"))
     dom = subprocess.run(
-        [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=20000",
-         "--dump-dom", probe_page.as_uri()],
-        capture_output=True, text=True, timeout=120,
+        [
+            CHROMIUM,
+            *FLAGS,
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--virtual-time-budget=20000",
+            "--dump-dom",
+            probe_page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     ).stdout
     match = re.search(r'<pre id="wb-durations">DURATIONS:([^<]*)</pre>', dom)
     assert match, "the page did not finish loading its audio players"
@@ -68,8 +76,15 @@ def test_report_renders_and_audio_has_duration_in_chromium(demo_run, tmp_path):
 
     shot = tmp_path / "report.png"
     subprocess.run(
-        [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile2'}", "--window-size=1280,2400",
-         f"--screenshot={shot}", report.as_uri()],
-        capture_output=True, timeout=120,
+        [
+            CHROMIUM,
+            *FLAGS,
+            f"--user-data-dir={tmp_path / 'profile2'}",
+            "--window-size=1280,2400",
+            f"--screenshot={shot}",
+            report.as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
     )
     assert shot.exists() and shot.stat().st_size > 20_000  # a rendered page, not a blank one

@@ -21,7 +21,9 @@ def adapter(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     base = make_tiny_model(root / "base")
     model, _ = load_model_and_processor(base)
-    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "audio_mlp.up_proj"]))
+    peft_model = get_peft_model(
+        model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "audio_mlp.up_proj"])
+    )
     torch.manual_seed(0)
     with torch.no_grad():
         for name, p in peft_model.named_parameters():
@@ -55,7 +57,9 @@ def test_hf_export_loads_without_peft_and_matches_the_adapter(adapter, tmp_path)
     plain, _ = load_model_and_processor(base)
     expected = _logits(with_adapter)
     assert torch.allclose(_logits(merged), expected, atol=1e-5)
-    assert not torch.allclose(_logits(plain.eval()), expected, atol=1e-3), "the adapter should change the logits"
+    assert not torch.allclose(_logits(plain.eval()), expected, atol=1e-3), (
+        "the adapter should change the logits"
+    )
     # the processor travels with the merged weights
     _, processor = load_model_and_processor(out)
     assert processor.audio_tokenizer is not None
@@ -89,12 +93,18 @@ def test_export_refuses_to_overwrite_and_names_missing_paths(adapter, tmp_path):
 
 def test_cli_export_exit_codes(adapter, tmp_path):
     _, adapter_dir = adapter
-    ok = subprocess.run([sys.executable, "-m", "workbench.cli", "export", str(adapter_dir), "-o", str(tmp_path / "m")],
-                        capture_output=True, text=True)
+    ok = subprocess.run(
+        [sys.executable, "-m", "workbench.cli", "export", str(adapter_dir), "-o", str(tmp_path / "m")],
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0, ok.stderr
     assert (tmp_path / "m" / "config.json").exists()
-    missing = subprocess.run([sys.executable, "-m", "workbench.cli", "export", str(tmp_path / "x"), "-o", str(tmp_path / "n")],
-                             capture_output=True, text=True)
+    missing = subprocess.run(
+        [sys.executable, "-m", "workbench.cli", "export", str(tmp_path / "x"), "-o", str(tmp_path / "n")],
+        capture_output=True,
+        text=True,
+    )
     assert missing.returncode == 2 and "not found" in missing.stderr
 
 

@@ -11,7 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import soundfile as sf
 import yaml
 
@@ -26,7 +25,9 @@ def test_committed_notebooks_are_clean_and_parameterised():
         nb = json.loads(path.read_text())
         assert nb["metadata"]["kernelspec"]["name"] == "python3", path.name
         code = [c for c in nb["cells"] if c["cell_type"] == "code"]
-        assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), f"{path.name} has outputs"
+        assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), (
+            f"{path.name} has outputs"
+        )
         tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
         assert len(tagged) == 1, f"{path.name}: expected exactly one 'parameters' cell"
         assert code.index(tagged[0]) == 0, f"{path.name}: the parameters cell comes first"
@@ -50,7 +51,9 @@ def _outputs_text(ipynb: Path) -> str:
         for out in cell.get("outputs", []):
             chunks.append("".join(out.get("text", "")))
             for value in (out.get("data") or {}).values():
-                chunks.append(value if isinstance(value, str) else "".join(value) if isinstance(value, list) else "")
+                chunks.append(
+                    value if isinstance(value, str) else "".join(value) if isinstance(value, list) else ""
+                )
     return "\n".join(chunks)
 
 
@@ -58,7 +61,13 @@ def _embedded_wavs(html: str) -> list[bytes]:
     return [base64.b64decode(m) for m in re.findall(r'src="data:audio/wav;base64,([A-Za-z0-9+/=]+)"', html)]
 
 
-STEPS = ("01_inspect_data", "02_convert_and_listen", "03_validate", "04_train/04_train", "05_evaluate/05_evaluate")
+STEPS = (
+    "01_inspect_data",
+    "02_convert_and_listen",
+    "03_validate",
+    "04_train/04_train",
+    "05_evaluate/05_evaluate",
+)
 
 
 def test_demo_runs_the_whole_pipeline_and_indexes_every_report(demo_run):
@@ -117,8 +126,21 @@ def test_validate_notebook_writes_split_report_and_recipe(demo_run):
 
 def test_workbench_run_fails_loudly_and_still_writes_the_report(tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "workbench.cli", "run", "03_validate", "--out", str(out),
-           "-p", "input_data", str(tmp_path / "nope.jsonl"), "-p", "output_dir", str(tmp_path / "o")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "workbench.cli",
+        "run",
+        "03_validate",
+        "--out",
+        str(out),
+        "-p",
+        "input_data",
+        str(tmp_path / "nope.jsonl"),
+        "-p",
+        "output_dir",
+        str(tmp_path / "o"),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 1, proc.stderr
     assert "03_validate.ipynb failed" in proc.stderr
@@ -139,6 +161,8 @@ def test_report_command_rebuilds_the_index(demo_run, tmp_path):
     for p in demo_run.glob("*.ipynb"):
         shutil.copy(p, copy / p.name)
     (copy / "index.html").unlink(missing_ok=True)
-    proc = subprocess.run([sys.executable, "-m", "workbench.cli", "report", str(copy)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "workbench.cli", "report", str(copy)], capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
     assert "02_convert_and_listen" in (copy / "index.html").read_text()

@@ -35,7 +35,9 @@ def test_torch_and_torchaudio_are_pinned_to_the_same_release():
 
 
 def test_console_script_runs_and_lists_commands():
-    out = subprocess.run([sys.executable, "-m", "workbench.cli", "--help"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "workbench.cli", "--help"], capture_output=True, text=True, check=True
+    )
     for command in ("convert", "validate", "split", "inspect", "demo-data", "bench", "make-tiny-model"):
         assert command in out.stdout
 

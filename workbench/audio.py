@@ -157,7 +157,8 @@ class ProbeCache:
             return hit
         with self._lock:
             row = self._db.execute(
-                "SELECT info FROM probe WHERE path=? AND size=? AND mtime=? AND version=?", (*key, PROBE_VERSION)
+                "SELECT info FROM probe WHERE path=? AND size=? AND mtime=? AND version=?",
+                (*key, PROBE_VERSION),
             ).fetchone()
         if row is None:
             return None
@@ -175,7 +176,9 @@ class ProbeCache:
                 self._db.executemany("INSERT OR REPLACE INTO probe VALUES (?, ?, ?, ?, ?)", rows)
                 self._db.commit()
 
-    def probe_many(self, paths: Iterable[str], workers: int | None = None, progress: bool = False) -> dict[str, AudioInfo]:
+    def probe_many(
+        self, paths: Iterable[str], workers: int | None = None, progress: bool = False
+    ) -> dict[str, AudioInfo]:
         """Probe distinct ``paths`` (cached ones are not read again). Returns path -> info."""
         results: dict[str, AudioInfo] = {}
         todo: list[tuple[tuple[str, int, int], str]] = []
@@ -198,7 +201,9 @@ class ProbeCache:
                 bar = tqdm(total=len(todo), desc="probing audio", unit="file")
             fresh = []
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                for (key, path), info in zip(todo, pool.map(probe_uncached, (p for _, p in todo)), strict=False):
+                for (key, path), info in zip(
+                    todo, pool.map(probe_uncached, (p for _, p in todo)), strict=False
+                ):
                     results[path] = info
                     if info.readable:  # unreadable files are re-probed next time (they may be fixed)
                         fresh.append((key, info))

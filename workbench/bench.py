@@ -40,18 +40,30 @@ class BenchResult:
             )
         conv = self.stages.get("convert")
         if conv:
-            lines.append(f"  convert vs target {TARGETS['convert_records_per_s']:,}/s: {conv['records_per_s'] / TARGETS['convert_records_per_s']:.2f}x")
+            lines.append(
+                f"  convert vs target {TARGETS['convert_records_per_s']:,}/s: {conv['records_per_s'] / TARGETS['convert_records_per_s']:.2f}x"
+            )
         for name in ("validate (cold)", "validate (warm)"):
             s = self.stages.get(name)
             if s:
-                lines.append(f"  {name} vs target {TARGETS['validate_records_per_s']:,}/s: {s['records_per_s'] / TARGETS['validate_records_per_s']:.2f}x")
+                lines.append(
+                    f"  {name} vs target {TARGETS['validate_records_per_s']:,}/s: {s['records_per_s'] / TARGETS['validate_records_per_s']:.2f}x"
+                )
         cold, warm = self.stages.get("validate (cold)"), self.stages.get("validate (warm)")
         if cold and warm:
-            lines.append(f"  probe cache speed-up (warm/cold): {warm['records_per_s'] / cold['records_per_s']:.2f}x")
+            lines.append(
+                f"  probe cache speed-up (warm/cold): {warm['records_per_s'] / cold['records_per_s']:.2f}x"
+            )
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        return {"n": self.n, "pool": self.pool, "machine": self.machine, "stages": self.stages, "targets": TARGETS}
+        return {
+            "n": self.n,
+            "pool": self.pool,
+            "machine": self.machine,
+            "stages": self.stages,
+            "targets": TARGETS,
+        }
 
 
 def machine_description() -> str:
@@ -74,12 +86,17 @@ def write_bench_manifest(workdir: Path, n: int, pool: int, speakers: int = 100, 
         with open(manifest, "w") as fh:
             for i in range(n):
                 j = int(rng.integers(pool))
-                fh.write(json.dumps({
-                    "audio_filepath": f"wavs/u{j:05d}.wav",
-                    "text": f"bench sentence number {i}",
-                    "speaker": f"s{j % speakers}",
-                    "duration": round(float(durations[j]), 3),
-                }) + "\n")
+                fh.write(
+                    json.dumps(
+                        {
+                            "audio_filepath": f"wavs/u{j:05d}.wav",
+                            "text": f"bench sentence number {i}",
+                            "speaker": f"s{j % speakers}",
+                            "duration": round(float(durations[j]), 3),
+                        }
+                    )
+                    + "\n"
+                )
     return manifest
 
 
@@ -104,8 +121,14 @@ def _child(stage: str, manifest: str, out_dir: str) -> None:
 
 def _run_stage(stage: str, manifest: Path, out_dir: Path) -> dict[str, float]:
     proc = subprocess.run(
-        [sys.executable, "-c", f"from workbench.bench import _child; _child({stage!r}, {str(manifest)!r}, {str(out_dir)!r})"],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-c",
+            f"from workbench.bench import _child; _child({stage!r}, {str(manifest)!r}, {str(out_dir)!r})",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark stage {stage} failed:\n{proc.stderr[-2000:]}")

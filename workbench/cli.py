@@ -108,7 +108,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "train":
         from .bench_train import bench_train
 
-        result = bench_train(model=args.model, steps=args.steps, allow_cpu=args.allow_cpu, workdir=args.workdir)
+        result = bench_train(
+            model=args.model, steps=args.steps, allow_cpu=args.allow_cpu, workdir=args.workdir
+        )
         print(result.format_text())
         return EXIT_OK
     from .bench import bench_data
@@ -180,7 +182,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from .export import export
 
-    path = export(args.source, args.output, format=args.format, base_model=args.base, overwrite=args.overwrite)
+    path = export(
+        args.source, args.output, format=args.format, base_model=args.base, overwrite=args.overwrite
+    )
     print(f"exported ({args.format}) to {path}")
     return EXIT_OK
 
@@ -222,15 +226,23 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=fn)
         return p
 
-    p = add("convert", cmd_convert, "convert source records to canonical JSONL (trainable / prompts / rejected)")
+    p = add(
+        "convert", cmd_convert, "convert source records to canonical JSONL (trainable / prompts / rejected)"
+    )
     p.add_argument("inputs", nargs="+", help="input files or dataset folders")
     p.add_argument("-o", "--output", required=True, help="OUT.jsonl for trainable samples")
     p.add_argument("--format", default="auto", choices=("auto", *FORMAT_NAMES))
-    p.add_argument("--audio-root", help="folder relative audio paths resolve against (default: the input's folder)")
-    p.add_argument("--remap", action="append", metavar="OLD=NEW", help="rewrite an audio path prefix (repeatable)")
+    p.add_argument(
+        "--audio-root", help="folder relative audio paths resolve against (default: the input's folder)"
+    )
+    p.add_argument(
+        "--remap", action="append", metavar="OLD=NEW", help="rewrite an audio path prefix (repeatable)"
+    )
     p.add_argument("--reference", default="same-speaker", choices=REFERENCE_POLICIES)
     p.add_argument("--missing-audio", default="error", choices=MISSING_AUDIO_POLICIES)
-    p.add_argument("--map", action="append", metavar="SLOT=ROLE", help="ShareGPT mapping, e.g. human=target_text")
+    p.add_argument(
+        "--map", action="append", metavar="SLOT=ROLE", help="ShareGPT mapping, e.g. human=target_text"
+    )
     p.add_argument("--report", help="write the report JSON here")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--progress", action="store_true", help="show a progress bar")
@@ -266,13 +278,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=100_000, help="data: records")
     p.add_argument("--pool", type=int, default=1000, help="data: distinct WAV files")
     p.add_argument("--workdir", help="keep the benchmark files here (default: a temporary folder)")
-    p.add_argument("--model", default="tiny", help="train: tiny, random-full (GPU) or a model folder / cached hub id")
+    p.add_argument(
+        "--model", default="tiny", help="train: tiny, random-full (GPU) or a model folder / cached hub id"
+    )
     p.add_argument("--steps", type=int, default=20, help="train: timed optimizer steps")
-    p.add_argument("--allow-cpu", action="store_true", help="train: run a full-size model without a GPU anyway")
+    p.add_argument(
+        "--allow-cpu", action="store_true", help="train: run a full-size model without a GPU anyway"
+    )
 
-    p = add("doctor", cmd_doctor, "check versions, GPUs, bf16, NCCL, disk, model and data: one PASS/WARN/FAIL line each")
+    p = add(
+        "doctor",
+        cmd_doctor,
+        "check versions, GPUs, bf16, NCCL, disk, model and data: one PASS/WARN/FAIL line each",
+    )
     p.add_argument("--model", help="model folder, cached hub id, original-layout folder or random-full")
-    p.add_argument("--data", nargs="+", action="extend", metavar="FILE", help="canonical JSONL files (first lines checked)")
+    p.add_argument(
+        "--data",
+        nargs="+",
+        action="extend",
+        metavar="FILE",
+        help="canonical JSONL files (first lines checked)",
+    )
     p.add_argument("--output-dir", default=".", help="where training writes (free disk is checked there)")
 
     p = add("make-tiny-model", cmd_make_tiny_model, "build a tiny random Higgs Audio v2 stack (tests, demo)")
@@ -289,16 +315,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("run", cmd_run, "execute a notebook headless (papermill) and export its HTML report")
     p.add_argument("notebook", help="a notebook path or a short name such as 01 or 03_validate")
-    p.add_argument("-f", "--params-file", help="parameters YAML (a section named after the notebook is used when present)")
-    p.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), help="parameter (VALUE read as YAML)")
+    p.add_argument(
+        "-f",
+        "--params-file",
+        help="parameters YAML (a section named after the notebook is used when present)",
+    )
+    p.add_argument(
+        "-p",
+        "--param",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUE"),
+        help="parameter (VALUE read as YAML)",
+    )
     p.add_argument("--out", required=True, help="run folder for the executed notebook and its HTML")
     p.add_argument("--kernel", help="Jupyter kernel name (default: the notebook's kernelspec)")
     p.add_argument("--log-output", action="store_true", help="stream cell output to the terminal")
 
     p = add("train", cmd_train, "LoRA training: notebook 04 on every rank under accelerate launch")
     p.add_argument("--params", help="training parameters YAML (params/demo.yaml, params/h200x8.yaml, ...)")
-    p.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), help="override (VALUE read as YAML)")
-    p.add_argument("--dry-run", action="store_true", help="check the parameters and print the launch command only")
+    p.add_argument(
+        "-p",
+        "--param",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUE"),
+        help="override (VALUE read as YAML)",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="check the parameters and print the launch command only"
+    )
 
     p = add("export", cmd_export, "merge an adapter into its base model and save it (hf or original layout)")
     p.add_argument("source", help="an adapter/ or checkpoint-N/ folder (or a merged model folder)")
@@ -307,9 +353,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base", help="base model (default: the one recorded in the adapter)")
     p.add_argument("--overwrite", action="store_true")
 
-    p = add("evaluate", cmd_evaluate, "base model vs adapters and checkpoints: notebook 05 headless, metrics and report")
-    p.add_argument("--params", help="evaluation parameters YAML (params/evaluate_demo.yaml; a 05_evaluate section is used when present)")
-    p.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), help="override (VALUE read as YAML)")
+    p = add(
+        "evaluate",
+        cmd_evaluate,
+        "base model vs adapters and checkpoints: notebook 05 headless, metrics and report",
+    )
+    p.add_argument(
+        "--params",
+        help="evaluation parameters YAML (params/evaluate_demo.yaml; a 05_evaluate section is used when present)",
+    )
+    p.add_argument(
+        "-p",
+        "--param",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUE"),
+        help="override (VALUE read as YAML)",
+    )
     p.add_argument("--out", help="folder for the executed notebook and its HTML report (default: output_dir)")
     p.add_argument("--log-output", action="store_true", help="stream cell output to the terminal")
 
@@ -333,7 +393,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (UsageError, InputError, CanonicalFormatError, ValueError, FileExistsError, FileNotFoundError, OSError) as exc:
+    except (
+        UsageError,
+        InputError,
+        CanonicalFormatError,
+        ValueError,
+        FileExistsError,
+        FileNotFoundError,
+        OSError,
+    ) as exc:
         print(f"workbench {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

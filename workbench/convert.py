@@ -52,11 +52,18 @@ class ConvertOptions:
     def check(self) -> None:
         """Raise ValueError naming every bad option at once."""
         problems = []
-        for where, name in [("format", self.format), *((f"format for {k}", v) for k, v in self.format_by_file.items())]:
+        for where, name in [
+            ("format", self.format),
+            *((f"format for {k}", v) for k, v in self.format_by_file.items()),
+        ]:
             if name != "auto" and name not in formats.FORMATS:
-                problems.append(f"{where} {name!r} is unknown; expected auto or one of {', '.join(formats.FORMAT_NAMES)}")
+                problems.append(
+                    f"{where} {name!r} is unknown; expected auto or one of {', '.join(formats.FORMAT_NAMES)}"
+                )
         if self.reference not in REFERENCE_POLICIES:
-            problems.append(f"reference {self.reference!r} is unknown; expected one of {', '.join(REFERENCE_POLICIES)}")
+            problems.append(
+                f"reference {self.reference!r} is unknown; expected one of {', '.join(REFERENCE_POLICIES)}"
+            )
         if self.missing_audio not in MISSING_AUDIO_POLICIES:
             problems.append(
                 f"missing_audio {self.missing_audio!r} is unknown; expected one of {', '.join(MISSING_AUDIO_POLICIES)}"
@@ -228,26 +235,46 @@ class Converter:
 
         dropped = self.pool.keep_only(usable)
         if dropped:
-            log.info("not used as references (unreadable, silent or shorter than 0.5 s): %s", ", ".join(dropped[:10]))
+            log.info(
+                "not used as references (unreadable, silent or shorter than 0.5 s): %s",
+                ", ".join(dropped[:10]),
+            )
 
     def convert_one(self, raw: RawRecord) -> Outcome:
-        where = {"source_file": raw.source_file, "source_index": raw.source_index, "source_line": raw.source_line}
+        where = {
+            "source_file": raw.source_file,
+            "source_index": raw.source_index,
+            "source_line": raw.source_line,
+        }
         if raw.error is not None:
             return Outcome(raw, "rejected", findings=[finding("BAD_RECORD", f"{raw.error}", **where)])
         if not isinstance(raw.record, dict):
             return Outcome(
                 raw,
                 "rejected",
-                findings=[finding("BAD_RECORD", f"expected a JSON object, got {type(raw.record).__name__}", **where)],
+                findings=[
+                    finding("BAD_RECORD", f"expected a JSON object, got {type(raw.record).__name__}", **where)
+                ],
             )
         name = self.format_of(raw)
         if name is None:
             keys = ", ".join(sorted(map(str, raw.record))[:8]) or "none"
-            return Outcome(raw, "rejected", findings=[finding("UNKNOWN_FORMAT", f"no format matches keys ({keys})", **where)])
+            return Outcome(
+                raw,
+                "rejected",
+                findings=[finding("UNKNOWN_FORMAT", f"no format matches keys ({keys})", **where)],
+            )
         try:
             sample = formats.FORMATS[name].convert(raw.record, self.context(raw))
         except RecordError as exc:
-            f = finding(exc.code, exc.message, field=exc.field, hint=exc.hint, sample_id=_record_id(raw.record), **where)
+            f = finding(
+                exc.code,
+                exc.message,
+                field=exc.field,
+                hint=exc.hint,
+                sample_id=_record_id(raw.record),
+                **where,
+            )
             return Outcome(raw, "rejected", format=name, findings=[f])
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             msg = f"record does not fit format {name!r} ({type(exc).__name__}: {exc})"
@@ -264,7 +291,13 @@ class Converter:
             "sample_id": sample.id,
         }
         if not sample.audio_indices():
-            return Outcome(raw, "rejected", sample, name, [finding("NO_AUDIO", "the record names no audio file", **where)])
+            return Outcome(
+                raw,
+                "rejected",
+                sample,
+                name,
+                [finding("NO_AUDIO", "the record names no audio file", **where)],
+            )
         notes: list[Finding] = []
         missing = [i for i in sample.audio_indices() if not self.exists(sample.messages[i].audio_url)]
         if missing:
@@ -286,7 +319,9 @@ class Converter:
                     )
                 )
             elif policy == "error" or missing_targets:
-                return Outcome(raw, "rejected", sample, name, [finding("AUDIO_NOT_FOUND", "; ".join(lines), **where)])
+                return Outcome(
+                    raw, "rejected", sample, name, [finding("AUDIO_NOT_FOUND", "; ".join(lines), **where)]
+                )
             else:  # drop-reference
                 sample = drop_audio_pairs(sample, missing)
                 sample.misc["dropped_references"] = len(missing)
@@ -400,7 +435,12 @@ def convert(
         pairs = parse_remap(remap)  # type: ignore[arg-type]
     by_file = {} if isinstance(format, str) else dict(format.items() if isinstance(format, dict) else format)
     options = ConvertOptions(
-        format if isinstance(format, str) else "auto", audio_root, pairs, reference, missing_audio, parse_map(sharegpt_map),
+        format if isinstance(format, str) else "auto",
+        audio_root,
+        pairs,
+        reference,
+        missing_audio,
+        parse_map(sharegpt_map),
         format_by_file={os.path.abspath(k): v for k, v in by_file.items()},
     )
     output = Path(output).absolute()
@@ -408,21 +448,29 @@ def convert(
     outputs = [output, prompts_path, rejected_path] + ([Path(report)] if report else [])
     folders = [str(p) for p in outputs if p.is_dir()]
     if folders:
-        raise IsADirectoryError(f"output {', '.join(folders)} is a folder. Hint: name a file such as OUT.jsonl.")
+        raise IsADirectoryError(
+            f"output {', '.join(folders)} is a folder. Hint: name a file such as OUT.jsonl."
+        )
     if not overwrite:
         clash = [str(p) for p in outputs if p.exists()]
         if clash:
-            raise FileExistsError(f"output already exists: {', '.join(clash)}. Hint: pass --overwrite to replace it.")
+            raise FileExistsError(
+                f"output already exists: {', '.join(clash)}. Hint: pass --overwrite to replace it."
+            )
     from .readers import InputError
 
     for p in paths:  # fail fast on unreadable inputs, before any output is touched
         if not os.path.exists(p):
             raise InputError(f"{os.path.abspath(p)}: input file not found.")
     input_files = {os.path.realpath(p) for p in paths}
-    input_files |= {os.path.realpath(os.path.join(p, n)) for p in paths if os.path.isdir(p) for n in os.listdir(p)}
+    input_files |= {
+        os.path.realpath(os.path.join(p, n)) for p in paths if os.path.isdir(p) for n in os.listdir(p)
+    }
     overlap = [str(o) for o in outputs if os.path.realpath(o) in input_files]
     if overlap:  # inputs are never modified, not even with --overwrite
-        raise ValueError(f"output {', '.join(overlap)} is also an input. Hint: write the outputs to another path.")
+        raise ValueError(
+            f"output {', '.join(overlap)} is also an input. Hint: write the outputs to another path."
+        )
 
     started = time.perf_counter()
     converter = Converter(options, placeholder_dir=output.parent / f"{output.name}.placeholders")
@@ -472,7 +520,11 @@ def rejected_entry(outcome: Outcome) -> dict[str, Any]:
     if outcome.format:
         entry["detected_format"] = outcome.format
     entry["reasons"] = [
-        {k: v for k, v in (("code", f.code), ("message", f.message), ("field", f.field), ("hint", f.hint)) if v is not None}
+        {
+            k: v
+            for k, v in (("code", f.code), ("message", f.message), ("field", f.field), ("hint", f.hint))
+            if v is not None
+        }
         for f in outcome.findings
         if f.severity == ERROR
     ]

@@ -114,9 +114,21 @@ def demo_data(out_dir: str | os.PathLike, overwrite: bool = False) -> dict[str, 
     manifest = []
     for i in range(8):
         manifest.append({"audio_filepath": clip(low, i), "text": SENTENCES[i], "speaker": low.name})
-    manifest.append({"audio_filepath": "wavs/spk_low_99_missing.wav", "text": "This file was never recorded.", "speaker": low.name})
+    manifest.append(
+        {
+            "audio_filepath": "wavs/spk_low_99_missing.wav",
+            "text": "This file was never recorded.",
+            "speaker": low.name,
+        }
+    )
     write_wav(wavs / "spk_low_silent.wav", np.zeros(2 * SAMPLE_RATE, np.float32))
-    manifest.append({"audio_filepath": "wavs/spk_low_silent.wav", "text": "Silence is all you will hear.", "speaker": low.name})
+    manifest.append(
+        {
+            "audio_filepath": "wavs/spk_low_silent.wav",
+            "text": "Silence is all you will hear.",
+            "speaker": low.name,
+        }
+    )
     manifest.append({"audio_filepath": clip(low, 8), "text": "", "speaker": low.name})
     manifest.insert(5, '{"audio_filepath": "wavs/spk_low_03.wav", "text": "broken line"')  # malformed JSON
     _jsonl(out / "manifest.jsonl", manifest)
@@ -126,43 +138,79 @@ def demo_data(out_dir: str | os.PathLike, overwrite: bool = False) -> dict[str, 
     refs = [clip(mid, i) for i in range(5)]
     for i in range(1, 5):
         paired.append(
-            {"id": f"paired_{i}", "speaker": mid.name, "reference_audio": refs[0], "reference_text": SENTENCES[0],
-             "target_text": SENTENCES[i], "target_audio": refs[i]}
+            {
+                "id": f"paired_{i}",
+                "speaker": mid.name,
+                "reference_audio": refs[0],
+                "reference_text": SENTENCES[0],
+                "target_text": SENTENCES[i],
+                "target_audio": refs[i],
+            }
         )
-    paired.append({"id": "paired_prompt", "speaker": mid.name, "reference_audio": refs[0],
-                   "reference_text": SENTENCES[0], "target_text": "A sentence this voice has never said."})
+    paired.append(
+        {
+            "id": "paired_prompt",
+            "speaker": mid.name,
+            "reference_audio": refs[0],
+            "reference_text": SENTENCES[0],
+            "target_text": "A sentence this voice has never said.",
+        }
+    )
     (out / "paired.json").write_text(json.dumps(paired, indent=1), encoding="utf-8")
 
     # mixed.jsonl: spk_high, [ref text, ref audio, instruction + target text] in the user turn
     highs = [clip(high, i) for i in range(5)]
     mixed = []
     for i in range(1, 4):
-        mixed.append({
-            "id": f"mixed_{i}", "speaker": high.name,
-            "messages": [
-                {"role": "user", "content": [SENTENCES[0], {"type": "audio", "audio_url": highs[0]},
-                                             f"Please generate speech for given text in reference audio's voice: {SENTENCES[i]}"]},
-                {"role": "assistant", "content": [{"type": "text", "text": SENTENCES[i]}, {"type": "audio", "audio_url": highs[i]}]},
-            ],
-        })
+        mixed.append(
+            {
+                "id": f"mixed_{i}",
+                "speaker": high.name,
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            SENTENCES[0],
+                            {"type": "audio", "audio_url": highs[0]},
+                            f"Please generate speech for given text in reference audio's voice: {SENTENCES[i]}",
+                        ],
+                    },
+                    {
+                        "role": "assistant",
+                        "content": [
+                            {"type": "text", "text": SENTENCES[i]},
+                            {"type": "audio", "audio_url": highs[i]},
+                        ],
+                    },
+                ],
+            }
+        )
     _jsonl(out / "mixed.jsonl", mixed)
 
     # chatml.jsonl: original Higgs tooling ChatML, incl. a 44.1 kHz stereo clip
     stereo = synthesize(mid, SENTENCES[6], seed=606, sample_rate=44_100)
     write_wav(wavs / "spk_mid_stereo44k.wav", np.stack([stereo, 0.9 * stereo], axis=1), sample_rate=44_100)
-    chat_targets = [(clip(mid, 5), SENTENCES[5]), ("wavs/spk_mid_stereo44k.wav", SENTENCES[6]), (clip(mid, 7), SENTENCES[7])]
+    chat_targets = [
+        (clip(mid, 5), SENTENCES[5]),
+        ("wavs/spk_mid_stereo44k.wav", SENTENCES[6]),
+        (clip(mid, 7), SENTENCES[7]),
+    ]
     chatml = []
     for k, (path, text) in enumerate(chat_targets):
-        chatml.append({
-            "id": f"chatml_{k}", "speaker": mid.name, "start_index": 3,
-            "messages": [
-                {"role": "system", "content": "Generate speech in the provided voice."},
-                {"role": "user", "content": SENTENCES[1]},
-                {"role": "assistant", "content": {"type": "audio", "audio_url": refs[1]}},
-                {"role": "user", "content": text},
-                {"role": "assistant", "content": [{"type": "audio", "url": path}]},
-            ],
-        })
+        chatml.append(
+            {
+                "id": f"chatml_{k}",
+                "speaker": mid.name,
+                "start_index": 3,
+                "messages": [
+                    {"role": "system", "content": "Generate speech in the provided voice."},
+                    {"role": "user", "content": SENTENCES[1]},
+                    {"role": "assistant", "content": {"type": "audio", "audio_url": refs[1]}},
+                    {"role": "user", "content": text},
+                    {"role": "assistant", "content": [{"type": "audio", "url": path}]},
+                ],
+            }
+        )
     _jsonl(out / "chatml.jsonl", chatml)
 
     # ljspeech/: a pipe-separated metadata.csv with wavs/<id>.wav, incl. a clipped clip

@@ -60,7 +60,9 @@ class Listener:
         return audio_html(audio[:limit], self.sample_rate, f"{name}{note}")
 
 
-def table_html(rows: Iterable[dict[str, Any]], columns: Sequence[str] | None = None, max_rows: int = 200) -> str:
+def table_html(
+    rows: Iterable[dict[str, Any]], columns: Sequence[str] | None = None, max_rows: int = 200
+) -> str:
     """A plain HTML table (the static stand-in for interactive tables)."""
     rows = list(rows)
     if columns is None:
@@ -68,7 +70,10 @@ def table_html(rows: Iterable[dict[str, Any]], columns: Sequence[str] | None = N
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
     body = []
     for r in rows[:max_rows]:
-        cells = "".join(f'<td style="text-align:left;vertical-align:top">{html.escape(_cell(r.get(c)))}</td>' for c in columns)
+        cells = "".join(
+            f'<td style="text-align:left;vertical-align:top">{html.escape(_cell(r.get(c)))}</td>'
+            for c in columns
+        )
         body.append(f"<tr>{cells}</tr>")
     more = f"<p>… {len(rows) - max_rows} more rows not shown</p>" if len(rows) > max_rows else ""
     return (
@@ -93,7 +98,9 @@ def json_html(obj: Any, title: str | None = None) -> str:
     return f'<div style="flex:1;min-width:0">{head}<pre style="white-space:pre-wrap;font-size:small">{text}</pre></div>'
 
 
-def side_by_side(left: Any, right: Any, left_title: str = "source record", right_title: str = "canonical sample") -> str:
+def side_by_side(
+    left: Any, right: Any, left_title: str = "source record", right_title: str = "canonical sample"
+) -> str:
     """Two JSON objects next to each other (original record | converted sample)."""
     return f'<div style="display:flex;gap:1em">{json_html(left, left_title)}{json_html(right, right_title)}</div>'
 

@@ -74,7 +74,9 @@ def export(
         raise ValueError(f"export format {format!r} is unknown; expected one of {', '.join(EXPORT_FORMATS)}")
     out = Path(output)
     if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out} exists and is not empty. Hint: pass --overwrite or choose another folder.")
+        raise FileExistsError(
+            f"{out} exists and is not empty. Hint: pass --overwrite or choose another folder."
+        )
     model, processor, base = load_merged(source, base_model)
     if format == "hf":
         from .model import save_merged

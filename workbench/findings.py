@@ -59,7 +59,10 @@ CODES: dict[str, tuple[str, str]] = {
     ),
     "SPLIT_LEAKAGE": (ERROR, "Re-split with `workbench split` so no target audio is in both files."),
     "SAMPLE_RATE_MISMATCH": (WARNING, "Fine: it will be resampled to 24 kHz; resample offline to save time."),
-    "MULTI_CHANNEL": (WARNING, "Fine: it will be down-mixed to mono; check both channels hold the same voice."),
+    "MULTI_CHANNEL": (
+        WARNING,
+        "Fine: it will be down-mixed to mono; check both channels hold the same voice.",
+    ),
     "CLIPPING": (WARNING, "Re-record or lower the gain: clipped peaks sound harsh and are learned as such."),
     "LONG_SILENCE": (WARNING, "Trim leading/trailing silence (fix recipe: trim_silence)."),
     "SPEAKING_RATE_OUTLIER": (
@@ -103,7 +106,9 @@ class Finding:
         return f"{self.severity.upper():7s} {self.code} {who}{loc}{self.message}{hint}"
 
 
-def finding(code: str, message: str, *, severity: str | None = None, hint: str | None = None, **where: Any) -> Finding:
+def finding(
+    code: str, message: str, *, severity: str | None = None, hint: str | None = None, **where: Any
+) -> Finding:
     """Build a :class:`Finding` with the code's default severity and hint."""
     default_severity, default_hint = CODES[code]
     return Finding(

@@ -38,7 +38,9 @@ def accelerate_command(launch: LaunchParams, params_json: Path) -> list[str]:
     cmd = [sys.executable, "-m", "accelerate.commands.launch"]
     if launch.accelerate_config:
         if not os.path.isfile(launch.accelerate_config):
-            raise FileNotFoundError(f"accelerate_config not found: {os.path.abspath(launch.accelerate_config)}")
+            raise FileNotFoundError(
+                f"accelerate_config not found: {os.path.abspath(launch.accelerate_config)}"
+            )
         cmd += ["--config_file", launch.accelerate_config]
     else:
         cmd += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
@@ -79,8 +81,11 @@ def train_launch(
         return 0
     proc = subprocess.run(cmd, env=env, check=False)
     if proc.returncode != 0:
-        print(f"workbench train: the launch failed with exit code {proc.returncode}; see the rank errors above and "
-              f"{out / (NOTEBOOK + '.html')} (rank 0) and {out / 'logs'} (other ranks)", file=sys.stderr)
+        print(
+            f"workbench train: the launch failed with exit code {proc.returncode}; see the rank errors above and "
+            f"{out / (NOTEBOOK + '.html')} (rank 0) and {out / 'logs'} (other ranks)",
+            file=sys.stderr,
+        )
     return proc.returncode
 
 
@@ -113,7 +118,11 @@ def _follow_launcher(rank: int, poll_s: float = 0.5, grace_s: float = 15.0) -> t
         while True:
             time.sleep(poll_s)
             if os.getppid() != launcher:
-                print(f"rank {rank}: the launcher (pid {launcher}) is gone; stopping", file=sys.stderr, flush=True)
+                print(
+                    f"rank {rank}: the launcher (pid {launcher}) is gone; stopping",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 _kill_children()
                 os._exit(1)
 

@@ -18,7 +18,9 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def codebook_hits(model: torch.nn.Module, inputs: dict[str, Any], logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def codebook_hits(
+    model: torch.nn.Module, inputs: dict[str, Any], logits: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Correct and total next-frame predictions per codebook, on supervised frames only.
 
     The model predicts the codes at position ``t + 1`` from position ``t`` (as in its loss).
@@ -33,7 +35,11 @@ def codebook_hits(model: torch.nn.Module, inputs: dict[str, Any], logits: torch.
     """
     base = unwrap(model)
     n, c = base.config.num_codebooks, base.config.codebook_size
-    input_ids, frame_mask, labels = inputs["input_ids"], inputs["audio_input_ids_mask"], inputs["audio_labels"]
+    input_ids, frame_mask, labels = (
+        inputs["input_ids"],
+        inputs["audio_input_ids_mask"],
+        inputs["audio_labels"],
+    )
     expanded = input_ids.new_full((*input_ids.shape[:2], n), IGNORE_INDEX)
     placeholders = base.model.get_placeholder_mask(input_ids, None, frame_mask)
     expanded[placeholders] = labels[frame_mask.bool()]

@@ -309,7 +309,12 @@ def _build_lm(tokenizer: Any, num_codebooks: int, codec_codebook_size: int) -> A
 
     vocab_size = -(-len(tokenizer) // 64) * 64
     config = _lm_config(
-        tokenizer, num_codebooks, codec_codebook_size, vocab_size=vocab_size, max_position_embeddings=4096, **TINY_LM
+        tokenizer,
+        num_codebooks,
+        codec_codebook_size,
+        vocab_size=vocab_size,
+        max_position_embeddings=4096,
+        **TINY_LM,
     )
     model = HiggsAudioV2ForConditionalGeneration(config)
     _set_generation_config(model)
@@ -668,7 +673,9 @@ def load_model_and_processor(
     if is_original_checkpoint(model_dir):
         # The original boson_multimodal layout: converted once, offline, and cached.
         converted = import_original(model_dir)
-        log.info("%s is an original-layout Higgs Audio checkpoint; using its conversion %s", model_dir, converted)
+        log.info(
+            "%s is an original-layout Higgs Audio checkpoint; using its conversion %s", model_dir, converted
+        )
         model_dir = converted
     processor = load_processor(model_dir)
     kwargs: dict[str, Any] = {"local_files_only": True}
@@ -707,7 +714,9 @@ def save_processor(processor: HiggsAudioV2Processor, out_dir: str | os.PathLike[
     return out
 
 
-def save_merged(model: torch.nn.Module, processor: HiggsAudioV2Processor, out_dir: str | os.PathLike[str]) -> Path:
+def save_merged(
+    model: torch.nn.Module, processor: HiggsAudioV2Processor, out_dir: str | os.PathLike[str]
+) -> Path:
     """Merge a PEFT LoRA model into plain weights and save them with the processor.
 
     The folder loads with ``HiggsAudioV2ForConditionalGeneration.from_pretrained`` (no peft) and
@@ -721,5 +730,10 @@ def save_merged(model: torch.nn.Module, processor: HiggsAudioV2Processor, out_di
         merged = merged.merge_and_unload()
     merged.save_pretrained(out)
     save_processor(processor, out)
-    (out / MARKER_FILE).write_text(json.dumps({"format": MARKER_FORMAT, "kind": "merged", "audio_tokenizer": AUDIO_TOKENIZER_SUBDIR}, indent=2) + "\n")
+    (out / MARKER_FILE).write_text(
+        json.dumps(
+            {"format": MARKER_FORMAT, "kind": "merged", "audio_tokenizer": AUDIO_TOKENIZER_SUBDIR}, indent=2
+        )
+        + "\n"
+    )
     return out

@@ -32,7 +32,9 @@ class ParamsError(ValueError):
     def __init__(self, problems: list[str], source: str | None = None):
         self.problems = problems
         where = f"{source}: " if source else ""
-        super().__init__(f"{where}{len(problems)} parameter problem(s):\n" + "\n".join(f"  - {p}" for p in problems))
+        super().__init__(
+            f"{where}{len(problems)} parameter problem(s):\n" + "\n".join(f"  - {p}" for p in problems)
+        )
 
 
 @dataclass
@@ -55,7 +57,9 @@ class TrainParams:
     lora_alpha: int = 32  # the LoRA update is scaled by alpha / r
     lora_dropout: float = 0.05
     lora_target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_LORA_TARGETS))
-    modules_to_save: list[str] | None = None  # e.g. ["audio_lm_head"]: trained fully and saved with the adapter
+    modules_to_save: list[str] | None = (
+        None  # e.g. ["audio_lm_head"]: trained fully and saved with the adapter
+    )
     mixed_precision: str = "no"  # "bf16" | "fp16" | "no"
     use_gradient_checkpointing: bool = False  # trades ~30% speed for much less activation memory
     dataloader_num_workers: int = 0
@@ -64,7 +68,9 @@ class TrainParams:
     eval_steps: int = 50
     logging_steps: int = 5
     codes_cache_dir: str | None = None  # default: <WORKBENCH_CACHE_DIR>/codes
-    resume_from_checkpoint: str | None = "auto"  # "auto": latest complete checkpoint in output_dir; None: fresh
+    resume_from_checkpoint: str | None = (
+        "auto"  # "auto": latest complete checkpoint in output_dir; None: fresh
+    )
     merge: bool = False  # also write merged/ (plain transformers weights + processor)
     seed: int = 0
     max_length: int | None = None  # tokens; None: the model's max_position_embeddings
@@ -77,7 +83,15 @@ class TrainParams:
         problems = []
         if self.mixed_precision not in ("bf16", "fp16", "no"):
             problems.append(f"mixed_precision: expected bf16, fp16 or no, got {self.mixed_precision!r}")
-        for name in ("batch_size", "gradient_accumulation_steps", "lora_r", "lora_alpha", "save_steps", "eval_steps", "logging_steps"):
+        for name in (
+            "batch_size",
+            "gradient_accumulation_steps",
+            "lora_r",
+            "lora_alpha",
+            "save_steps",
+            "eval_steps",
+            "logging_steps",
+        ):
             if getattr(self, name) < 1:
                 problems.append(f"{name}: must be at least 1, got {getattr(self, name)}")
         if not 0 <= self.lora_dropout < 1:
@@ -103,13 +117,17 @@ class LaunchParams:
     accelerate_config: str | None = None  # an accelerate config YAML (params/accelerate/*.yaml)
     num_processes: int = 1  # used when no accelerate_config is given
     main_process_port: int | None = None
-    env: dict[str, str] = field(default_factory=dict)  # environment for every rank (OMP_NUM_THREADS, NCCL_*...)
+    env: dict[str, str] = field(
+        default_factory=dict
+    )  # environment for every rank (OMP_NUM_THREADS, NCCL_*...)
 
 
 def _type_ok(value: Any, annotation: Any) -> tuple[bool, Any]:
     """Check (and gently coerce: int -> float, scalar -> list) ``value`` against an annotation."""
     if isinstance(annotation, str):
-        annotation = eval(annotation, {"list": list, "dict": dict, "str": str, "int": int, "float": float, "bool": bool})  # noqa: S307 - our own annotations
+        annotation = eval(
+            annotation, {"list": list, "dict": dict, "str": str, "int": int, "float": float, "bool": bool}
+        )  # noqa: S307 - our own annotations
     origin = typing.get_origin(annotation)
     if origin in (types.UnionType, typing.Union):
         for arm in typing.get_args(annotation):
@@ -156,7 +174,7 @@ def _build(cls: type, data: dict[str, Any], problems: list[str], prefix: str = "
         if not ok:
             hint = ""
             if isinstance(value, bool) and "str" in str(fields[key].type):
-                hint = " (YAML reads unquoted no/yes/off/on as booleans: quote the value, e.g. \"no\")"
+                hint = ' (YAML reads unquoted no/yes/off/on as booleans: quote the value, e.g. "no")'
             problems.append(f"{prefix}{key}: expected {fields[key].type}, got {value!r}{hint}")
             continue
         kwargs[key] = coerced
@@ -204,5 +222,8 @@ def save_resolved(params: TrainParams, path: str | os.PathLike) -> Path:
     """``params.resolved.yaml``: every parameter with the value the run used."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("# parameters this run used (defaults filled in)\n" + yaml.safe_dump(params.to_dict(), sort_keys=False))
+    path.write_text(
+        "# parameters this run used (defaults filled in)\n"
+        + yaml.safe_dump(params.to_dict(), sort_keys=False)
+    )
     return path

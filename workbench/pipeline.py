@@ -43,9 +43,24 @@ def demo_steps(run: Path, data_inputs: list[str]) -> list[tuple[str, dict[str, A
     """Each step notebook with its parameters for a demo run in ``run``."""
     converted = run / "02_convert_and_listen" / "converted.jsonl"
     return [
-        ("01_inspect_data", {"input_data": data_inputs, "output_dir": str(run / "01_inspect_data"), "max_listen": 4}),
-        ("02_convert_and_listen", {"input_data": data_inputs, "output_dir": str(run / "02_convert_and_listen"), "max_listen": 4}),
-        ("03_validate", {"input_data": str(converted), "output_dir": str(run / "03_validate"), "max_listen": 4, "val_fraction": 0.2, "split_by": "sample"}),
+        (
+            "01_inspect_data",
+            {"input_data": data_inputs, "output_dir": str(run / "01_inspect_data"), "max_listen": 4},
+        ),
+        (
+            "02_convert_and_listen",
+            {"input_data": data_inputs, "output_dir": str(run / "02_convert_and_listen"), "max_listen": 4},
+        ),
+        (
+            "03_validate",
+            {
+                "input_data": str(converted),
+                "output_dir": str(run / "03_validate"),
+                "max_listen": 4,
+                "val_fraction": 0.2,
+                "split_by": "sample",
+            },
+        ),
     ]
 
 
@@ -88,8 +103,12 @@ def run_training_step(run: Path) -> NotebookRun:
     code = train_launch(PARAMS_DIR / "demo.yaml", demo_train_overrides(run))
     out = run / "04_train"
     return NotebookRun(
-        f"{NOTEBOOK}.ipynb", str(out / f"{NOTEBOOK}.ipynb"), str(out / f"{NOTEBOOK}.html"), code == 0,
-        None if code == 0 else f"accelerate launch exited with {code}", time.perf_counter() - started,
+        f"{NOTEBOOK}.ipynb",
+        str(out / f"{NOTEBOOK}.ipynb"),
+        str(out / f"{NOTEBOOK}.html"),
+        code == 0,
+        None if code == 0 else f"accelerate launch exited with {code}",
+        time.perf_counter() - started,
     )
 
 

@@ -47,7 +47,9 @@ def distributions(rows: Sequence[dict[str, Any]]) -> Figure:
     return fig
 
 
-def waveform_and_spectrogram(audio: np.ndarray, sample_rate: int = TARGET_SAMPLE_RATE, title: str = "") -> Figure:
+def waveform_and_spectrogram(
+    audio: np.ndarray, sample_rate: int = TARGET_SAMPLE_RATE, title: str = ""
+) -> Figure:
     """Waveform over a log-magnitude spectrogram of one clip."""
     fig = Figure(figsize=(10, 4), layout="constrained")
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[1, 2])
@@ -82,7 +84,11 @@ def training_curves(metrics_jsonl: str) -> Figure:
     evals = [r for r in rows if "eval_loss" in r]
     loss_ax.plot([r["step"] for r in train], [r["loss"] for r in train], marker=".", color="#4C72B0")
     loss_ax.set(title="training loss (sum over codebooks)", xlabel="step")
-    lr_ax.plot([r["step"] for r in train if "learning_rate" in r], [r["learning_rate"] for r in train if "learning_rate" in r], color="#55A868")
+    lr_ax.plot(
+        [r["step"] for r in train if "learning_rate" in r],
+        [r["learning_rate"] for r in train if "learning_rate" in r],
+        color="#55A868",
+    )
     lr_ax.set(title="learning rate", xlabel="step")
     eval_ax.plot([r["step"] for r in evals], [r["eval_loss"] for r in evals], marker="o", color="#C44E52")
     eval_ax.set(title="validation loss", xlabel="step")
@@ -90,7 +96,13 @@ def training_curves(metrics_jsonl: str) -> Figure:
     for k in keys:
         acc_ax.plot([r["step"] for r in evals], [r.get(k) for r in evals], linewidth=1, label=k[9:])
     if keys:
-        acc_ax.plot([r["step"] for r in evals], [r.get("eval_acc_mean") for r in evals], linewidth=2.5, color="black", label="mean")
+        acc_ax.plot(
+            [r["step"] for r in evals],
+            [r.get("eval_acc_mean") for r in evals],
+            linewidth=2.5,
+            color="black",
+            label="mean",
+        )
         acc_ax.legend(fontsize="x-small", ncol=3)
     acc_ax.set(title="validation top-1 accuracy per codebook", xlabel="step", ylim=(0, 1))
     return fig

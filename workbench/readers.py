@@ -21,10 +21,27 @@ from . import formats
 
 _LIST_KEYS = ("samples", "data", "records", "items", "utterances", "entries", "dataset")
 _CSV_HEADER_HINTS = {
-    "audio_filepath", "audio", "text", "reference_audio", "target_text", "audio_file", "id", "speaker",
-    "path", "file", "filename", "file_name", "wav", "transcript", "transcription", "normalized_text", "sentence",
+    "audio_filepath",
+    "audio",
+    "text",
+    "reference_audio",
+    "target_text",
+    "audio_file",
+    "id",
+    "speaker",
+    "path",
+    "file",
+    "filename",
+    "file_name",
+    "wav",
+    "transcript",
+    "transcription",
+    "normalized_text",
+    "sentence",
 }
-SUPPORTED = ".jsonl, .ndjson, .json, .csv, .tsv, LJSpeech metadata.csv, or a folder with metadata.json/metadata.csv"
+SUPPORTED = (
+    ".jsonl, .ndjson, .json, .csv, .tsv, LJSpeech metadata.csv, or a folder with metadata.json/metadata.csv"
+)
 
 
 class InputError(ValueError):
@@ -62,7 +79,9 @@ def iter_records(path: str | os.PathLike) -> Iterator[RawRecord]:
             if os.path.isfile(candidate):
                 yield from iter_records(candidate)
                 return
-        raise InputError(f"{path}: folder holds neither metadata.json nor metadata.csv. Hint: inputs may be {SUPPORTED}.")
+        raise InputError(
+            f"{path}: folder holds neither metadata.json nor metadata.csv. Hint: inputs may be {SUPPORTED}."
+        )
     if not os.path.isfile(path):
         raise InputError(f"{path}: input file not found.")
     lower = path.lower()
@@ -89,12 +108,26 @@ def _iter_jsonl(path: str) -> Iterator[RawRecord]:
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                yield RawRecord(raw.decode("utf-8", "replace"), path, index, number, base, error=f"not UTF-8 ({exc.reason})")
+                yield RawRecord(
+                    raw.decode("utf-8", "replace"),
+                    path,
+                    index,
+                    number,
+                    base,
+                    error=f"not UTF-8 ({exc.reason})",
+                )
             else:
                 try:
                     yield RawRecord(json.loads(text), path, index, number, base)
                 except json.JSONDecodeError as exc:
-                    yield RawRecord(text, path, index, number, base, error=f"not valid JSON ({exc.msg} at column {exc.colno})")
+                    yield RawRecord(
+                        text,
+                        path,
+                        index,
+                        number,
+                        base,
+                        error=f"not valid JSON ({exc.msg} at column {exc.colno})",
+                    )
             index += 1
 
 
@@ -104,8 +137,10 @@ def _iter_json(path: str) -> Iterator[RawRecord]:
         with open(path, encoding="utf-8-sig") as fh:
             data = json.load(fh)
     except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}). "
-                         "Hint: one JSON value per file, or use .jsonl for one record per line.") from None
+        raise InputError(
+            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}). "
+            "Hint: one JSON value per file, or use .jsonl for one record per line."
+        ) from None
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not UTF-8 text ({exc.reason}).") from None
     for index, record in enumerate(_json_records(data, path)):
@@ -121,7 +156,9 @@ def _json_records(data: Any, path: str) -> list[Any]:
         for key in _LIST_KEYS:
             if isinstance(data.get(key), list):
                 return data[key]
-        lists = [v for v in data.values() if isinstance(v, list) and v and all(isinstance(x, dict) for x in v)]
+        lists = [
+            v for v in data.values() if isinstance(v, list) and v and all(isinstance(x, dict) for x in v)
+        ]
         if len(lists) == 1:
             return lists[0]
         return [data]  # a single record of unknown format: the converter explains
@@ -141,7 +178,11 @@ def _iter_table(path: str) -> Iterator[RawRecord]:
         if "|" in first and _is_ljspeech_line(first.rstrip("\r\n")):
             reader = csv.reader(fh, delimiter="|", quoting=csv.QUOTE_NONE)
             for index, row in enumerate(r for r in reader if r):
-                record = {"id": row[0], "text": row[1] if len(row) > 1 else "", "normalized_text": row[2] if len(row) > 2 else None}
+                record = {
+                    "id": row[0],
+                    "text": row[1] if len(row) > 1 else "",
+                    "normalized_text": row[2] if len(row) > 2 else None,
+                }
                 yield RawRecord(record, path, index, reader.line_num, base, format_hint=formats.ljspeech.NAME)
             return
         delimiter = "\t" if path.lower().endswith(".tsv") or ("\t" in first and "," not in first) else ","
@@ -151,7 +192,14 @@ def _iter_table(path: str) -> Iterator[RawRecord]:
         for index, row in enumerate(reader):
             if None in row:  # more cells than header columns
                 extra = row.pop(None)
-                yield RawRecord(row, path, index, reader.line_num, base, error=f"{len(extra)} more cell(s) than header columns")
+                yield RawRecord(
+                    row,
+                    path,
+                    index,
+                    reader.line_num,
+                    base,
+                    error=f"{len(extra)} more cell(s) than header columns",
+                )
                 continue
             record = {k.strip(): (v if v != "" else None) for k, v in row.items() if k is not None}
             yield RawRecord(record, path, index, reader.line_num, base)

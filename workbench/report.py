@@ -74,7 +74,9 @@ def parse_cli_value(text: str) -> Any:
         return text
 
 
-def load_params(params_file: str | os.PathLike | None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def load_params(
+    params_file: str | os.PathLike | None, overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Parameters from a YAML file, then ``overrides`` on top."""
     params: dict[str, Any] = {}
     if params_file:
@@ -88,7 +90,9 @@ def load_params(params_file: str | os.PathLike | None, overrides: dict[str, Any]
 
 
 def load_notebook_params(
-    notebook: str | os.PathLike, params_file: str | os.PathLike | None, overrides: dict[str, Any] | None = None
+    notebook: str | os.PathLike,
+    params_file: str | os.PathLike | None,
+    overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Parameters for one notebook from a YAML file, then ``overrides``.
 
@@ -177,7 +181,9 @@ def run_notebook(
         error = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
         log.error("%s failed at %s", source.name, error)
     html_path = export_html(ipynb) if export and ipynb.exists() else out / f"{source.stem}.html"
-    return NotebookRun(source.name, str(ipynb), str(html_path), error is None, error, time.perf_counter() - started)
+    return NotebookRun(
+        source.name, str(ipynb), str(html_path), error is None, error, time.perf_counter() - started
+    )
 
 
 # --- run index -----------------------------------------------------------------------------
@@ -213,18 +219,16 @@ def write_index(run_dir: str | os.PathLike, title: str | None = None) -> Path:
         )
         state = "ok" if status["ok"] else "failed"
         line = status["summary"] or status["error"] or ""
-        rows.append(
-            f'<tr><td>{link}</td><td class="{state}">{state}</td><td>{html.escape(line)}</td></tr>'
-        )
+        rows.append(f'<tr><td>{link}</td><td class="{state}">{state}</td><td>{html.escape(line)}</td></tr>')
     title = title or f"Workbench run: {run.name}"
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left}}
 .ok{{color:#2a7}}.failed{{color:#c33;font-weight:bold}}</style></head>
 <body><h1>{html.escape(title)}</h1>
-<p>Generated {time.strftime('%Y-%m-%d %H:%M:%S')} from {html.escape(str(run))}</p>
+<p>Generated {time.strftime("%Y-%m-%d %H:%M:%S")} from {html.escape(str(run))}</p>
 <table><thead><tr><th>step</th><th>status</th><th>result</th></tr></thead><tbody>
-{''.join(rows) or '<tr><td colspan="3">no executed notebooks in this folder</td></tr>'}
+{"".join(rows) or '<tr><td colspan="3">no executed notebooks in this folder</td></tr>'}
 </tbody></table></body></html>
 """
     index = run / "index.html"

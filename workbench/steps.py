@@ -19,7 +19,9 @@ from .readers import iter_records
 from .sample import Sample, read_samples, sibling_path
 
 
-def resolve_inputs(input_data: str | os.PathLike | Iterable[str | os.PathLike] | None, output_dir: str | os.PathLike) -> list[str]:
+def resolve_inputs(
+    input_data: str | os.PathLike | Iterable[str | os.PathLike] | None, output_dir: str | os.PathLike
+) -> list[str]:
     """The input paths; with none given, the embedded demo dataset (written under ``output_dir``)."""
     if input_data in (None, "", []):
         from .demo_data import demo_data
@@ -30,7 +32,9 @@ def resolve_inputs(input_data: str | os.PathLike | Iterable[str | os.PathLike] |
     items = [input_data] if isinstance(input_data, (str, os.PathLike)) else list(input_data)
     missing = [str(p) for p in items if not os.path.exists(p)]
     if missing:
-        raise FileNotFoundError(f"input_data not found: {', '.join(missing)} (working directory {os.getcwd()})")
+        raise FileNotFoundError(
+            f"input_data not found: {', '.join(missing)} (working directory {os.getcwd()})"
+        )
     return [str(p) for p in items]
 
 
@@ -60,7 +64,9 @@ def convert_in_memory(
     result = InMemoryConversion()
     for path in inputs:
         chosen = format.get(str(path), "auto") if isinstance(format, dict) else format
-        options = ConvertOptions(chosen, audio_root, parse_remap(remap), reference, "error", parse_map(sharegpt_map))
+        options = ConvertOptions(
+            chosen, audio_root, parse_remap(remap), reference, "error", parse_map(sharegpt_map)
+        )
         converter = Converter(options)
         converter.collect_references(itertools.islice(iter_records(path), max_records))
         records = iter_records(path)
@@ -123,8 +129,13 @@ def prompt_rows(converted: str | os.PathLike) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [
-        {"id": s.id, "speaker": s.speaker, "target text": s.target_text(), "source": s.provenance(),
-         "why": "no assistant target audio at or after start_index: evaluation prompt only"}
+        {
+            "id": s.id,
+            "speaker": s.speaker,
+            "target text": s.target_text(),
+            "source": s.provenance(),
+            "why": "no assistant target audio at or after start_index: evaluation prompt only",
+        }
         for s in read_samples(path)
     ]
 
@@ -138,8 +149,14 @@ class TrainingSplit:
 
     def to_dict(self) -> dict[str, Any]:
         d = self.split.to_dict()
-        return {"train": d["train"], "val": d["val"], "by": d["by"], "prompts_skipped": d["prompts_skipped"],
-                "excluded_for_errors": len(self.excluded), "fallback": d.get("fallback")}
+        return {
+            "train": d["train"],
+            "val": d["val"],
+            "by": d["by"],
+            "prompts_skipped": d["prompts_skipped"],
+            "excluded_for_errors": len(self.excluded),
+            "fallback": d.get("fallback"),
+        }
 
 
 def split_for_training(
@@ -158,5 +175,13 @@ def split_for_training(
     bad = {f.sample_id for f in report.errors} if exclude_errors else set()
     kept = [s for s in samples if s.id not in bad]
     out = Path(out_dir)
-    result = split(kept, out / "train.jsonl", out / "val.jsonl", val_fraction=val_fraction, by=by, seed=seed, overwrite=True)
+    result = split(
+        kept,
+        out / "train.jsonl",
+        out / "val.jsonl",
+        val_fraction=val_fraction,
+        by=by,
+        seed=seed,
+        overwrite=True,
+    )
     return TrainingSplit(result, sorted(i for i in bad if i))

@@ -44,7 +44,9 @@ class FileSurvey:
         }
 
 
-def survey_formats(inputs: str | os.PathLike | Iterable[str | os.PathLike], limit: int | None = None) -> list[FileSurvey]:
+def survey_formats(
+    inputs: str | os.PathLike | Iterable[str | os.PathLike], limit: int | None = None
+) -> list[FileSurvey]:
     """Count records per detected format in each input (the first ``limit`` records when given)."""
     paths = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     surveys = []
@@ -80,7 +82,9 @@ def preview(
     """
     from .formats.sharegpt import parse_map
 
-    options = ConvertOptions(format, audio_root, parse_remap(remap), reference, "error", parse_map(sharegpt_map))
+    options = ConvertOptions(
+        format, audio_root, parse_remap(remap), reference, "error", parse_map(sharegpt_map)
+    )
     converter = Converter(options)
     converter.collect_references(itertools.islice(iter_records(path), 500))
     return [converter.convert_one(raw) for raw in itertools.islice(iter_records(path), n)]

@@ -58,7 +58,9 @@ def sample_rows(samples: Iterable[Sample], probe: bool = True) -> list[dict[str,
     return rows
 
 
-def finding_rows(findings: Iterable[Finding], speakers: dict[str, str | None] | None = None) -> list[dict[str, Any]]:
+def finding_rows(
+    findings: Iterable[Finding], speakers: dict[str, str | None] | None = None
+) -> list[dict[str, Any]]:
     """Findings as table rows, with the sample's speaker when known (for filtering)."""
     rows = []
     for f in findings:
@@ -68,7 +70,9 @@ def finding_rows(findings: Iterable[Finding], speakers: dict[str, str | None] | 
     return rows
 
 
-def write_csv(rows: Sequence[dict[str, Any]], path: str | os.PathLike, columns: Sequence[str] | None = None) -> Path:
+def write_csv(
+    rows: Sequence[dict[str, Any]], path: str | os.PathLike, columns: Sequence[str] | None = None
+) -> Path:
     """Export rows (e.g. flagged samples) to CSV; the folder is created."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

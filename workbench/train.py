@@ -85,7 +85,9 @@ def _load_split(path: str | None) -> list[Sample]:
     if not path:
         return []
     if not os.path.isfile(path):
-        raise DataCheckError(f"data file not found: {os.path.abspath(path)} (working directory {os.getcwd()})")
+        raise DataCheckError(
+            f"data file not found: {os.path.abspath(path)} (working directory {os.getcwd()})"
+        )
     return list(read_samples(path))
 
 
@@ -100,7 +102,9 @@ def check_data(params: TrainParams) -> Any:
     for name in ("train_data", "val_data"):
         path = getattr(params, name)
         if path and not os.path.isfile(path):
-            raise DataCheckError(f"{name}: file not found: {os.path.abspath(path)} (working directory {os.getcwd()})")
+            raise DataCheckError(
+                f"{name}: file not found: {os.path.abspath(path)} (working directory {os.getcwd()})"
+            )
     report = validate(params.train_data, val=params.val_data or None)
     if not report.ok and not params.skip_validation:
         lines = report.format_lines()
@@ -157,7 +161,9 @@ def prepare(params: TrainParams) -> Prepared:
         processor.audio_tokenizer.to(state.device)
     codes_cache = CodesCache(cache_dir, processor.audio_tokenizer)
     paths = sorted({m.audio_url for s in train_samples + val_samples for m in s.messages if m.is_audio})
-    codes_cache.encode_missing(paths, progress=state.is_main_process, rank=state.process_index, world_size=state.num_processes)
+    codes_cache.encode_missing(
+        paths, progress=state.is_main_process, rank=state.process_index, world_size=state.num_processes
+    )
     state.wait_for_everyone()
     processor.audio_tokenizer.to("cpu")
 
@@ -165,7 +171,11 @@ def prepare(params: TrainParams) -> Prepared:
     lengths = sequence_lengths(train_samples, processor, codes_cache)
     val_lengths = sequence_lengths(val_samples, processor, codes_cache)
     if max_length:
-        too_long = [(s.id, n) for s, n in zip(train_samples + val_samples, lengths + val_lengths, strict=True) if n > max_length]
+        too_long = [
+            (s.id, n)
+            for s, n in zip(train_samples + val_samples, lengths + val_lengths, strict=True)
+            if n > max_length
+        ]
         if too_long:
             listing = ", ".join(f"{i} ({n} tokens)" for i, n in too_long[:10])
             raise DataCheckError(
@@ -176,7 +186,9 @@ def prepare(params: TrainParams) -> Prepared:
     prepared.train_samples, prepared.val_samples = train_samples, val_samples
     prepared.train_lengths, prepared.max_length = lengths, max_length
     effective = params.batch_size * params.gradient_accumulation_steps
-    prepared.padding = padding_report(lengths, max(1, min(effective, len(lengths))), seed=params.seed) if lengths else {}
+    prepared.padding = (
+        padding_report(lengths, max(1, min(effective, len(lengths))), seed=params.seed) if lengths else {}
+    )
     _main_print(prepared.summary())
     return prepared
 
@@ -191,7 +203,9 @@ def apply_lora(model: torch.nn.Module, params: TrainParams) -> torch.nn.Module:
     from peft import LoraConfig, get_peft_model
 
     names = [n for n, _ in model.named_modules()]
-    unmatched = [t for t in params.lora_target_modules if not any(n == t or n.endswith("." + t) for n in names)]
+    unmatched = [
+        t for t in params.lora_target_modules if not any(n == t or n.endswith("." + t) for n in names)
+    ]
     if unmatched:
         raise ValueError(
             f"lora_target_modules {unmatched} match no module of {type(model).__name__}; "
@@ -232,8 +246,12 @@ def trainable_table(model: torch.nn.Module) -> list[dict[str, Any]]:
         groups.setdefault(kind, []).append(p.numel())
     rows = [{"module": k, "tensors": len(v), "parameters": sum(v)} for k, v in sorted(groups.items())]
     trainable = sum(r["parameters"] for r in rows)
-    rows.append({"module": "TOTAL trainable", "tensors": sum(r["tensors"] for r in rows), "parameters": trainable})
-    rows.append({"module": f"of all parameters ({trainable / max(total, 1):.3%})", "tensors": "", "parameters": total})
+    rows.append(
+        {"module": "TOTAL trainable", "tensors": sum(r["tensors"] for r in rows), "parameters": trainable}
+    )
+    rows.append(
+        {"module": f"of all parameters ({trainable / max(total, 1):.3%})", "tensors": "", "parameters": total}
+    )
     return rows
 
 
@@ -272,7 +290,9 @@ def remove_incomplete_checkpoints(output_dir: str | os.PathLike, keep: str | Non
             continue
         if keep and d.resolve() == Path(keep).resolve():
             continue
-        log.warning("removing incomplete checkpoint %s (its save was interrupted; it is never resumed from)", d)
+        log.warning(
+            "removing incomplete checkpoint %s (its save was interrupted; it is never resumed from)", d
+        )
         shutil.rmtree(d, ignore_errors=True)
         removed.append(str(d))
     return removed
@@ -333,7 +353,9 @@ def resolve_resume(params: TrainParams) -> str | None:
     if value == "auto":
         return latest_complete_checkpoint(params.output_dir)
     if not (Path(value) / "trainer_state.json").exists():
-        raise FileNotFoundError(f"resume_from_checkpoint: {value} is not a complete checkpoint (no trainer_state.json)")
+        raise FileNotFoundError(
+            f"resume_from_checkpoint: {value} is not a complete checkpoint (no trainer_state.json)"
+        )
     return value
 
 
@@ -348,7 +370,9 @@ class _WorkbenchTrainerMixin:
             from .collate import length_grouped_sampler
 
             return length_grouped_sampler(
-                self.train_lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps, seed=self.args.seed
+                self.train_lengths,
+                self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                seed=self.args.seed,
             )
         return super()._get_train_sampler(train_dataset)
 
@@ -356,12 +380,18 @@ class _WorkbenchTrainerMixin:
         return torch.utils.data.SequentialSampler(eval_dataset)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        loss, outputs = super().compute_loss(
+            model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
+        )
         if not model.training and "audio_labels" in inputs:
             from .metrics import codebook_hits
 
             correct, total = codebook_hits(model, inputs, outputs.logits)
-            self._acc = (self._acc[0] + correct, self._acc[1] + total) if getattr(self, "_acc", None) else (correct, total)
+            self._acc = (
+                (self._acc[0] + correct, self._acc[1] + total)
+                if getattr(self, "_acc", None)
+                else (correct, total)
+            )
         return (loss, outputs) if return_outputs else loss
 
     def evaluation_loop(self, *args, **kwargs):
@@ -395,7 +425,12 @@ def _callbacks(params: TrainParams) -> list[Any]:
         def on_log(self, args, state, control, logs=None, **kwargs):
             if state.is_world_process_zero and logs:
                 with open(metrics_path, "a", encoding="utf-8") as fh:
-                    fh.write(json.dumps({"step": state.global_step, "epoch": state.epoch, "time": time.time(), **logs}) + "\n")
+                    fh.write(
+                        json.dumps(
+                            {"step": state.global_step, "epoch": state.epoch, "time": time.time(), **logs}
+                        )
+                        + "\n"
+                    )
 
     class CompleteMarker(TrainerCallback):
         """Mark a checkpoint complete after the Trainer finished writing it."""
@@ -465,7 +500,11 @@ class TrainResult:
     def summary(self) -> str:
         resumed = f", resumed from {Path(self.resumed_from).name}" if self.resumed_from else ""
         ev = self.eval_metrics
-        acc = f", eval loss {ev['eval_loss']:.3f}, codebook accuracy {ev.get('eval_acc_mean', 0):.1%}" if "eval_loss" in ev else ""
+        acc = (
+            f", eval loss {ev['eval_loss']:.3f}, codebook accuracy {ev.get('eval_acc_mean', 0):.1%}"
+            if "eval_loss" in ev
+            else ""
+        )
         loss = f"train loss {self.train_loss:.3f}" if self.train_loss is not None else "no training"
         return f"{self.global_step} steps{resumed}; {loss}{acc}; adapter: {self.adapter_dir}"
 
@@ -523,11 +562,20 @@ def fit(prepared: Prepared) -> TrainResult | None:
             "Hint: lower batch_size and raise gradient_accumulation_steps (same effective batch), set "
             "use_gradient_checkpointing: true and mixed_precision: bf16, or cut long clips (validate --max-duration)."
         ) from exc
-    result = TrainResult(output_dir=str(out), resumed_from=resume, global_step=trainer.state.global_step,
-                         train_loss=output.training_loss, seconds=time.perf_counter() - started)
+    result = TrainResult(
+        output_dir=str(out),
+        resumed_from=resume,
+        global_step=trainer.state.global_step,
+        train_loss=output.training_loss,
+        seconds=time.perf_counter() - started,
+    )
     if has_eval:
         # The final evaluation, unless the last step was just evaluated (eval_steps divides it).
-        last = [e for e in trainer.state.log_history if "eval_loss" in e and e.get("step") == trainer.state.global_step]
+        last = [
+            e
+            for e in trainer.state.log_history
+            if "eval_loss" in e and e.get("step") == trainer.state.global_step
+        ]
         result.eval_metrics = dict(last[-1]) if last else trainer.evaluate()
     state.wait_for_everyone()
     if state.is_main_process:
@@ -557,7 +605,9 @@ def data_fingerprint(*paths: str | None) -> str:
 def _git_commit() -> str | None:
     try:
         root = Path(__file__).resolve().parents[1]
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -573,8 +623,13 @@ def write_run_record(params: TrainParams, out: Path, world_size: int, result: Tr
 
     record = {
         "workbench": __version__,
-        "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__,
-                     "accelerate": accelerate.__version__, "python": platform.python_version()},
+        "versions": {
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "peft": peft.__version__,
+            "accelerate": accelerate.__version__,
+            "python": platform.python_version(),
+        },
         "git_commit": _git_commit(),
         "data_fingerprint": data_fingerprint(params.train_data, params.val_data),
         "world_size": world_size,

@@ -67,7 +67,9 @@ class ReferencePool:
     def choose(self, speaker: str | None, target: Utterance) -> Utterance | None:
         if speaker is None:
             return None
-        candidates = [u for u in self._pool.get(speaker, ()) if u.key != target.key and u.audio != target.audio]
+        candidates = [
+            u for u in self._pool.get(speaker, ()) if u.key != target.key and u.audio != target.audio
+        ]
         if not candidates:
             return None
         digest = hashlib.blake2b(target.key.encode(), digest_size=8).digest()
@@ -95,7 +97,9 @@ class ConvertContext:
     def resolve(self, path: Any, field_name: str) -> str:
         """An absolute, normalised audio path: ``--remap`` first, then relative to the audio root."""
         if not isinstance(path, str) or not path.strip():
-            raise RecordError("BAD_FIELD", f"field '{field_name}' should be an audio path, got {path!r}", field_name)
+            raise RecordError(
+                "BAD_FIELD", f"field '{field_name}' should be an audio path, got {path!r}", field_name
+            )
         base = self.audio_root or self.base_dir
         hit = self.resolved.get((path, base))
         if hit is not None:
@@ -118,7 +122,11 @@ class ConvertContext:
         return path
 
     def misc(self, source_format: str, **extra: Any) -> dict[str, Any]:
-        out: dict[str, Any] = {"source_format": source_format, "source_file": self.source_file, "source_index": self.source_index}
+        out: dict[str, Any] = {
+            "source_format": source_format,
+            "source_file": self.source_file,
+            "source_index": self.source_index,
+        }
         if self.source_line is not None:
             out["source_line"] = self.source_line
         out.update({k: v for k, v in extra.items() if v is not None})

@@ -35,7 +35,9 @@ def content_parts(content: Any, where: str) -> list[tuple[str, str | None]]:
         if kind == "audio" or (kind is None and any(k in content for k in _AUDIO_KEYS)):
             url = next((content[k] for k in _AUDIO_KEYS if content.get(k) not in (None, "")), None)
             if url is not None and not isinstance(url, str):
-                raise RecordError("BAD_FIELD", f"{where}: audio path should be text, got {type(url).__name__}", where)
+                raise RecordError(
+                    "BAD_FIELD", f"{where}: audio path should be text, got {type(url).__name__}", where
+                )
             return [("audio", url)]
         if kind == "text" or "text" in content:
             text = content.get("text")
@@ -48,16 +50,22 @@ def content_parts(content: Any, where: str) -> list[tuple[str, str | None]]:
         for i, part in enumerate(content):
             out.extend(content_parts(part, f"{where}[{i}]"))
         return out
-    raise RecordError("BAD_FIELD", f"{where}: content should be text, a part or a list, got {type(content).__name__}", where)
+    raise RecordError(
+        "BAD_FIELD", f"{where}: content should be text, a part or a list, got {type(content).__name__}", where
+    )
 
 
 def _role(message: Any, i: int) -> str:
     if not isinstance(message, dict):
-        raise RecordError("BAD_FIELD", f"messages[{i}] should be an object, got {type(message).__name__}", f"messages[{i}]")
+        raise RecordError(
+            "BAD_FIELD", f"messages[{i}] should be an object, got {type(message).__name__}", f"messages[{i}]"
+        )
     role = message.get("role")
     role = _ROLE_ALIASES.get(role, role)
     if role not in ROLES:
-        raise RecordError("BAD_FIELD", f"messages[{i}].role should be one of {ROLES}, got {role!r}", f"messages[{i}].role")
+        raise RecordError(
+            "BAD_FIELD", f"messages[{i}].role should be one of {ROLES}, got {role!r}", f"messages[{i}].role"
+        )
     return role
 
 

@@ -32,18 +32,24 @@ def _transcript(record: dict[str, Any], ctx: ConvertContext) -> str:
         return record["transcript"].strip()
     name = record.get("transcript_file")
     if not isinstance(name, str) or not name.strip():
-        raise RecordError("BAD_FIELD", f"field 'transcript_file' should be a path, got {name!r}", "transcript_file")
+        raise RecordError(
+            "BAD_FIELD", f"field 'transcript_file' should be a path, got {name!r}", "transcript_file"
+        )
     path = name if os.path.isabs(name) else os.path.join(ctx.base_dir, name)
     try:
         with open(path, encoding="utf-8-sig") as fh:
             return fh.read().strip()
     except FileNotFoundError:
         raise RecordError(
-            "BAD_FIELD", f"transcript file not found: {os.path.normpath(path)}", "transcript_file",
+            "BAD_FIELD",
+            f"transcript file not found: {os.path.normpath(path)}",
+            "transcript_file",
             hint="Put the .txt transcript next to the audio, or fix transcript_file.",
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise RecordError("BAD_FIELD", f"cannot read transcript file {path}: {exc}", "transcript_file") from None
+        raise RecordError(
+            "BAD_FIELD", f"cannot read transcript file {path}: {exc}", "transcript_file"
+        ) from None
 
 
 def utterance(record: dict[str, Any], ctx: ConvertContext) -> tuple[str, Utterance] | None:
@@ -62,4 +68,6 @@ def utterance(record: dict[str, Any], ctx: ConvertContext) -> tuple[str, Utteran
 
 def convert(record: dict[str, Any], ctx: ConvertContext) -> Sample:
     audio = ctx.resolve(record.get("audio_file"), "audio_file")
-    return single_utterance_sample(_id(record, ctx), audio, _transcript(record, ctx), speaker_of(record), ctx, NAME)
+    return single_utterance_sample(
+        _id(record, ctx), audio, _transcript(record, ctx), speaker_of(record), ctx, NAME
+    )

@@ -32,7 +32,9 @@ def _duration(record: dict[str, Any]) -> float | None:
     try:
         return float(value)
     except (TypeError, ValueError):
-        raise RecordError("BAD_FIELD", f"field 'duration' should be a number of seconds, got {value!r}", "duration") from None
+        raise RecordError(
+            "BAD_FIELD", f"field 'duration' should be a number of seconds, got {value!r}", "duration"
+        ) from None
 
 
 def utterance(record: dict[str, Any], ctx: ConvertContext) -> tuple[str, Utterance] | None:

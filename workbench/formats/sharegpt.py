@@ -19,7 +19,12 @@ from .chatml import sample_id
 NAME = "sharegpt"
 SLOTS = ("human", "gpt", "audio0", "audio1")
 ROLES = ("reference_text", "target_text", "reference_audio", "target_audio", "ignore")
-DEFAULT_MAP = {"human": "reference_text", "gpt": "target_text", "audio0": "reference_audio", "audio1": "target_audio"}
+DEFAULT_MAP = {
+    "human": "reference_text",
+    "gpt": "target_text",
+    "audio0": "reference_audio",
+    "audio1": "target_audio",
+}
 _AUDIO_MARK = re.compile(r"<audio>|<\|audio\|>", re.IGNORECASE)
 _FROM_ALIASES = {"user": "human", "assistant": "gpt", "model": "gpt"}
 
@@ -35,7 +40,11 @@ def parse_map(items: list[str] | dict[str, str] | None) -> dict[str, str]:
             them and the allowed values.
     """
     mapping = dict(DEFAULT_MAP)
-    pairs = items.items() if isinstance(items, dict) else (i.split("=", 1) if "=" in i else (i, "") for i in items or [])
+    pairs = (
+        items.items()
+        if isinstance(items, dict)
+        else (i.split("=", 1) if "=" in i else (i, "") for i in items or [])
+    )
     explicit: dict[str, str] = {}
     for slot, role in pairs:
         slot, role = slot.strip(), role.strip()
@@ -47,7 +56,9 @@ def parse_map(items: list[str] | dict[str, str] | None) -> dict[str, str]:
     taken: dict[str, str] = {}
     for slot, role in explicit.items():
         if role != "ignore" and role in taken:
-            raise ValueError(f"--map: slots {taken[role]!r} and {slot!r} are both mapped to {role!r}; map one to ignore")
+            raise ValueError(
+                f"--map: slots {taken[role]!r} and {slot!r} are both mapped to {role!r}; map one to ignore"
+            )
         taken[role] = slot
     for slot, role in mapping.items():
         if slot not in explicit and role in taken:
@@ -78,7 +89,9 @@ def convert(record: dict[str, Any], ctx: ConvertContext) -> Sample:
         value = turn.get("value")
         if who in ("human", "gpt") and who not in values:
             if not isinstance(value, str):
-                raise RecordError("BAD_FIELD", f"conversations[{i}].value should be text", f"conversations[{i}].value")
+                raise RecordError(
+                    "BAD_FIELD", f"conversations[{i}].value should be text", f"conversations[{i}].value"
+                )
             values[who] = _AUDIO_MARK.sub("", value).strip()
     for i, path in enumerate(_audios(record)[:2]):
         values[f"audio{i}"] = ctx.resolve(path, f"audios[{i}]" if "audios" in record else "audio")
@@ -88,8 +101,12 @@ def convert(record: dict[str, Any], ctx: ConvertContext) -> Sample:
         if role != "ignore" and slot in values:
             slots[role] = values[slot]
     if "reference_audio" in slots and "reference_text" not in slots:
-        raise RecordError("BAD_FIELD", "the reference audio has no transcript under this --map", "conversations")
-    references = [(slots["reference_audio"], slots.get("reference_text", ""))] if "reference_audio" in slots else []
+        raise RecordError(
+            "BAD_FIELD", "the reference audio has no transcript under this --map", "conversations"
+        )
+    references = (
+        [(slots["reference_audio"], slots.get("reference_text", ""))] if "reference_audio" in slots else []
+    )
     return tts_sample(
         sample_id=sample_id(record, ctx),
         target_text=slots.get("target_text"),
