@@ -145,10 +145,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     overrides = {name: parse_cli_value(value) for name, value in args.param or []}
     params = load_notebook_params(notebook, args.params_file, overrides)
     result = run_notebook(notebook, args.out, params, kernel_name=args.kernel, log_output=args.log_output)
+    return _notebook_exit(result, "run")
+
+
+def _notebook_exit(result, command: str) -> int:
+    """Print where an executed notebook and its report are; exit 1 when a cell failed."""
     print(f"executed notebook: {result.ipynb}")
     print(f"report:            {result.html}")
     if not result.ok:
-        print(f"workbench run: {notebook.name} failed at {result.error}", file=sys.stderr)
+        print(f"workbench {command}: {result.notebook} failed at {result.error}", file=sys.stderr)
         return EXIT_DATA
     return EXIT_OK
 
@@ -196,12 +201,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     overrides = {name: parse_cli_value(value) for name, value in args.param or []}
     params = load_notebook_params("05_evaluate", args.params, overrides)
     result = run_evaluation_notebook(params, args.out, log_output=args.log_output)
-    print(f"executed notebook: {result.ipynb}")
-    print(f"report:            {result.html}")
-    if not result.ok:
-        print(f"workbench evaluate: 05_evaluate failed at {result.error}", file=sys.stderr)
-        return EXIT_DATA
-    return EXIT_OK
+    return _notebook_exit(result, "evaluate")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -196,6 +196,29 @@ def tts_sample(
     return Sample(id=sample_id, messages=tuple(messages), start_index=start_index, speaker=speaker, misc=misc)
 
 
+def reference_candidate(
+    ctx: ConvertContext,
+    speaker: str | None,
+    fields: Callable[[], tuple[str, str, str]],
+) -> tuple[str, Utterance] | None:
+    """A record as a same-speaker reference candidate (first pass), or None when it cannot be one.
+
+    Args:
+        ctx: the record's context (its pool says when the speaker has enough candidates).
+        speaker: the record's speaker; records without one are never references.
+        fields: returns ``(audio path, transcript, key)``; a :class:`RecordError` means "not a candidate".
+    """
+    if speaker is None or (ctx.pool is not None and ctx.pool.full(speaker)):
+        return None
+    try:
+        audio, text, key = fields()
+    except RecordError:
+        return None
+    if not text or not ctx.path_exists(audio):
+        return None
+    return speaker, Utterance(audio=audio, text=text, key=key)
+
+
 def single_utterance_sample(
     record_id: str | None,
     audio: str,

@@ -11,7 +11,14 @@ import os
 from typing import Any
 
 from ..sample import Sample
-from .base import ConvertContext, RecordError, Utterance, single_utterance_sample, speaker_of
+from .base import (
+    ConvertContext,
+    RecordError,
+    Utterance,
+    reference_candidate,
+    single_utterance_sample,
+    speaker_of,
+)
 
 NAME = "higgs-trainer"
 
@@ -53,17 +60,16 @@ def _transcript(record: dict[str, Any], ctx: ConvertContext) -> str:
 
 
 def utterance(record: dict[str, Any], ctx: ConvertContext) -> tuple[str, Utterance] | None:
-    speaker = speaker_of(record)
-    if speaker is None or (ctx.pool is not None and ctx.pool.full(speaker)):
-        return None
-    try:
-        audio = ctx.resolve(record.get("audio_file"), "audio_file")
-        text = _transcript(record, ctx)
-    except RecordError:
-        return None
-    if speaker is None or not text or not ctx.path_exists(audio):
-        return None
-    return speaker, Utterance(audio=audio, text=text, key=_id(record, ctx))
+    """The record as a reference candidate (first pass), or None when it cannot be one."""
+    return reference_candidate(
+        ctx,
+        speaker_of(record),
+        lambda: (
+            ctx.resolve(record.get("audio_file"), "audio_file"),
+            _transcript(record, ctx),
+            _id(record, ctx),
+        ),
+    )
 
 
 def convert(record: dict[str, Any], ctx: ConvertContext) -> Sample:

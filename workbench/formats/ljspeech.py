@@ -11,7 +11,7 @@ import os
 from typing import Any
 
 from ..sample import Sample
-from .base import ConvertContext, RecordError, Utterance, single_utterance_sample
+from .base import ConvertContext, RecordError, Utterance, reference_candidate, single_utterance_sample
 
 NAME = "ljspeech"
 
@@ -31,13 +31,12 @@ def _fields(record: dict[str, Any], ctx: ConvertContext) -> tuple[str, str, str,
 
 
 def utterance(record: dict[str, Any], ctx: ConvertContext) -> tuple[str, Utterance] | None:
+    """The row as a reference candidate (first pass), or None when it cannot be one."""
     try:
         rid, audio, text, speaker = _fields(record, ctx)
     except RecordError:
         return None
-    if not text or not ctx.path_exists(audio):
-        return None
-    return speaker, Utterance(audio=audio, text=text, key=rid)
+    return reference_candidate(ctx, speaker, lambda: (audio, text, rid))
 
 
 def convert(record: dict[str, Any], ctx: ConvertContext) -> Sample:

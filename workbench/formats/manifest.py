@@ -9,7 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 from ..sample import Sample
-from .base import ConvertContext, RecordError, Utterance, single_utterance_sample, speaker_of, text_field
+from .base import (
+    ConvertContext,
+    RecordError,
+    Utterance,
+    reference_candidate,
+    single_utterance_sample,
+    speaker_of,
+    text_field,
+)
 
 NAME = "manifest"
 
@@ -39,17 +47,15 @@ def _duration(record: dict[str, Any]) -> float | None:
 
 def utterance(record: dict[str, Any], ctx: ConvertContext) -> tuple[str, Utterance] | None:
     """The record as a reference candidate (first pass), or None when it cannot be one."""
-    speaker = speaker_of(record)
-    if speaker is None or (ctx.pool is not None and ctx.pool.full(speaker)):
-        return None
-    try:
-        audio = ctx.resolve(record.get("audio_filepath"), "audio_filepath")
-        text = text_field(record, "text")
-    except RecordError:
-        return None
-    if speaker is None or not text or not ctx.path_exists(audio):
-        return None
-    return speaker, Utterance(audio=audio, text=text, key=_id(record) or ctx.default_id())
+    return reference_candidate(
+        ctx,
+        speaker_of(record),
+        lambda: (
+            ctx.resolve(record.get("audio_filepath"), "audio_filepath"),
+            text_field(record, "text"),
+            _id(record) or ctx.default_id(),
+        ),
+    )
 
 
 def convert(record: dict[str, Any], ctx: ConvertContext) -> Sample:
