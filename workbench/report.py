@@ -166,6 +166,8 @@ def run_notebook(
     started = time.perf_counter()
     error = None
     # Progress-bar widgets render as blank boxes in the HTML report: headless kernels get none.
+    # The kernel inherits this process's environment; the setting is undone afterwards.
+    previous_tqdm = os.environ.get("TQDM_DISABLE")
     os.environ.setdefault("TQDM_DISABLE", "1")
     try:
         papermill.execute_notebook(
@@ -180,6 +182,9 @@ def run_notebook(
     except PapermillExecutionError as exc:
         error = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
         log.error("%s failed at %s", source.name, error)
+    finally:
+        if previous_tqdm is None:
+            os.environ.pop("TQDM_DISABLE", None)
     html_path = export_html(ipynb) if export and ipynb.exists() else out / f"{source.stem}.html"
     return NotebookRun(
         source.name, str(ipynb), str(html_path), error is None, error, time.perf_counter() - started
