@@ -10,23 +10,12 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
+from conftest import read_jsonl, write_jsonl
 
 from workbench.convert import convert, parse_remap
 from workbench.demo_data import demo_data
 from workbench.readers import InputError
 from workbench.sample import AtomicJsonlWriter, Sample, load_samples
-
-
-def write_jsonl(path: Path, records: list) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records), encoding="utf-8"
-    )
-    return path
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def count_lines(path: Path) -> int:

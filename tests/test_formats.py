@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import read_jsonl, write_jsonl
 
 from workbench import formats
 from workbench.convert import convert
@@ -29,20 +30,6 @@ def to_convert(name: str, record: dict, tmp_path: Path, **kw) -> Sample:
 def layout(sample: Sample) -> list[tuple[str, str]]:
     """Messages as (role, text-or-audio-basename) for compact assertions."""
     return [(m.role, Path(m.audio_url).name if m.is_audio else m.text) for m in sample.messages]
-
-
-def write_jsonl(path: Path, records: list) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records), encoding="utf-8"
-    )
-    return path
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def run(tmp_path: Path, records: list, name: str = "in.jsonl", **kw):

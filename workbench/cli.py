@@ -139,10 +139,10 @@ def cmd_make_tiny_model(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .report import find_notebook, load_notebook_params, parse_cli_value, run_notebook
+    from .report import find_notebook, load_notebook_params, run_notebook
 
     notebook = find_notebook(args.notebook)
-    overrides = {name: parse_cli_value(value) for name, value in args.param or []}
+    overrides = overrides_from(args)
     params = load_notebook_params(notebook, args.params_file, overrides)
     result = run_notebook(notebook, args.out, params, kernel_name=args.kernel, log_output=args.log_output)
     return _notebook_exit(result, "run")
@@ -177,9 +177,8 @@ def cmd_fix(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .launch import train_launch
-    from .report import parse_cli_value
 
-    overrides = {name: parse_cli_value(value) for name, value in args.param or []}
+    overrides = overrides_from(args)
     code = train_launch(args.params, overrides, dry_run=args.dry_run)
     return EXIT_OK if code == 0 else EXIT_DATA
 
@@ -196,9 +195,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import run_evaluation_notebook
-    from .report import load_notebook_params, parse_cli_value
+    from .report import load_notebook_params
 
-    overrides = {name: parse_cli_value(value) for name, value in args.param or []}
+    overrides = overrides_from(args)
     params = load_notebook_params("05_evaluate", args.params, overrides)
     result = run_evaluation_notebook(params, args.out, log_output=args.log_output)
     return _notebook_exit(result, "evaluate")
@@ -213,6 +212,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # --- parser ----------------------------------------------------------------------------
+def add_param_overrides(parser: argparse.ArgumentParser) -> None:
+    """``-p NAME VALUE`` (repeatable), papermill style; VALUE is read as YAML."""
+    parser.add_argument(
+        "-p",
+        "--param",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUE"),
+        help="override (VALUE read as YAML)",
+    )
+
+
+def overrides_from(args: argparse.Namespace) -> dict[str, object]:
+    from .report import parse_cli_value
+
+    return {name: parse_cli_value(value) for name, value in args.param or []}
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .convert import MISSING_AUDIO_POLICIES, REFERENCE_POLICIES
     from .formats import FORMAT_NAMES
@@ -320,28 +337,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--params-file",
         help="parameters YAML (a section named after the notebook is used when present)",
     )
-    p.add_argument(
-        "-p",
-        "--param",
-        nargs=2,
-        action="append",
-        metavar=("NAME", "VALUE"),
-        help="parameter (VALUE read as YAML)",
-    )
+    add_param_overrides(p)
     p.add_argument("--out", required=True, help="run folder for the executed notebook and its HTML")
     p.add_argument("--kernel", help="Jupyter kernel name (default: the notebook's kernelspec)")
     p.add_argument("--log-output", action="store_true", help="stream cell output to the terminal")
 
     p = add("train", cmd_train, "LoRA training: notebook 04 on every rank under accelerate launch")
     p.add_argument("--params", help="training parameters YAML (params/demo.yaml, params/h200x8.yaml, ...)")
-    p.add_argument(
-        "-p",
-        "--param",
-        nargs=2,
-        action="append",
-        metavar=("NAME", "VALUE"),
-        help="override (VALUE read as YAML)",
-    )
+    add_param_overrides(p)
     p.add_argument(
         "--dry-run", action="store_true", help="check the parameters and print the launch command only"
     )
@@ -362,14 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--params",
         help="evaluation parameters YAML (params/evaluate_demo.yaml; a 05_evaluate section is used when present)",
     )
-    p.add_argument(
-        "-p",
-        "--param",
-        nargs=2,
-        action="append",
-        metavar=("NAME", "VALUE"),
-        help="override (VALUE read as YAML)",
-    )
+    add_param_overrides(p)
     p.add_argument("--out", help="folder for the executed notebook and its HTML report (default: output_dir)")
     p.add_argument("--log-output", action="store_true", help="stream cell output to the terminal")
 
