@@ -102,8 +102,10 @@ class Finding:
                 where = self.source_file
         who = f"[{self.sample_id}] " if self.sample_id else ""
         loc = f"{where}: " if where else ""
-        hint = f" Hint: {self.hint}" if self.hint else ""
-        return f"{self.severity.upper():7s} {self.code} {who}{loc}{self.message}{hint}"
+        message = self.message.rstrip()
+        if self.hint:
+            message = f"{message}{'' if message.endswith(('.', '!', '?')) else '.'} Hint: {self.hint}"
+        return f"{self.severity.upper():7s} {self.code} {who}{loc}{message}"
 
 
 def finding(
