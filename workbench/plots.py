@@ -57,7 +57,10 @@ def waveform_and_spectrogram(
     top.plot(t, audio, linewidth=0.5, color="#4C72B0")
     top.set(title=title, ylabel="amplitude", ylim=(-1.05, 1.05))
     if len(audio) >= 512:
-        bottom.specgram(audio, NFFT=512, Fs=sample_rate, noverlap=384, cmap="magma", scale="dB", vmin=-120)
+        with np.errstate(divide="ignore"):  # silent stretches: log of zero power is -inf, drawn as the floor
+            bottom.specgram(
+                audio, NFFT=512, Fs=sample_rate, noverlap=384, cmap="magma", scale="dB", vmin=-120
+            )
     bottom.set(xlabel="seconds", ylabel="Hz")
     return fig
 

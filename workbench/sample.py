@@ -126,12 +126,14 @@ class Sample:
         return users[-1] if users else None
 
     def provenance(self) -> str:
-        """``file:index`` of the record this sample came from, for messages."""
+        """``file:line`` (or ``file record N``) of the record this sample came from, for messages."""
         src = self.misc.get("source_file")
-        idx = self.misc.get("source_index")
         if src is None:
             return self.id
-        return f"{src}:{idx}" if idx is not None else str(src)
+        line, idx = self.misc.get("source_line"), self.misc.get("source_index")
+        if line is not None:
+            return f"{src}:{line}"
+        return f"{src} record {idx}" if idx is not None else str(src)
 
     # --- serialisation ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import ipywidgets as W
+import numpy as np
 
 from . import formats
 from .audio import TARGET_SAMPLE_RATE, load_audio, wav_bytes
@@ -45,6 +46,20 @@ def _esc(value: Any) -> str:
 def _img_html(png: bytes, alt: str) -> str:
     data = base64.b64encode(png).decode("ascii")
     return f'<img alt="{_esc(alt)}" src="data:image/png;base64,{data}" style="max-width:100%">'
+
+
+def _readable(markup: str) -> str:
+    """Normal line spacing for multi-line HTML in an ``HTML`` widget (its default is one widget row per line)."""
+    return f'<div style="line-height:1.4">{markup}</div>'
+
+
+def _scrolling(max_height: str | None = None) -> W.Layout:
+    """A layout that scrolls content wider (or taller) than the output area instead of clipping it."""
+    return W.Layout(width="100%", overflow="auto", max_height=max_height)
+
+
+def _shown(widget: W.DOMWidget, visible: bool) -> None:
+    widget.layout.display = "" if visible else "none"
 
 
 class _View:
@@ -110,7 +125,7 @@ class FormatPicker(_View):
         self.dropdowns = {
             f: W.Dropdown(options=names, value=self.choices[f], description="format") for f in self.files
         }
-        self.previews = {f: W.HTML() for f in self.files}
+        self.previews = {f: W.HTML(layout=_scrolling("480px")) for f in self.files}
         for f, box in self.dropdowns.items():
             self._bind(box, lambda value, f=f: self.choose(f, value))
         self.map_dropdowns = {
@@ -227,7 +242,7 @@ class FormatPicker(_View):
 
     def _refresh(self, files: Iterable[str]) -> None:
         for f in files:
-            self.previews[f].value = self.preview_html(f)
+            self.previews[f].value = _readable(self.preview_html(f))
         self.map_box.layout.display = "" if self.uses_sharegpt() else "none"
 
     def static_html(self) -> str:
@@ -277,7 +292,12 @@ class SampleBrowser(_View):
         self.notes = {r: W.HTML() for r in self.ROLES}
         self._bind(self.filter_box, self.set_filter)
         self._bind(self.select_box, self.select)
-        panels = [W.VBox([self.notes[r], self.images[r], self.players[r]]) for r in self.ROLES]
+        for image in self.images.values():
+            image.layout.max_width = "100%"
+        panels = [
+            W.VBox([self.notes[r], self.images[r], self.players[r]], layout=W.Layout(width="50%"))
+            for r in self.ROLES
+        ]
         self.widget = W.VBox(
             [W.HBox([W.VBox([self.filter_box, self.select_box]), self.texts]), W.HBox(panels)]
         )
@@ -316,14 +336,19 @@ class SampleBrowser(_View):
         self.texts.value = self._texts_html(sample)
         for role, (_, audio, caption, png) in self._render(sample).items():
             self.notes[role].value = f"<b>{role}</b>: {_esc(caption)}"
+            # an empty value renders as a broken image and a dead player: hide them instead
             self.players[role].value = wav_bytes(audio) if audio is not None else b""
             self.images[role].value = png
+            _shown(self.players[role], audio is not None)
+            _shown(self.images[role], bool(png))
 
     def _clear(self) -> None:
         self.selected = None
         self.texts.value = '<div class="wb-note">no sample matches the filter</div>'
         for role in self.ROLES:
             self.players[role].value, self.images[role].value, self.notes[role].value = b"", b"", ""
+            _shown(self.players[role], False)
+            _shown(self.images[role], False)
 
     def _render(self, sample: Sample) -> dict[str, tuple[str | None, Any, str, bytes]]:
         """Per role: the path, the clip as training sees it (cut to ``max_seconds``) or None, a caption, a plot."""
@@ -334,11 +359,10 @@ class SampleBrowser(_View):
         out = {}
         for role, path in paths.items():
             audio, caption = self._clip(path) if path else (None, f"no {role} audio")
-            png = (
-                figure_png(waveform_and_spectrogram(audio, title=f"{role}: {caption}"))
-                if audio is not None
-                else b""
-            )
+            png = b""
+            if audio is not None:
+                with np.errstate(divide="ignore"):  # digital silence: log10(0) in the spectrogram
+                    png = figure_png(waveform_and_spectrogram(audio, title=f"{role}: {caption}"))
             out[role] = (path, audio, caption, png)
         return out
 
@@ -353,7 +377,8 @@ class SampleBrowser(_View):
             ("target text", sample.target_text()),
         ]
         body = "".join(
-            f"<tr><th style='text-align:left'>{k}</th><td>{_esc(v or '—')}</td></tr>" for k, v in rows
+            f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>{_esc(v or '—')}</td></tr>"
+            for k, v in rows
         )
         return f'<table class="wb-sample">{body}</table>'
 
@@ -425,7 +450,7 @@ class IssueTable(_View):
         for key, box in self.dropdowns.items():
             self._bind(box, lambda value, key=key: self._pick(key, value))
         self.count = W.HTML()
-        self.table = W.HTML()
+        self.table = W.HTML(layout=_scrolling("600px"))
         self.csv_box = W.Text(value=str(csv_path), description="CSV file")
         self.export_button = W.Button(description="export CSV", icon="download")
         self.export_status = W.HTML()
@@ -479,7 +504,7 @@ class IssueTable(_View):
 
     def _export_clicked(self) -> None:
         path = self.export_csv(self.csv_box.value)
-        self.export_status.value = f"wrote {len(self.filtered)} rows to {_esc(path)}"
+        self.export_status.value = f"wrote {len(self.filtered)} rows to {_esc(Path(path).resolve())}"
 
     def _matches(self, f: Finding) -> bool:
         got = {"code": f.code, "severity": f.severity, "speaker": self.speakers.get(f.sample_id or "")}
@@ -495,7 +520,7 @@ class IssueTable(_View):
     def _refresh(self) -> None:
         self.filtered = [f for f in self.findings if self._matches(f)]
         self.count.value = f"<b>{_esc(self.count_text())}</b>"
-        self.table.value = table_html(self.filtered_rows, columns=COLUMNS)
+        self.table.value = _readable(table_html(self.filtered_rows, columns=COLUMNS))
         for callback in self._callbacks:
             callback(self)
 
