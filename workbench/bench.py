@@ -7,6 +7,7 @@ process, so the peak RSS of each stage is its own.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,15 +139,21 @@ def _run_stage(stage: str, manifest: Path, out_dir: Path) -> dict[str, float]:
     return data
 
 
+@contextlib.contextmanager
+def bench_workdir(workdir: str | os.PathLike | None, prefix: str) -> Iterator[Path]:
+    """``workdir`` (created, kept), or a temporary folder removed afterwards."""
+    if workdir is not None:
+        work = Path(workdir)
+        work.mkdir(parents=True, exist_ok=True)
+        yield work
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        yield Path(tmp)
+
+
 def bench_data(n: int = 100_000, pool: int = 1000, workdir: str | os.PathLike | None = None) -> BenchResult:
     """Measure convert and validate throughput and peak memory on a synthetic manifest."""
-    tmp = None
-    if workdir is None:
-        tmp = tempfile.TemporaryDirectory(prefix="workbench-bench-")
-        workdir = tmp.name
-    work = Path(workdir)
-    work.mkdir(parents=True, exist_ok=True)
-    try:
+    with bench_workdir(workdir, "workbench-bench-") as work:
         manifest = write_bench_manifest(work, n, pool)
         out_dir = work / f"out_{n}"
         out_dir.mkdir(exist_ok=True)
@@ -158,6 +166,3 @@ def bench_data(n: int = 100_000, pool: int = 1000, workdir: str | os.PathLike | 
         result.stages["validate (cold)"] = _run_stage("validate", manifest, out_dir)
         result.stages["validate (warm)"] = _run_stage("validate", manifest, out_dir)
         return result
-    finally:
-        if tmp is not None:
-            tmp.cleanup()

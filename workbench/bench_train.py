@@ -42,7 +42,6 @@ import logging
 import os
 import platform
 import resource
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -718,13 +717,9 @@ def bench_train(
         raise ValueError(f"steps must be at least 1, got {steps}")
     if model != TINY:
         check_full_runnable(model, allow_cpu)  # before minutes of (a)-(c)
-    tmp = None
-    if workdir is None:
-        tmp = tempfile.TemporaryDirectory(prefix="workbench-bench-train-")
-        workdir = tmp.name
-    work = Path(workdir)
-    work.mkdir(parents=True, exist_ok=True)
-    try:
+    from .bench import bench_workdir
+
+    with bench_workdir(workdir, "workbench-bench-train-") as work:
         result = BenchTrainResult(machine=machine_description())
         result.loading, result.tiny = bench_tiny(
             work, steps=steps, demo_samples=demo_samples, loading_samples=loading_samples, seed=seed
@@ -741,6 +736,3 @@ def bench_train(
                 seed=seed,
             )
         return result
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
