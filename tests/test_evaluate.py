@@ -340,3 +340,49 @@ def test_prompts_split_across_ranks(monkeypatch):
     assert ev._rank_and_world(None, None) == (1, 2)
     with pytest.raises(ValueError, match="rank must be in"):
         ev._rank_and_world(2, 2)
+
+
+@pytest.mark.slow
+def test_evaluate_on_two_ranks_gives_the_rows_of_one_process(workspace, tmp_path, monkeypatch):
+    """`workbench evaluate` with num_processes 2: accelerate launch, prompts split, rank 0 merges and reports."""
+    from workbench.cli import main
+    from workbench.report import notebook_status
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the same float reductions in both runs
+    runs = {}
+    for procs in (1, 2):
+        params = _params(workspace, f"eval_ranks{procs}", adapters=[str(workspace / "run")], max_listen=1)
+        file = tmp_path / f"evaluate{procs}.yaml"
+        file.write_text(
+            json.dumps({**params.to_dict(), "num_processes": procs, "env": {"OMP_NUM_THREADS": 1}})
+        )
+        assert main(["evaluate", "--params", str(file)]) == 0
+        runs[procs] = Path(params.output_dir)
+
+    one, two = (json.loads((runs[n] / "metrics.json").read_text()) for n in (1, 2))
+    assert len(two["rows"]) == len(one["rows"]) == 3 * 4  # base, checkpoint-2, adapter x 4 prompts
+    keys = ("candidate", "sample_id", "status", "gen_frames", "seed")
+    assert [{k: r.get(k) for k in keys} for r in two["rows"]] == [
+        {k: r.get(k) for k in keys} for r in one["rows"]
+    ]
+    for a, b in zip(one["rows"], two["rows"]):
+        if a.get("loss") is not None:
+            assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
+    one_codes = sorted(p.relative_to(runs[1]) for p in runs[1].glob("audio/*/*.codes.npy"))
+    assert one_codes and one_codes == sorted(
+        p.relative_to(runs[2]) for p in runs[2].glob("audio/*/*.codes.npy")
+    )
+    for rel in one_codes:
+        np.testing.assert_array_equal(np.load(runs[1] / rel), np.load(runs[2] / rel), err_msg=str(rel))
+    assert two["best"] == one["best"]
+    # Rank 0 wrote the report; rank 1 its log notebook; both ranks wrote their shard of rows.
+    status = notebook_status(runs[2] / "05_evaluate.ipynb")
+    assert status["ok"] and status["summary"].startswith("3 models x 4 prompts"), status
+    assert (runs[2] / "05_evaluate.html").is_file()
+    assert notebook_status(runs[2] / "logs" / "05_evaluate.rank1.ipynb")["ok"]
+    shards = {p.name: json.loads(p.read_text()) for p in (runs[2] / "shards").glob("*.json")}
+    assert sorted(shards) == ["rows.rank0.json", "rows.rank1.json"]
+    assert {r["sample_id"] for r in shards["rows.rank1.json"]} == {
+        "s0",
+        "no_text",
+    }  # round-robin: prompts 1 and 3

@@ -57,6 +57,10 @@ def audio_urls(d: dict) -> list[str]:
         ({"reference_audio": "r.wav", "reference_text": "r", "target_text": "t"}, "paired"),
         ({"conversations": [{"from": "human", "value": "x"}], "audio": "a.wav"}, "sharegpt"),
         ({"audio_file": "a.wav", "transcript_file": "a.txt"}, "higgs-trainer"),
+        ({"file_name": "a.wav", "transcription": "t"}, "audiofolder"),
+        ({"audio": {"path": "a.wav"}, "sentence": "t"}, "audiofolder"),
+        ({"path": "a.wav", "text": "t", "speaker": "s"}, "audiofolder"),
+        ({"file_name": "a.wav"}, None),  # no transcript column: not a TTS table
         (
             {
                 "messages": [
@@ -652,6 +656,68 @@ def test_higgs_trainer_missing_transcript_file_rejected(tmp_path, make_wav):
 def test_higgs_trainer_inline_transcript(tmp_path):
     s = to_convert("higgs-trainer", {"audio_file": "a.wav", "transcript": " inline "}, tmp_path)
     assert s.target_text() == "inline"
+
+
+# --- audiofolder (folder + metadata table) ---------------------------------------------------------
+def test_audiofolder_folder_with_metadata_csv(tmp_path, make_wav):
+    """The Hugging Face AudioFolder layout: file_name + transcription columns, paths relative to the table."""
+    folder = tmp_path / "voices"
+    for i, speaker in enumerate(["anna", "anna", "ben"]):
+        make_wav(f"voices/clips/{i:04d}.wav", f0=140 + 20 * i)
+    (folder / "metadata.csv").write_text(
+        "file_name,transcription,speaker_id\n"
+        "clips/0000.wav,First line.,anna\n"
+        "clips/0001.wav,\"Second, with a comma.\",anna\n"
+        "clips/0002.wav,Third line.,ben\n"
+        "clips/0003.wav,No such file.,ben\n"
+        "clips/0002.wav,,ben\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "out.jsonl"
+    report = convert(folder, out)
+    assert report.formats == {"audiofolder": 5}
+    assert (report.converted, report.rejected) == (3, 2)
+    train = {d["id"]: d for d in read_jsonl(out)}
+    assert set(train) == {"clips/0000", "clips/0001", "clips/0002"}
+    d = train["clips/0001"]
+    assert d["messages"][d["start_index"]]["content"] == "Second, with a comma."
+    assert d["speaker"] == "anna"
+    assert audio_urls(d) == [str(folder / "clips/0000.wav"), str(folder / "clips/0001.wav")]  # reference, target
+    assert audio_urls(train["clips/0002"]) == [str(folder / "clips/0002.wav")]  # ben has one usable clip
+    rejected = read_jsonl(tmp_path / "out.rejected.jsonl")
+    reasons = {r["record"]["transcription"] or "": r["reasons"][0] for r in rejected}
+    assert reasons["No such file."]["code"] == "AUDIO_NOT_FOUND"
+    assert reasons[""]["code"] == "BAD_FIELD" and "transcript" in reasons[""]["message"]
+    assert reasons[""]["field"] == "transcription"
+    assert all(r["source_file"] == str(folder / "metadata.csv") for r in rejected)
+
+
+def test_audiofolder_jsonl_with_datasets_audio_dicts(tmp_path, make_wav):
+    make_wav("a.wav")
+    records = [
+        {"audio": {"path": "a.wav", "sampling_rate": 24000}, "text": "raw 1", "normalized_text": "one", "id": "u1"},
+        {"audio": "a.wav", "sentence": "Plain path."},
+    ]
+    report, train, _, rejected = run(tmp_path, records)
+    assert report.formats == {"audiofolder": 2} and not rejected
+    by_id = {d["id"]: d for d in train}
+    assert by_id["u1"]["messages"][by_id["u1"]["start_index"]]["content"] == "one"  # the spoken form wins
+    assert audio_urls(by_id["a"]) == [str(tmp_path / "a.wav")]  # no id: named after the audio path
+
+
+def test_folder_with_several_metadata_files_is_an_error(tmp_path):
+    from workbench.readers import InputError
+
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    (folder / "metadata.csv").write_text("file_name,text\na.wav,a\n")
+    (folder / "metadata.jsonl").write_text('{"file_name": "a.wav", "text": "a"}\n')
+    with pytest.raises(InputError, match=r"several metadata files \(metadata.jsonl, metadata.csv\)"):
+        convert(folder, tmp_path / "out.jsonl")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match="holds none of metadata.json, metadata.jsonl"):
+        convert(empty, tmp_path / "out2.jsonl")
 
 
 # --- forced format -----------------------------------------------------------------------------

@@ -123,7 +123,7 @@ def test_a_failing_rank_fails_the_launch(train_command, launch_env, tmp_path: Pa
     assert proc.returncode != 0
     assert "rank 0 failed" in proc.stdout and "DataCheckError" in proc.stdout
     assert "longer than the model's context of 64 tokens" in proc.stdout
-    assert "the launch failed" in proc.stdout
+    assert "the launch of 04_train failed" in proc.stdout
     # Rank 0 leaves its partial report, even when torchrun stops it because rank 1 failed first
     # (then the report shows the kernel it killed, unless its own DataCheckError came first).
     errors = notebook_errors(out / f"{NOTEBOOK}.ipynb")

@@ -199,11 +199,14 @@ def test_trainer_folder_reads_metadata_json(tmp_path):
     folder.mkdir()
     entries = [{"audio_file": "a.wav", "transcript_file": "a.txt", "audio_id": "a"}]
     (folder / "metadata.json").write_text(json.dumps({"samples": entries}), encoding="utf-8")
-    (folder / "metadata.csv").write_text("X|should not be read\n", encoding="utf-8")
     recs = _records(folder)
     assert [r.record for r in recs] == entries
     assert recs[0].source_file == str(folder / "metadata.json")
     assert recs[0].base_dir == str(folder)
+    # A second metadata file is never silently ignored: the user names the one to read.
+    (folder / "metadata.csv").write_text("X|should not be read\n", encoding="utf-8")
+    with pytest.raises(InputError, match="several metadata files"):
+        _records(folder)
 
 
 def test_ljspeech_folder(tmp_path):

@@ -21,7 +21,10 @@ It writes ``metrics.json`` and ``metrics.csv`` (one row per candidate and prompt
 Notebook 05 and ``workbench evaluate`` (:func:`run_evaluation_notebook`) only call these.
 
 Prompts split across ranks when several processes run (``RANK``/``WORLD_SIZE``, as set by
-``accelerate launch``): each rank writes its rows to ``output_dir/shards/`` and rank 0 merges them.
+``accelerate launch``; ``workbench evaluate`` launches them when the parameters ask for
+``num_processes`` > 1 or an ``accelerate_config``): each rank generates its share on its own GPU
+(``LOCAL_RANK``) and writes its rows to ``output_dir/shards/``; rank 0 merges them and writes the
+metrics and the report. The rows do not depend on the number of ranks: every prompt has its own seed.
 """
 
 from __future__ import annotations
@@ -578,11 +581,11 @@ class _Session:
         from .model import load_model_and_processor
         from .train import default_codes_cache_dir
 
-        device = "cuda" if torch.cuda.is_available() else None
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available() else None
         self.params, self.prompts = params, prompts
         self.out = Path(params.output_dir)
         self.scorers = _Scorers(params, device)  # before the long work: a missing optional model fails now
-        dtype = torch.bfloat16 if device == "cuda" else None
+        dtype = torch.bfloat16 if device else None
         self.model, self.processor = load_model_and_processor(params.base_model, dtype=dtype, device=device)
         cache_dir = Path(params.codes_cache_dir) if params.codes_cache_dir else default_codes_cache_dir()
         self.codes_cache = CodesCache(cache_dir, self.processor.audio_tokenizer)
@@ -833,18 +836,37 @@ def run_evaluation_notebook(
 ) -> Any:
     """``workbench evaluate``: check the parameters, then run notebook 05 with papermill.
 
+    With ``num_processes`` > 1 or an ``accelerate_config`` among ``params`` (the launch settings of
+    :class:`workbench.params.LaunchParams`, with ``env``), notebook 05 runs on every rank of an
+    ``accelerate launch``, each rank evaluating its share of the prompts; rank 0 writes the report.
+
     Args:
-        params: Notebook parameters (e.g. from :func:`workbench.report.load_notebook_params`).
+        params: Notebook parameters (e.g. from :func:`workbench.report.load_notebook_params`),
+            launch settings included.
         out_dir: Folder for the executed notebook and its HTML (default: ``output_dir``).
-        log_output: Stream cell output to the terminal.
+        log_output: Stream cell output to the terminal (always on for rank 0 of a launch).
 
     Returns:
-        The :class:`workbench.report.NotebookRun`.
+        The :class:`workbench.report.NotebookRun` (rank 0's notebook for a launch).
 
     Raises:
         workbench.params.ParamsError: every parameter problem, before anything runs.
     """
+    from .launch import EVAL_NOTEBOOK, launch_notebook, launched_run
+    from .params import ParamsError, split_launch
     from .report import run_notebook
 
-    checked = load_eval_params(None, params)
-    return run_notebook("05_evaluate", out_dir or checked.output_dir, params, log_output=log_output)
+    problems: list[str] = []
+    launch, notebook_params = split_launch(params, problems)
+    try:
+        checked = load_eval_params(None, notebook_params)
+    except ParamsError as exc:
+        problems += exc.problems
+    if problems:
+        raise ParamsError(problems)
+    report_dir = out_dir or checked.output_dir
+    if launch.num_processes > 1 or launch.accelerate_config:
+        started = time.perf_counter()
+        code = launch_notebook(EVAL_NOTEBOOK, notebook_params, launch, checked.output_dir, report_dir)
+        return launched_run(EVAL_NOTEBOOK, report_dir, code, time.perf_counter() - started)
+    return run_notebook(EVAL_NOTEBOOK, report_dir, notebook_params, log_output=log_output)

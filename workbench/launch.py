@@ -1,18 +1,19 @@
-"""``workbench train``: run notebook 04 on every rank under ``accelerate launch``.
+"""``workbench train`` and ``workbench evaluate``: run a notebook on every rank under ``accelerate launch``.
 
-The launcher checks the parameters (all problems at once), writes them resolved to
-``output_dir/params.launch.json``, and starts ``accelerate launch`` on this file. Every rank then
-executes ``04_train.ipynb`` through papermill; the kernel inherits the rank's distributed
-environment (RANK, WORLD_SIZE, MASTER_ADDR...), so the Trainer inside the notebook joins the
-process group. Rank 0 writes ``output_dir/04_train.ipynb`` and its HTML report; other ranks write
-``output_dir/logs/04_train.rank<N>.ipynb``. A failing rank prints its error and exits non-zero,
-which ends the launch (torchrun stops the other ranks) with a non-zero exit.
+The launcher checks the parameters (all problems at once), writes the job (notebook, parameters,
+report folder) to ``output_dir/<notebook>.launch.json``, and starts ``accelerate launch`` on this
+file. Every rank then executes the notebook (``04_train`` or ``05_evaluate``) through papermill; the
+kernel inherits the rank's distributed environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR...),
+so the Trainer inside notebook 04 joins the process group and notebook 05 takes its share of the
+prompts on its own device. Rank 0 writes the executed notebook and its HTML report to the report
+folder; other ranks write ``output_dir/logs/<notebook>.rank<N>.ipynb``. A failing rank prints its
+error and exits non-zero, which ends the launch (torchrun stops the other ranks) with a non-zero exit.
 
-Killing a launch stops its training: torchrun starts every rank in a session of its own and
+Killing a launch stops its work: torchrun starts every rank in a session of its own and
 papermill starts each kernel in yet another, so killing the launch's process group (or the
 launcher with SIGKILL) would otherwise leave the ranks training on as orphans. Each rank therefore
 watches its launcher and, when it is gone or when the rank is terminated, kills its notebook kernel
-and exits; the run then resumes from the last complete checkpoint when started again.
+and exits; training then resumes from the last complete checkpoint when started again.
 """
 
 from __future__ import annotations
@@ -28,12 +29,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .params import LaunchParams, TrainParams, load_train_params
+from .params import LaunchParams, load_train_params
 
 NOTEBOOK = "04_train"
+EVAL_NOTEBOOK = "05_evaluate"
 
 
-def accelerate_command(launch: LaunchParams, params_json: Path) -> list[str]:
+def accelerate_command(launch: LaunchParams, job_json: Path) -> list[str]:
     """The ``accelerate launch`` command line for this run."""
     cmd = [sys.executable, "-m", "accelerate.commands.launch"]
     if launch.accelerate_config:
@@ -53,8 +55,62 @@ def accelerate_command(launch: LaunchParams, params_json: Path) -> list[str]:
             cmd += ["--num_processes", "1"]
     if launch.main_process_port is not None:  # 0: accelerate picks a free port
         cmd += ["--main_process_port", str(launch.main_process_port)]
-    cmd += [str(Path(__file__).resolve().with_name("rank_entry.py")), "--rank-run", str(params_json)]
+    cmd += [str(Path(__file__).resolve().with_name("rank_entry.py")), "--rank-run", str(job_json)]
     return cmd
+
+
+def launch_notebook(
+    notebook: str,
+    params: dict[str, Any],
+    launch: LaunchParams,
+    output_dir: str | os.PathLike,
+    report_dir: str | os.PathLike | None = None,
+    *,
+    dry_run: bool = False,
+) -> int:
+    """Run ``notebook`` on every rank of an ``accelerate launch``; returns the launch's exit code.
+
+    Args:
+        notebook: ``04_train`` or ``05_evaluate`` (a notebook that splits its work by rank).
+        params: The notebook's parameters, already checked.
+        launch: Processes, accelerate config and environment.
+        output_dir: The run's folder: the job file and other ranks' ``logs/`` go here.
+        report_dir: Rank 0's executed notebook and HTML (default: ``output_dir``).
+        dry_run: Print the command only.
+    """
+    out = Path(output_dir).absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    report = Path(report_dir).absolute() if report_dir else out
+    job_json = out / f"{notebook}.launch.json"
+    job = {"notebook": notebook, "params": params, "report_dir": str(report), "logs_dir": str(out / "logs")}
+    job_json.write_text(json.dumps(job, indent=2, default=str))
+    cmd = accelerate_command(launch, job_json)
+    env = {**os.environ, **launch.env}
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    print("launching: " + " ".join(cmd), flush=True)
+    if dry_run:
+        return 0
+    proc = subprocess.run(cmd, env=env, check=False)
+    if proc.returncode != 0:
+        print(
+            f"workbench: the launch of {notebook} failed with exit code {proc.returncode}; see the rank errors "
+            f"above and {report / (notebook + '.html')} (rank 0) and {out / 'logs'} (other ranks)",
+            file=sys.stderr,
+        )
+    return proc.returncode
+
+
+def launched_run(notebook: str, report_dir: str | os.PathLike, code: int, seconds: float) -> Any:
+    """The :class:`workbench.report.NotebookRun` of a launch: rank 0's notebook, and the first error."""
+    from .report import NotebookRun, notebook_status
+
+    ipynb = Path(report_dir) / f"{notebook}.ipynb"
+    error = None if code == 0 else f"accelerate launch exited with {code}"
+    if code != 0 and ipynb.exists():
+        error = notebook_status(ipynb)["error"] or error
+    return NotebookRun(
+        f"{notebook}.ipynb", str(ipynb), str(ipynb.with_suffix(".html")), code == 0, error, seconds
+    )
 
 
 def train_launch(
@@ -69,24 +125,7 @@ def train_launch(
         workbench.params.ParamsError: every parameter problem, before anything starts.
     """
     params, launch = load_train_params(params_file, overrides)
-    out = Path(params.output_dir).absolute()
-    out.mkdir(parents=True, exist_ok=True)
-    params_json = out / "params.launch.json"
-    params_json.write_text(json.dumps(params.to_dict(), indent=2))
-    cmd = accelerate_command(launch, params_json)
-    env = {**os.environ, **launch.env}
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    print("launching: " + " ".join(cmd), flush=True)
-    if dry_run:
-        return 0
-    proc = subprocess.run(cmd, env=env, check=False)
-    if proc.returncode != 0:
-        print(
-            f"workbench train: the launch failed with exit code {proc.returncode}; see the rank errors above and "
-            f"{out / (NOTEBOOK + '.html')} (rank 0) and {out / 'logs'} (other ranks)",
-            file=sys.stderr,
-        )
-    return proc.returncode
+    return launch_notebook(NOTEBOOK, params.to_dict(), launch, params.output_dir, dry_run=dry_run)
 
 
 def _kill_children() -> None:
@@ -159,27 +198,27 @@ def _show_cell_output() -> None:
     pm_log.propagate = False
 
 
-def rank_run(params_json: str | os.PathLike) -> int:
-    """One rank: execute notebook 04 with the run's parameters (see the module docstring)."""
+def rank_run(job_json: str | os.PathLike) -> int:
+    """One rank: execute the job's notebook with its parameters (see the module docstring)."""
     from .report import export_html, run_notebook
 
-    params = TrainParams(**json.loads(Path(params_json).read_text()))
+    job = json.loads(Path(job_json).read_text())
+    notebook, params = job["notebook"], job["params"]
     rank = int(os.environ.get("RANK", "0"))
     terminated = _follow_launcher(rank)
     if rank == 0:
         _show_cell_output()
-    out = Path(params.output_dir).absolute()
-    target = out if rank == 0 else out / "logs"
-    ipynb = target / f"{NOTEBOOK}.ipynb"
+    target = Path(job["report_dir"] if rank == 0 else job["logs_dir"])
+    ipynb = target / f"{notebook}.ipynb"
     try:
-        result = run_notebook(NOTEBOOK, target, params.to_dict(), log_output=rank == 0, export=rank == 0)
+        result = run_notebook(notebook, target, params, log_output=rank == 0, export=rank == 0)
         ok, error = result.ok, result.error
     except Exception as exc:  # the kernel died (e.g. killed on SIGTERM): keep what the notebook shows
         ok, error = False, f"{type(exc).__name__}: {exc}"
         if rank == 0 and ipynb.exists():
             export_html(ipynb)
     if rank != 0 and ipynb.exists():
-        os.replace(ipynb, target / f"{NOTEBOOK}.rank{rank}.ipynb")
+        os.replace(ipynb, target / f"{notebook}.rank{rank}.ipynb")
     if not ok:
         print(f"rank {rank} failed: {error}", file=sys.stderr, flush=True)
         return 143 if terminated.is_set() else 1

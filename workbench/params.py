@@ -184,6 +184,15 @@ def _build(cls: type, data: dict[str, Any], problems: list[str], prefix: str = "
 LAUNCH_KEYS = {f.name for f in dataclasses.fields(LaunchParams)}
 
 
+def split_launch(data: dict[str, Any], problems: list[str]) -> tuple[LaunchParams, dict[str, Any]]:
+    """The launch settings in ``data`` (problems appended) and the remaining, notebook parameters."""
+    launch = _build(LaunchParams, {k: v for k, v in data.items() if k in LAUNCH_KEYS}, problems)
+    if launch.num_processes < 1:
+        problems.append(f"num_processes: must be at least 1, got {launch.num_processes}")
+    launch.env = {str(k): str(v) for k, v in launch.env.items()}
+    return launch, {k: v for k, v in data.items() if k not in LAUNCH_KEYS}
+
+
 def load_train_params(
     path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None
 ) -> tuple[TrainParams, LaunchParams]:
@@ -202,12 +211,11 @@ def load_train_params(
         data.update(loaded)
     data.update(overrides or {})
     problems: list[str] = []
-    launch = _build(LaunchParams, {k: v for k, v in data.items() if k in LAUNCH_KEYS}, problems)
-    params = _build(TrainParams, {k: v for k, v in data.items() if k not in LAUNCH_KEYS}, problems)
+    launch, rest = split_launch(data, problems)
+    params = _build(TrainParams, rest, problems)
     problems.extend(params.check())
     if problems:
         raise ParamsError(problems, source)
-    launch.env = {str(k): str(v) for k, v in launch.env.items()}
     return params, launch
 
 

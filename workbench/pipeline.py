@@ -97,19 +97,11 @@ def run_training_step(run: Path) -> NotebookRun:
     """Notebook 04 under ``accelerate launch`` with 2 CPU processes (``params/demo.yaml``)."""
     import time
 
-    from .launch import NOTEBOOK, train_launch
+    from .launch import NOTEBOOK, launched_run, train_launch
 
     started = time.perf_counter()
     code = train_launch(PARAMS_DIR / "demo.yaml", demo_train_overrides(run))
-    out = run / "04_train"
-    return NotebookRun(
-        f"{NOTEBOOK}.ipynb",
-        str(out / f"{NOTEBOOK}.ipynb"),
-        str(out / f"{NOTEBOOK}.html"),
-        code == 0,
-        None if code == 0 else f"accelerate launch exited with {code}",
-        time.perf_counter() - started,
-    )
+    return launched_run(NOTEBOOK, run / "04_train", code, time.perf_counter() - started)
 
 
 def run_demo(out: str | os.PathLike = "runs/demo", overwrite: bool = True, train: bool = True) -> DemoResult:

@@ -3,7 +3,8 @@
 Supported: ``.jsonl``/``.ndjson`` (streamed line by line), ``.json`` (an array, a single
 object, or an object holding a list), ``.csv``/``.tsv`` with a header row, LJSpeech
 pipe-separated ``metadata.csv`` (no header), and folders holding ``metadata.json`` (the
-community Higgs trainer layout) or an LJSpeech ``metadata.csv``. UTF-8 with or without BOM;
+community Higgs trainer layout), ``metadata.jsonl`` or ``metadata.csv`` (the Hugging Face
+AudioFolder layout, or LJSpeech). UTF-8 with or without BOM;
 CRLF line ends are fine. Records that cannot be parsed are yielded with ``error`` set, so the
 converter rejects them with their line number instead of stopping.
 """
@@ -40,8 +41,16 @@ _CSV_HEADER_HINTS = {
     "sentence",
 }
 SUPPORTED = (
-    ".jsonl, .ndjson, .json, .csv, .tsv, LJSpeech metadata.csv, or a folder with metadata.json/metadata.csv"
+    ".jsonl, .ndjson, .json, .csv, .tsv, LJSpeech metadata.csv, "
+    "or a folder with metadata.json, metadata.jsonl, metadata.csv or metadata.tsv"
 )
+
+METADATA_FILES = (
+    "metadata.json",
+    "metadata.jsonl",
+    "metadata.csv",
+    "metadata.tsv",
+)  # a folder's, in this order
 
 
 class InputError(ValueError):
@@ -74,13 +83,17 @@ def iter_records(path: str | os.PathLike) -> Iterator[RawRecord]:
     """
     path = os.path.abspath(os.fspath(path))
     if os.path.isdir(path):
-        for name in ("metadata.json", "metadata.csv"):
-            candidate = os.path.join(path, name)
-            if os.path.isfile(candidate):
-                yield from iter_records(candidate)
-                return
+        found = [name for name in METADATA_FILES if os.path.isfile(os.path.join(path, name))]
+        if len(found) > 1:
+            raise InputError(
+                f"{path}: folder holds several metadata files ({', '.join(found)}). "
+                "Hint: pass the file to convert instead of the folder (or each of them)."
+            )
+        if found:
+            yield from iter_records(os.path.join(path, found[0]))
+            return
         raise InputError(
-            f"{path}: folder holds neither metadata.json nor metadata.csv. Hint: inputs may be {SUPPORTED}."
+            f"{path}: folder holds none of {', '.join(METADATA_FILES)}. Hint: inputs may be {SUPPORTED}."
         )
     if not os.path.isfile(path):
         raise InputError(f"{path}: input file not found.")

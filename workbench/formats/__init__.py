@@ -10,10 +10,12 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from . import chatml, higgs_trainer, ljspeech, manifest, mixed, paired, sharegpt
+from . import audiofolder, chatml, higgs_trainer, ljspeech, manifest, mixed, paired, sharegpt
 from .base import ConvertContext, RecordError, ReferencePool, Utterance
 
-DETECTION_ORDER: tuple[ModuleType, ...] = (mixed, chatml, paired, sharegpt, higgs_trainer, manifest, ljspeech)
+DETECTION_ORDER: tuple[ModuleType, ...] = (
+    mixed, chatml, paired, sharegpt, higgs_trainer, manifest, audiofolder, ljspeech
+)  # fmt: skip
 FORMATS: dict[str, ModuleType] = {m.NAME: m for m in DETECTION_ORDER}
 FORMAT_NAMES: tuple[str, ...] = tuple(FORMATS)
 

@@ -159,6 +159,14 @@ def text_field(record: dict[str, Any], name: str, *, required: bool = True) -> s
     return value.strip()
 
 
+def record_id(record: dict[str, Any], keys: tuple[str, ...] = ("id", "utt_id", "audio_id")) -> str | None:
+    """The record's own id: the first of ``keys`` with a non-empty value, or None."""
+    for key in keys:
+        if record.get(key) is not None and str(record[key]).strip():
+            return str(record[key]).strip()
+    return None
+
+
 def speaker_of(record: dict[str, Any]) -> str | None:
     for key in ("speaker", "speaker_id", "spk", "speaker_name"):
         value = record.get(key)

@@ -13,6 +13,7 @@ from .base import (
     ConvertContext,
     RecordError,
     Utterance,
+    record_id,
     reference_candidate,
     single_utterance_sample,
     speaker_of,
@@ -24,13 +25,6 @@ NAME = "manifest"
 
 def detect(record: dict[str, Any]) -> bool:
     return "audio_filepath" in record and "messages" not in record
-
-
-def _id(record: dict[str, Any]) -> str | None:
-    for key in ("id", "utt_id", "audio_id"):
-        if record.get(key) is not None and str(record[key]).strip():
-            return str(record[key]).strip()
-    return None
 
 
 def _duration(record: dict[str, Any]) -> float | None:
@@ -53,7 +47,7 @@ def utterance(record: dict[str, Any], ctx: ConvertContext) -> tuple[str, Utteran
         lambda: (
             ctx.resolve(record.get("audio_filepath"), "audio_filepath"),
             text_field(record, "text"),
-            _id(record) or ctx.default_id(),
+            record_id(record) or ctx.default_id(),
         ),
     )
 
@@ -64,5 +58,5 @@ def convert(record: dict[str, Any], ctx: ConvertContext) -> Sample:
     if text is None:
         raise RecordError("BAD_FIELD", "field 'text' (the transcript of audio_filepath) is missing", "text")
     return single_utterance_sample(
-        _id(record), audio, text, speaker_of(record), ctx, NAME, duration=_duration(record)
+        record_id(record), audio, text, speaker_of(record), ctx, NAME, duration=_duration(record)
     )
