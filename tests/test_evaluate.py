@@ -365,7 +365,7 @@ def test_evaluate_on_two_ranks_gives_the_rows_of_one_process(workspace, tmp_path
     assert [{k: r.get(k) for k in keys} for r in two["rows"]] == [
         {k: r.get(k) for k in keys} for r in one["rows"]
     ]
-    for a, b in zip(one["rows"], two["rows"]):
+    for a, b in zip(one["rows"], two["rows"], strict=True):
         if a.get("loss") is not None:
             assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
     one_codes = sorted(p.relative_to(runs[1]) for p in runs[1].glob("audio/*/*.codes.npy"))

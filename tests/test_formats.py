@@ -662,12 +662,12 @@ def test_higgs_trainer_inline_transcript(tmp_path):
 def test_audiofolder_folder_with_metadata_csv(tmp_path, make_wav):
     """The Hugging Face AudioFolder layout: file_name + transcription columns, paths relative to the table."""
     folder = tmp_path / "voices"
-    for i, speaker in enumerate(["anna", "anna", "ben"]):
+    for i in range(3):
         make_wav(f"voices/clips/{i:04d}.wav", f0=140 + 20 * i)
     (folder / "metadata.csv").write_text(
         "file_name,transcription,speaker_id\n"
         "clips/0000.wav,First line.,anna\n"
-        "clips/0001.wav,\"Second, with a comma.\",anna\n"
+        'clips/0001.wav,"Second, with a comma.",anna\n'
         "clips/0002.wav,Third line.,ben\n"
         "clips/0003.wav,No such file.,ben\n"
         "clips/0002.wav,,ben\n",
@@ -682,7 +682,10 @@ def test_audiofolder_folder_with_metadata_csv(tmp_path, make_wav):
     d = train["clips/0001"]
     assert d["messages"][d["start_index"]]["content"] == "Second, with a comma."
     assert d["speaker"] == "anna"
-    assert audio_urls(d) == [str(folder / "clips/0000.wav"), str(folder / "clips/0001.wav")]  # reference, target
+    assert audio_urls(d) == [
+        str(folder / "clips/0000.wav"),
+        str(folder / "clips/0001.wav"),
+    ]  # reference, target
     assert audio_urls(train["clips/0002"]) == [str(folder / "clips/0002.wav")]  # ben has one usable clip
     rejected = read_jsonl(tmp_path / "out.rejected.jsonl")
     reasons = {r["record"]["transcription"] or "": r["reasons"][0] for r in rejected}
@@ -695,7 +698,12 @@ def test_audiofolder_folder_with_metadata_csv(tmp_path, make_wav):
 def test_audiofolder_jsonl_with_datasets_audio_dicts(tmp_path, make_wav):
     make_wav("a.wav")
     records = [
-        {"audio": {"path": "a.wav", "sampling_rate": 24000}, "text": "raw 1", "normalized_text": "one", "id": "u1"},
+        {
+            "audio": {"path": "a.wav", "sampling_rate": 24000},
+            "text": "raw 1",
+            "normalized_text": "one",
+            "id": "u1",
+        },
         {"audio": "a.wav", "sentence": "Plain path."},
     ]
     report, train, _, rejected = run(tmp_path, records)

@@ -107,4 +107,6 @@ def utterance(record: dict[str, Any], ctx: ConvertContext) -> tuple[str, Utteran
 
 def convert(record: dict[str, Any], ctx: ConvertContext) -> Sample:
     audio = _audio(record, ctx)
-    return single_utterance_sample(_sample_id(record, ctx), audio, _text(record), speaker_of(record), ctx, NAME)
+    return single_utterance_sample(
+        _sample_id(record, ctx), audio, _text(record), speaker_of(record), ctx, NAME
+    )
