@@ -10,6 +10,7 @@ One module per step, each with a function of the same name as its CLI command::
     from workbench.launch import train_launch      # workbench train
     from workbench.evaluate import evaluate        # workbench evaluate
     from workbench.export import export            # workbench export
+    from workbench.generate import speak           # workbench generate
 
     report = convert(["data/train.jsonl"], "work/converted.jsonl")
     checked = validate("work/converted.jsonl")

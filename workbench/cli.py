@@ -193,6 +193,38 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .generate import speak
+
+    texts = list(args.text or [])
+    if args.text_file:
+        with open(args.text_file, encoding="utf-8-sig") as fh:
+            texts += [line.strip() for line in fh if line.strip()]
+    spoken = speak(
+        texts,
+        args.output,
+        model=args.model,
+        adapter=args.adapter,
+        reference_audio=args.reference,
+        reference_text=args.reference_text,
+        seed=args.seed,
+        temperature=args.temperature,
+        top_k=args.top_k or None,
+        top_p=args.top_p or None,
+        max_new_tokens=args.max_new_tokens,
+        codes_cache_dir=args.codes_cache_dir,
+    )
+    for clip in spoken:
+        if clip.path is None:
+            print(f"NO AUDIO  {clip.text!r}: {clip.error}")
+        else:
+            rtf = clip.real_time_factor
+            print(
+                f"{clip.path}  {clip.seconds:.2f} s audio in {clip.gen_seconds:.2f} s (real-time factor {rtf:.2f})"
+            )
+    return EXIT_DATA if any(c.path is None for c in spoken) else EXIT_OK
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import run_evaluation_notebook
     from .report import load_notebook_params
@@ -368,6 +400,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_param_overrides(p)
     p.add_argument("--out", help="folder for the executed notebook and its HTML report (default: output_dir)")
     p.add_argument("--log-output", action="store_true", help="stream cell output to the terminal")
+
+    p = add("generate", cmd_generate, "speak text in a voice: base model, a LoRA adapter or a merged model")
+    p.add_argument("--model", help="model folder or cached hub id (default: the adapter's base model)")
+    p.add_argument("--adapter", help="a LoRA adapter/ or checkpoint-N/ folder to apply")
+    p.add_argument("--text", action="append", help="text to speak (repeat for several clips)")
+    p.add_argument("--text-file", help="a UTF-8 file with one text per line")
+    p.add_argument("--reference", help="a clip of the voice to clone (any format and rate)")
+    p.add_argument("--reference-text", help="the transcript of --reference")
+    p.add_argument("-o", "--output", required=True, help="OUT.wav for one text, else a folder")
+    p.add_argument("--seed", type=int, default=0, help="same seed, model and prompt: same clip")
+    p.add_argument("--temperature", type=float, default=0.3, help="0 is greedy")
+    p.add_argument("--top-k", type=int, default=50, help="0 turns it off")
+    p.add_argument("--top-p", type=float, default=0.95, help="0 turns it off")
+    p.add_argument("--max-new-tokens", type=int, default=750, help="audio frames at most (25 per second)")
+    p.add_argument("--codes-cache-dir", help="audio codes cache (default: the workbench cache)")
 
     p = add("report", cmd_report, "rebuild RUN_DIR/index.html linking every step report")
     p.add_argument("run_dir")

@@ -59,6 +59,32 @@ ADAPTER_CONFIG = "adapter_config.json"
 
 # --- parameters --------------------------------------------------------------------------------------
 @dataclass
+class Sampling:
+    """How audio is generated (fields shared by :class:`EvalParams` and ``workbench generate``)."""
+
+    max_new_tokens: int = 500  # audio frames to generate at most (25 per second)
+    temperature: float = 0.3  # 0: greedy
+    top_k: int | None = 50
+    top_p: float | None = 0.95
+    ras_win_len: int | None = None  # repetition-aware sampling window; None: the model's setting, 0: off
+
+    def check(self) -> list[str]:
+        """Problems with values, each naming the parameter."""
+        problems = []
+        if self.max_new_tokens < 1:
+            problems.append(f"max_new_tokens: must be at least 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            problems.append(f"temperature: must be >= 0 (0 is greedy), got {self.temperature}")
+        if self.top_k is not None and self.top_k < 1:
+            problems.append(f"top_k: must be at least 1 or None, got {self.top_k}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            problems.append(f"top_p: must be in (0, 1] or None, got {self.top_p}")
+        if self.ras_win_len is not None and self.ras_win_len < 0:
+            problems.append(f"ras_win_len: must be >= 0 (0 turns it off) or None, got {self.ras_win_len}")
+        return problems
+
+
+@dataclass
 class EvalParams:
     """Everything an evaluation needs; the names are notebook 05's parameters."""
 
@@ -87,16 +113,7 @@ class EvalParams:
             problems.append("adapters: empty; give at least one adapter, checkpoint or training output_dir")
         if self.max_samples is not None and self.max_samples < 1:
             problems.append(f"max_samples: must be at least 1 (or None for all), got {self.max_samples}")
-        if self.max_new_tokens < 1:
-            problems.append(f"max_new_tokens: must be at least 1, got {self.max_new_tokens}")
-        if self.temperature < 0:
-            problems.append(f"temperature: must be >= 0 (0 is greedy), got {self.temperature}")
-        if self.top_k is not None and self.top_k < 1:
-            problems.append(f"top_k: must be at least 1 or None, got {self.top_k}")
-        if self.top_p is not None and not 0 < self.top_p <= 1:
-            problems.append(f"top_p: must be in (0, 1] or None, got {self.top_p}")
-        if self.ras_win_len is not None and self.ras_win_len < 0:
-            problems.append(f"ras_win_len: must be >= 0 (0 turns it off) or None, got {self.ras_win_len}")
+        problems += Sampling(*(getattr(self, f.name) for f in dataclasses.fields(Sampling))).check()
         if self.max_listen < 0:
             problems.append(f"max_listen: must be >= 0, got {self.max_listen}")
         selectable = ["auto", *(k for k, v in METRICS.items() if v[1])]
@@ -376,8 +393,8 @@ def teacher_forced_metrics(model: torch.nn.Module, batch: dict[str, torch.Tensor
     return metrics
 
 
-def generation_config(model: torch.nn.Module, params: EvalParams) -> Any:
-    """A copy of the model's generation config with the evaluation's sampling settings."""
+def generation_config(model: torch.nn.Module, params: Sampling | EvalParams) -> Any:
+    """A copy of the model's generation config with these sampling settings."""
     config = copy.deepcopy(model.generation_config)
     config.max_new_tokens = params.max_new_tokens
     config.do_sample = params.temperature > 0
