@@ -14,6 +14,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import papermill
 import pytest
 import torch
@@ -364,6 +365,28 @@ def test_fit_overfits_and_writes_outputs(trained) -> None:
 
     loaded, _ = load_train_params(out / "params.resolved.yaml")
     assert loaded == params
+
+
+def test_bf16_mixed_precision_runs_under_autocast(
+    tiny_dir: Path, small_split: tuple[Path, Path], codes_dir: Path, tmp_path: Path
+) -> None:
+    """mixed_precision: bf16 (the GPU setting) trains the LoRA under bf16 autocast; on the CPU too."""
+    train, val = small_split
+    params = params_for(
+        tiny_dir, train, val, tmp_path / "out", codes_dir, max_steps=3, batch_size=2, lora_r=4, lora_alpha=8,
+        mixed_precision="bf16", logging_steps=1, eval_steps=3, save_steps=3,
+    )  # fmt: skip
+    prepared = prepare(params)
+    seen: list[torch.dtype] = []
+    layer = prepared.model.model.layers[0].self_attn.q_proj  # becomes the LoRA layer's base_layer
+    layer.register_forward_hook(lambda module, args, output: seen.append(output.dtype))
+    result = fit(prepared)
+    assert result.global_step == 3
+    assert seen and set(seen) == {torch.bfloat16}, set(seen)
+    rows = read_rows(tmp_path / "out" / "metrics.jsonl")
+    assert all(np.isfinite(r["loss"]) for r in rows if "loss" in r)
+    assert any("eval_loss" in r and np.isfinite(r["eval_loss"]) for r in rows)
+    assert (tmp_path / "out" / "adapter" / "adapter_model.safetensors").is_file()
 
 
 def test_fit_resumes_from_the_latest_complete_checkpoint(trained, tmp_path: Path) -> None:
