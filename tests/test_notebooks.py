@@ -110,6 +110,13 @@ def test_reports_embed_playable_audio_and_plots(demo_run):
         audio, rate = sf.read(io.BytesIO(wavs[0]))
         assert rate == 24_000 and audio.ndim == 1 and len(audio) > 0
     assert "<img" in (demo_run / "01_inspect_data.html").read_text()
+    # Every image of every report has a text alternative (nbconvert's placeholder means it had none).
+    for page in [*demo_run.glob("*.html"), *demo_run.glob("*/*.html")]:
+        text = page.read_text()
+        images = re.findall(r"<img\b[^>]*>", text)
+        assert all(re.search(r'\balt="[^"]+"', tag) for tag in images), page.name
+        assert "No description has been provided" not in text, page.name
+    assert re.search(r'<img alt="[^"]*training loss', (demo_run / "04_train" / "04_train.html").read_text())
 
 
 def test_validate_notebook_writes_split_report_and_recipe(demo_run):

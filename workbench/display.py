@@ -122,10 +122,34 @@ def show_summary(text: str) -> None:
     display(Markdown(f"**Result:** {text}"), metadata={SUMMARY_KEY: text})
 
 
-def show_figure(fig) -> None:
-    """Display a matplotlib Figure as an embedded PNG (works headless and in HTML reports)."""
-    from IPython.display import Image, display
+def img_html(png: bytes, alt: str, style: str = "max-width:100%") -> str:
+    """An ``<img>`` with the PNG embedded and its text alternative (reports stand alone)."""
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img alt="{html.escape(alt, quote=True)}" src="data:image/png;base64,{data}" style="{style}">'
+
+
+def figure_alt(fig) -> str:
+    """A figure's text alternative: its title and its panels' titles and axis labels."""
+    parts = [fig._suptitle.get_text()] if getattr(fig, "_suptitle", None) is not None else []
+    for ax in fig.axes:
+        words = [ax.get_title(), ax.get_ylabel() and f"{ax.get_ylabel()} vs {ax.get_xlabel() or 'index'}"]
+        panel = " — ".join(w for w in words if w)
+        if panel:
+            parts.append(panel)
+    return "; ".join(p for p in parts if p) or "figure"
+
+
+def show_figure(fig, alt: str | None = None) -> None:
+    """Display a matplotlib Figure as an embedded PNG (works headless and in HTML reports).
+
+    The HTML form carries ``alt`` text (default: :func:`figure_alt`) for screen readers; the PNG
+    is there too for front ends that prefer it.
+    """
+    from IPython.display import display
 
     from .plots import figure_png
 
-    display(Image(data=figure_png(fig)))
+    png = figure_png(fig)
+    text = alt or figure_alt(fig)
+    bundle = {"text/html": img_html(png, text), "image/png": base64.b64encode(png).decode("ascii")}
+    display({**bundle, "text/plain": f"<figure: {text}>"}, raw=True)

@@ -10,7 +10,6 @@ step (:func:`metric_plots`) and one row of players and spectrograms per prompt
 
 from __future__ import annotations
 
-import base64
 import html
 import math
 import os
@@ -277,11 +276,12 @@ def metric_plots(result: EvalResult, metrics: Sequence[str] | None = None) -> An
 
 
 def _spectrogram_img(audio: np.ndarray, title: str) -> str:
+    from .display import img_html
     from .plots import figure_png, waveform_and_spectrogram
 
-    png = figure_png(waveform_and_spectrogram(audio, SAMPLE_RATE, title=title))
-    data = base64.b64encode(png).decode("ascii")
-    return f'<img style="width:300px" alt="{html.escape(title)}" src="data:image/png;base64,{data}">'
+    return img_html(
+        figure_png(waveform_and_spectrogram(audio, SAMPLE_RATE, title=title)), title, "width:300px"
+    )
 
 
 def _clip_cell(

@@ -9,7 +9,6 @@ reports, where widgets do not render (tables, embedded images and ``<audio>`` pl
 
 from __future__ import annotations
 
-import base64
 import html
 import os
 from collections import Counter
@@ -24,7 +23,7 @@ import numpy as np
 from . import formats
 from .audio import TARGET_SAMPLE_RATE, load_audio, wav_bytes
 from .convert import Outcome
-from .display import Listener, side_by_side, table_html
+from .display import Listener, img_html, side_by_side, table_html
 from .findings import Finding
 from .fixes import TRIM_AUDIO_CHOICES, FixRecipe
 from .formats.sharegpt import DEFAULT_MAP, ROLES, SLOTS, parse_map
@@ -41,11 +40,6 @@ CSV_COLUMNS = (*COLUMNS, "source_line", "field")
 
 def _esc(value: Any) -> str:
     return html.escape(str(value))
-
-
-def _img_html(png: bytes, alt: str) -> str:
-    data = base64.b64encode(png).decode("ascii")
-    return f'<img alt="{_esc(alt)}" src="data:image/png;base64,{data}" style="max-width:100%">'
 
 
 def _readable(markup: str) -> str:
@@ -404,7 +398,7 @@ class SampleBrowser(_View):
                     cells.append(f'<div class="wb-note">{role}: {_esc(caption)}</div>')
                 else:  # the listener caps how many clips a report embeds
                     player = self.listener.player(path, f"{role}: {caption}")
-                    cells.append(f"<div style='flex:1'>{_img_html(png, role)}{player}</div>")
+                    cells.append(f"<div style='flex:1'>{img_html(png, role)}{player}</div>")
             parts.append(
                 f"{self._texts_html(sample)}<div style='display:flex;gap:1em'>{''.join(cells)}</div>"
             )
