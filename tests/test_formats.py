@@ -713,6 +713,63 @@ def test_audiofolder_jsonl_with_datasets_audio_dicts(tmp_path, make_wav):
     assert audio_urls(by_id["a"]) == [str(tmp_path / "a.wav")]  # no id: named after the audio path
 
 
+def test_folder_of_clips_with_sidecar_transcripts(tmp_path, make_wav):
+    """LibriTTS-like folders: speaker/chapter/clip.wav + clip.normalized.txt (or .txt/.lab); nothing dropped."""
+    root = tmp_path / "corpus"
+    for speaker in ("anna", "ben"):
+        for i in range(2):
+            make_wav(f"corpus/{speaker}/ch1/{speaker}_{i}.wav", f0=140 if speaker == "anna" else 220)
+            (root / speaker / "ch1" / f"{speaker}_{i}.original.txt").write_text("Original, NOT this.")
+            (root / speaker / "ch1" / f"{speaker}_{i}.normalized.txt").write_text(
+                f"\ufeff {speaker} says {i}.\n"
+            )
+    make_wav("corpus/ben/ch1/ben_lab.wav")
+    (root / "ben" / "ch1" / "ben_lab.lab").write_text("From a lab file.")
+    make_wav("corpus/ben/ch1/orphan.wav")  # no transcript: rejected with the files looked for
+    make_wav("corpus/.hidden/x.wav")  # hidden folders are skipped
+    (root / "README.md").write_text("not a clip")
+    (root / "ben" / "ch1" / "latin1.wav").write_bytes((root / "ben" / "ch1" / "ben_0.wav").read_bytes())
+    (root / "ben" / "ch1" / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+
+    out = tmp_path / "out.jsonl"
+    report = convert(root, out)
+    assert report.formats == {"audiofolder": 6}  # the unreadable transcript is a BAD_RECORD, before detection
+    assert (report.converted, report.rejected) == (5, 2)
+    train = {d["id"]: d for d in read_jsonl(out)}
+    assert set(train) == {
+        "anna/ch1/anna_0",
+        "anna/ch1/anna_1",
+        "ben/ch1/ben_0",
+        "ben/ch1/ben_1",
+        "ben/ch1/ben_lab",
+    }
+    anna = train["anna/ch1/anna_1"]
+    assert anna["speaker"] == "anna"
+    assert (
+        anna["messages"][anna["start_index"]]["content"] == "anna says 1."
+    )  # normalized wins, whitespace tidied
+    assert audio_urls(anna) == [str(root / "anna/ch1/anna_0.wav"), str(root / "anna/ch1/anna_1.wav")]
+    assert train["ben/ch1/ben_lab"]["messages"][1:][-2]["content"] == "From a lab file."
+    assert train["anna/ch1/anna_0"]["misc"]["source_file"] == str(root / "anna/ch1/anna_0.normalized.txt")
+    rejected = {Path(r["record"]["file_name"]).stem: r for r in read_jsonl(tmp_path / "out.rejected.jsonl")}
+    assert set(rejected) == {"orphan", "latin1"}
+    assert rejected["orphan"]["reasons"][0]["code"] == "BAD_FIELD"
+    assert "orphan.normalized.txt, orphan.txt, orphan.lab" in rejected["orphan"]["reasons"][0]["message"]
+    assert rejected["latin1"]["reasons"][0]["code"] == "BAD_RECORD"
+    assert "latin1.txt is not UTF-8" in rejected["latin1"]["reasons"][0]["message"]
+
+
+def test_flat_folder_of_clips_has_no_speaker(tmp_path, make_wav):
+    for name in ("a", "b"):
+        make_wav(f"flat/{name}.wav")
+        (tmp_path / "flat" / f"{name}.txt").write_text(f"Clip {name}.")
+    report, train = convert(tmp_path / "flat", tmp_path / "out.jsonl"), read_jsonl(tmp_path / "out.jsonl")
+    assert report.converted == 2
+    assert all(
+        d["speaker"] is None and len(audio_urls(d)) == 1 for d in train
+    )  # never another voice as reference
+
+
 def test_folder_with_several_metadata_files_is_an_error(tmp_path):
     from workbench.readers import InputError
 
@@ -724,7 +781,8 @@ def test_folder_with_several_metadata_files_is_an_error(tmp_path):
         convert(folder, tmp_path / "out.jsonl")
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(InputError, match="holds none of metadata.json, metadata.jsonl"):
+    (empty / "notes.txt").write_text("no audio here")
+    with pytest.raises(InputError, match="holds none of metadata.json, metadata.jsonl.*and no audio files"):
         convert(empty, tmp_path / "out2.jsonl")
 
 

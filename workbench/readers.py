@@ -42,7 +42,8 @@ _CSV_HEADER_HINTS = {
 }
 SUPPORTED = (
     ".jsonl, .ndjson, .json, .csv, .tsv, LJSpeech metadata.csv, "
-    "or a folder with metadata.json, metadata.jsonl, metadata.csv or metadata.tsv"
+    "a folder with metadata.json, metadata.jsonl, metadata.csv or metadata.tsv, "
+    "or a folder of audio files with same-named .txt/.normalized.txt/.lab transcripts"
 )
 
 METADATA_FILES = (
@@ -51,6 +52,8 @@ METADATA_FILES = (
     "metadata.csv",
     "metadata.tsv",
 )  # a folder's, in this order
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus")
+TRANSCRIPT_SUFFIXES = (".normalized.txt", ".txt", ".lab")  # a clip's sidecar transcript, preferred first
 
 
 class InputError(ValueError):
@@ -92,9 +95,16 @@ def iter_records(path: str | os.PathLike) -> Iterator[RawRecord]:
         if found:
             yield from iter_records(os.path.join(path, found[0]))
             return
-        raise InputError(
-            f"{path}: folder holds none of {', '.join(METADATA_FILES)}. Hint: inputs may be {SUPPORTED}."
-        )
+        records = _iter_audio_folder(path)
+        first = next(records, None)
+        if first is None:
+            raise InputError(
+                f"{path}: folder holds none of {', '.join(METADATA_FILES)}, and no audio files "
+                f"({', '.join(AUDIO_EXTENSIONS)}). Hint: inputs may be {SUPPORTED}."
+            )
+        yield first
+        yield from records
+        return
     if not os.path.isfile(path):
         raise InputError(f"{path}: input file not found.")
     lower = path.lower()
@@ -106,6 +116,46 @@ def iter_records(path: str | os.PathLike) -> Iterator[RawRecord]:
         yield from _iter_table(path)
     else:
         raise InputError(f"{path}: unsupported input type. Hint: inputs may be {SUPPORTED}.")
+
+
+def _iter_audio_folder(root: str) -> Iterator[RawRecord]:
+    """A folder of audio files with sidecar transcripts (``clip.wav`` + ``clip.txt``), searched recursively.
+
+    Each audio file is one record ``{"file_name", "text", "transcript_file", "speaker"?}`` in the
+    ``audiofolder`` format; a clip without a transcript file is still a record (the converter
+    rejects it, naming the files it looked for). In nested folders (LibriTTS ``speaker/chapter/``,
+    VCTK ``p225/``) the first folder level is the speaker.
+    """
+    index = 0
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        names = set(files)
+        for name in sorted(files):
+            stem, ext = os.path.splitext(name)
+            if ext.lower() not in AUDIO_EXTENSIONS or name.startswith("."):
+                continue
+            rel = os.path.relpath(os.path.join(folder, name), root)
+            parts = rel.replace(os.sep, "/").split("/")
+            record: dict[str, Any] = {"file_name": rel, "text": None}
+            if len(parts) > 1:
+                record["speaker"] = parts[0]
+            sidecar = next((stem + s for s in TRANSCRIPT_SUFFIXES if stem + s in names), None)
+            error = None
+            if sidecar is None:
+                record["transcript_file"] = None
+                record["missing_transcript"] = ", ".join(stem + s for s in TRANSCRIPT_SUFFIXES)
+            else:
+                record["transcript_file"] = os.path.relpath(os.path.join(folder, sidecar), root)
+                try:
+                    with open(os.path.join(folder, sidecar), encoding="utf-8-sig") as fh:
+                        record["text"] = " ".join(fh.read().split())
+                except UnicodeDecodeError as exc:
+                    error = f"transcript {sidecar} is not UTF-8 ({exc.reason})"
+            source = os.path.join(folder, sidecar or name)
+            yield RawRecord(
+                record, source, index, None, root, format_hint=formats.audiofolder.NAME, error=error
+            )
+            index += 1
 
 
 def _iter_jsonl(path: str) -> Iterator[RawRecord]:

@@ -8,7 +8,8 @@ an audio file and its transcript::
 
 The audio column is the first of :data:`AUDIO_KEYS` a row has (a Hugging Face ``datasets``
 export's ``{"path": ...}`` audio dict works too), the transcript the first of :data:`TEXT_KEYS`;
-relative paths are relative to the table's folder. A row without an ``id`` is named after its
+relative paths are relative to the table's folder. :mod:`workbench.readers` also reads a plain
+folder of clips with sidecar transcripts (``clip.wav`` + ``clip.txt``) as records of this format. A row without an ``id`` is named after its
 audio path as written, without the extension (``clips/0001``). The audio is the target; a
 same-speaker reference is chosen as for manifests.
 """
@@ -75,6 +76,12 @@ def _text(record: dict[str, Any]) -> str:
         text = text_field(record, key, required=False)
         if text:
             return text
+    if record.get("missing_transcript"):  # a clip of a plain audio folder (see workbench.readers)
+        raise RecordError(
+            "BAD_FIELD",
+            f"no transcript file next to the clip (looked for {record['missing_transcript']})",
+            "text",
+        )
     present = [k for k in TEXT_KEYS if k in record]
     raise RecordError(
         "BAD_FIELD",
