@@ -152,8 +152,9 @@ def _iter_audio_folder(root: str) -> Iterator[RawRecord]:
                 except UnicodeDecodeError as exc:
                     error = f"transcript {sidecar} is not UTF-8 ({exc.reason})"
             source = os.path.join(folder, sidecar or name)
+            line = 1 if sidecar else None  # provenance: the transcript file, or the clip that has none
             yield RawRecord(
-                record, source, index, None, root, format_hint=formats.audiofolder.NAME, error=error
+                record, source, index, line, root, format_hint=formats.audiofolder.NAME, error=error
             )
             index += 1
 
