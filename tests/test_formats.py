@@ -758,6 +758,12 @@ def test_folder_of_clips_with_sidecar_transcripts(tmp_path, make_wav):
     assert rejected["latin1"]["reasons"][0]["code"] == "BAD_RECORD"
     assert "latin1.txt is not UTF-8" in rejected["latin1"]["reasons"][0]["message"]
 
+    from workbench.steps import examples_by_format
+
+    [(fmt, original, sample)] = examples_by_format(out)  # notebook 02's "original beside canonical"
+    assert fmt == "audiofolder" and sample.id == "anna/ch1/anna_0"
+    assert original == {"transcript_file": str(root / "anna/ch1/anna_0.normalized.txt"), "text": " anna says 0.\n"}
+
 
 def test_flat_folder_of_clips_has_no_speaker(tmp_path, make_wav):
     for name in ("a", "b"):

@@ -81,8 +81,16 @@ def convert_in_memory(
     return result
 
 
-def original_record(source_file: str, source_index: int) -> Any:
-    """The record as written in the user's file (for "original beside canonical")."""
+def original_record(source_file: str, source_index: int, sample: Sample | None = None) -> Any:
+    """The record as written in the user's file (for "original beside canonical").
+
+    For a clip of a plain audio folder (``sample`` given) that is its transcript file.
+    """
+    from .readers import TRANSCRIPT_SUFFIXES
+
+    clips = sample.target_audio() if sample is not None else []
+    if clips and source_file in {os.path.splitext(clips[-1])[0] + s for s in TRANSCRIPT_SUFFIXES}:
+        return {"transcript_file": source_file, "text": Path(source_file).read_text(encoding="utf-8-sig")}
     for raw in iter_records(source_file):
         if raw.source_index == source_index:
             return raw.record
@@ -99,7 +107,9 @@ def examples_by_format(converted: str | os.PathLike, per_format: int = 1) -> lis
         if seen.get(fmt, 0) >= per_format:
             continue
         seen[fmt] = seen.get(fmt, 0) + 1
-        out.append((fmt, original_record(sample.misc["source_file"], sample.misc["source_index"]), sample))
+        out.append(
+            (fmt, original_record(sample.misc["source_file"], sample.misc["source_index"], sample), sample)
+        )
     return out
 
 
