@@ -762,7 +762,10 @@ def test_folder_of_clips_with_sidecar_transcripts(tmp_path, make_wav):
 
     [(fmt, original, sample)] = examples_by_format(out)  # notebook 02's "original beside canonical"
     assert fmt == "audiofolder" and sample.id == "anna/ch1/anna_0"
-    assert original == {"transcript_file": str(root / "anna/ch1/anna_0.normalized.txt"), "text": " anna says 0.\n"}
+    assert original == {
+        "transcript_file": str(root / "anna/ch1/anna_0.normalized.txt"),
+        "text": " anna says 0.\n",
+    }
 
 
 def test_flat_folder_of_clips_has_no_speaker(tmp_path, make_wav):

@@ -281,3 +281,21 @@ def test_fix_actions_reports_bad_input_without_adding(samples):
         actions.save()
     actions.buttons["save recipe"].click()
     assert "needs a path" in actions.status.value
+
+
+def test_listener_sample_html_escapes_and_caps_clips(make_wav):
+    from workbench.display import Listener
+
+    ref, target = make_wav("ref.wav"), make_wav("target.wav", seconds=3.0)
+    sample = Sample(
+        "a<b>",
+        (Message("user", "ref"), Message("assistant", Audio(str(ref))), Message("user", "1 < 2 & 3"),
+         Message("assistant", Audio(str(target)))),
+        2,
+    )  # fmt: skip
+    listener = Listener(max_listen=2, max_seconds=2.0)
+    page = listener.sample_html(sample, note="CODE")
+    assert "<b>a&lt;b&gt;</b> [CODE]: 1 &lt; 2 &amp; 3" in page and "(None)" not in page
+    assert page.count("<audio") == 2 and "target (first 2 s)" in page and listener.embedded == 2
+    more = listener.sample_html(Sample("s2", sample.messages, 2, "spk"), references=False)
+    assert "<b>s2</b> (spk):" in more and "<audio" not in more and "max_listen=2 reached" in more

@@ -59,6 +59,16 @@ class Listener:
         self.embedded += 1
         return audio_html(audio[:limit], self.sample_rate, f"{name}{note}")
 
+    def sample_html(self, sample: Any, note: str | None = None, references: bool = True) -> str:
+        """A sample's id, speaker, ``note`` and target text, then its reference and target players."""
+        who = f" ({html.escape(sample.speaker)})" if sample.speaker else ""
+        tag = f" [{html.escape(note)}]" if note else ""
+        parts = [f"<div><b>{html.escape(sample.id)}</b>{who}{tag}: {html.escape(sample.target_text() or '')}</div>"]
+        if references:
+            parts += [self.player(p, "reference") for p in sample.reference_audio()]
+        parts += [self.player(p, "target") for p in sample.target_audio()]
+        return "".join(parts)
+
 
 def table_html(
     rows: Iterable[dict[str, Any]], columns: Sequence[str] | None = None, max_rows: int = 200
