@@ -57,3 +57,42 @@ def test_notebook_params_files_only_use_declared_parameters(name):
         assert section, f"{name} has no section for {notebook.stem}"
         assert set(section) <= declared, f"{name}/{notebook.stem}: {set(section) - declared}"
         assert {k for k in used if k not in section} <= declared | {k for k in raw if k[:2].isdigit()}
+
+
+def test_more_gpu_ranks_than_gpus_is_refused_before_launch(monkeypatch):
+    """8 ranks on a 1-GPU machine would fail after loading with 'invalid device ordinal': say it first."""
+    from workbench import launch as wl
+    from workbench.params import LaunchParams, ParamsError
+
+    h200x8 = LaunchParams(accelerate_config=str(PARAMS / "accelerate" / "h200x8.yaml"))
+    multinode = LaunchParams(accelerate_config=str(PARAMS / "accelerate" / "multinode.yaml"))
+    assert wl.processes_per_machine(h200x8) == 8
+    assert wl.processes_per_machine(multinode) == 8  # per machine, not in all
+    assert (
+        wl.processes_per_machine(LaunchParams(accelerate_config=str(PARAMS / "accelerate" / "cpu2.yaml")))
+        == 2
+    )
+    assert wl.check_gpu_fit(h200x8, gpus=8) == []
+    assert wl.check_gpu_fit(h200x8, gpus=0) == []  # no GPU: ranks train on the CPU with gloo
+    [problem] = wl.check_gpu_fit(LaunchParams(num_processes=8), gpus=2)
+    assert "num_processes: starts 8 ranks on this machine, but it has 2 GPU(s)" in problem
+    assert "num_processes: 2" in problem and "gradient_accumulation_steps by 4" in problem
+
+    monkeypatch.setattr(wl, "visible_gpus", lambda env=None: 1)  # this machine as a 1-GPU workstation
+    with pytest.raises(ParamsError, match="h200x8.yaml: starts 8 ranks on this machine, but it has 1 GPU"):
+        wl.launch_notebook("04_train", {}, h200x8, PARAMS.parent / "runs" / "never", dry_run=True)
+    assert not (PARAMS.parent / "runs" / "never").exists()
+
+
+def test_visible_gpus_follows_the_launch_env():
+    import torch
+
+    from workbench.launch import visible_gpus
+
+    physical = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    assert visible_gpus({}) == physical
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": ""}) == 0
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": "-1"}) == 0
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": "0,1"}) == min(2, physical)
+    demo = yaml.safe_load((PARAMS / "demo.yaml").read_text())
+    assert visible_gpus(demo["env"]) == 0  # the demo's 2 ranks stay on the CPU on a GPU machine too

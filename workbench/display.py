@@ -63,7 +63,9 @@ class Listener:
         """A sample's id, speaker, ``note`` and target text, then its reference and target players."""
         who = f" ({html.escape(sample.speaker)})" if sample.speaker else ""
         tag = f" [{html.escape(note)}]" if note else ""
-        parts = [f"<div><b>{html.escape(sample.id)}</b>{who}{tag}: {html.escape(sample.target_text() or '')}</div>"]
+        parts = [
+            f"<div><b>{html.escape(sample.id)}</b>{who}{tag}: {html.escape(sample.target_text() or '')}</div>"
+        ]
         if references:
             parts += [self.player(p, "reference") for p in sample.reference_audio()]
         parts += [self.player(p, "target") for p in sample.target_audio()]

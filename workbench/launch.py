@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .params import LaunchParams, load_train_params
+from .params import LaunchParams, ParamsError, load_train_params
 
 NOTEBOOK = "04_train"
 EVAL_NOTEBOOK = "05_evaluate"
@@ -39,10 +39,6 @@ def accelerate_command(launch: LaunchParams, job_json: Path) -> list[str]:
     """The ``accelerate launch`` command line for this run."""
     cmd = [sys.executable, "-m", "accelerate.commands.launch"]
     if launch.accelerate_config:
-        if not os.path.isfile(launch.accelerate_config):
-            raise FileNotFoundError(
-                f"accelerate_config not found: {os.path.abspath(launch.accelerate_config)}"
-            )
         cmd += ["--config_file", launch.accelerate_config]
     else:
         cmd += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
@@ -57,6 +53,52 @@ def accelerate_command(launch: LaunchParams, job_json: Path) -> list[str]:
         cmd += ["--main_process_port", str(launch.main_process_port)]
     cmd += [str(Path(__file__).resolve().with_name("rank_entry.py")), "--rank-run", str(job_json)]
     return cmd
+
+
+def visible_gpus(env: dict[str, str] | None = None) -> int:
+    """GPUs the ranks will see: ``CUDA_VISIBLE_DEVICES`` of the launch's ``env`` when it sets one."""
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    value = (env or {}).get("CUDA_VISIBLE_DEVICES")
+    if value is None:
+        return count
+    ids = []
+    for item in value.split(","):
+        if not item.strip() or item.strip() == "-1":  # CUDA stops at the first invalid entry
+            break
+        ids.append(item.strip())
+    return min(len(ids), count)
+
+
+def processes_per_machine(launch: LaunchParams) -> int:
+    """Ranks this machine starts: ``num_processes``, or the accelerate config's share per machine."""
+    if not launch.accelerate_config:
+        return launch.num_processes
+    import yaml
+
+    with open(launch.accelerate_config, encoding="utf-8") as fh:
+        config = yaml.safe_load(fh) or {}
+    if config.get("use_cpu") or config.get("distributed_type") in ("NO", "MULTI_CPU"):
+        return 1 if config.get("distributed_type") == "NO" else 0  # 0: CPU ranks need no GPU
+    return int(config.get("num_processes", 1)) // max(1, int(config.get("num_machines", 1)))
+
+
+def check_gpu_fit(launch: LaunchParams, gpus: int) -> list[str]:
+    """A problem when the launch would start more GPU ranks on this machine than it has GPUs.
+
+    Without GPUs, ranks run on the CPU (gloo), as the demo does; with too few, a rank would ask
+    for a device that does not exist and fail with "invalid device ordinal" after loading.
+    """
+    wanted = processes_per_machine(launch)
+    if gpus == 0 or wanted <= gpus:
+        return []
+    where = f"accelerate_config {launch.accelerate_config}" if launch.accelerate_config else "num_processes"
+    return [
+        f"{where}: starts {wanted} ranks on this machine, but it has {gpus} GPU(s). Hint: use "
+        f"num_processes: {gpus} and multiply gradient_accumulation_steps by {wanted / gpus:g} to keep the "
+        'effective batch, or set env CUDA_VISIBLE_DEVICES: "" to run the ranks on the CPU.'
+    ]
 
 
 def launch_notebook(
@@ -78,6 +120,11 @@ def launch_notebook(
         report_dir: Rank 0's executed notebook and HTML (default: ``output_dir``).
         dry_run: Print the command only.
     """
+    if launch.accelerate_config and not os.path.isfile(launch.accelerate_config):
+        raise FileNotFoundError(f"accelerate_config not found: {os.path.abspath(launch.accelerate_config)}")
+    problems = check_gpu_fit(launch, visible_gpus(launch.env))
+    if problems:
+        raise ParamsError(problems)
     out = Path(output_dir).absolute()
     out.mkdir(parents=True, exist_ok=True)
     report = Path(report_dir).absolute() if report_dir else out
