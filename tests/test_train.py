@@ -176,7 +176,7 @@ def test_overrides_win_over_the_file() -> None:
     )
     assert (params.max_steps, params.lora_r, launch.num_processes) == (7, 4, 1)
     assert params.learning_rate == 0.005 and params.modules_to_save == ["audio_lm_head"]  # from the file
-    assert launch.env == {"OMP_NUM_THREADS": "1"}
+    assert launch.env == {"OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     assert TrainParams().max_steps == -1  # the defaults are untouched
 
 
