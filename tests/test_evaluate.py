@@ -19,6 +19,7 @@ from workbench import eval_report as er
 from workbench import evaluate as ev
 from workbench.params import ParamsError
 from workbench.sample import Audio, Message, Sample, write_samples
+from workbench.train import COMPLETE_MARKER
 
 SYSTEM = "Generate speech in the provided voice."
 TEXTS = (
@@ -126,7 +127,7 @@ def test_resolve_candidates_orders_checkpoints_then_adapter(workspace, tmp_path)
     import shutil
 
     other = Path(shutil.copytree(run, tmp_path / "other_run"))
-    (other / "checkpoint-2" / ev.COMPLETE_MARKER).unlink()
+    (other / "checkpoint-2" / COMPLETE_MARKER).unlink()
     names = [c.name for c in ev.resolve_candidates("tiny", [str(run), str(other)])]
     assert names == ["base", "run/checkpoint-2", "run/adapter", "other_run/adapter"]
 

@@ -1,7 +1,8 @@
 """Evaluation: the base model against LoRA adapters and checkpoints, by ear and by numbers.
 
 :func:`evaluate` runs, for the base model and every candidate adapter (see
-:func:`resolve_candidates`):
+:func:`workbench.candidates.resolve_candidates`), with the prompts and generation of
+:mod:`workbench.synthesis`:
 
 - **teacher-forced metrics** on samples with target audio: the loss (summed over codebooks, as in
   training) and top-1 accuracy per codebook, from one forward pass per sample;
@@ -29,16 +30,13 @@ metrics and the report. The rows do not depend on the number of ranks: every pro
 
 from __future__ import annotations
 
-import copy
 import csv
 import dataclasses
-import hashlib
 import json
 import logging
 import os
 import re
 import time
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,43 +45,28 @@ from typing import Any
 import numpy as np
 import torch
 
+from .candidates import ADAPTER_CONFIG, Candidate, resolve_candidates
 from .eval_report import METRICS, ab_check, best_sentence, select_best, summarize
-from .sample import Sample
-from .train import COMPLETE_MARKER  # written into a checkpoint once it is completely saved
+from .synthesis import (
+    EvalPrompt,
+    NoAudioError,
+    Sampling,
+    decode_audio,
+    generation_config,
+    generation_inputs,
+    make_prompt,
+)
 
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 24_000
-ADAPTER_CONFIG = "adapter_config.json"
+__all__ = [  # the candidates and prompt helpers live in their own modules; notebook 05 reaches them here
+    "ADAPTER_CONFIG", "Candidate", "EvalParams", "EvalPrompt", "EvalResult", "NoAudioError", "Sampling",
+    "decode_audio", "evaluate", "generation_config", "generation_inputs", "make_prompt", "resolve_candidates",
+]  # fmt: skip
 
 
 # --- parameters --------------------------------------------------------------------------------------
-@dataclass
-class Sampling:
-    """How audio is generated (fields shared by :class:`EvalParams` and ``workbench generate``)."""
-
-    max_new_tokens: int = 500  # audio frames to generate at most (25 per second)
-    temperature: float = 0.3  # 0: greedy
-    top_k: int | None = 50
-    top_p: float | None = 0.95
-    ras_win_len: int | None = None  # repetition-aware sampling window; None: the model's setting, 0: off
-
-    def check(self) -> list[str]:
-        """Problems with values, each naming the parameter."""
-        problems = []
-        if self.max_new_tokens < 1:
-            problems.append(f"max_new_tokens: must be at least 1, got {self.max_new_tokens}")
-        if self.temperature < 0:
-            problems.append(f"temperature: must be >= 0 (0 is greedy), got {self.temperature}")
-        if self.top_k is not None and self.top_k < 1:
-            problems.append(f"top_k: must be at least 1 or None, got {self.top_k}")
-        if self.top_p is not None and not 0 < self.top_p <= 1:
-            problems.append(f"top_p: must be in (0, 1] or None, got {self.top_p}")
-        if self.ras_win_len is not None and self.ras_win_len < 0:
-            problems.append(f"ras_win_len: must be >= 0 (0 turns it off) or None, got {self.ras_win_len}")
-        return problems
-
-
 @dataclass
 class EvalParams:
     """Everything an evaluation needs; the names are notebook 05's parameters."""
@@ -151,230 +134,6 @@ def eval_params_from_namespace(namespace: dict[str, Any]) -> EvalParams:
     return load_eval_params(None, {k: v for k, v in namespace.items() if k in names})
 
 
-# --- candidates --------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Candidate:
-    """A model to evaluate: the base (``path`` None) or one adapter folder.
-
-    Attributes:
-        name: Unique display name (``base``, ``adapter``, ``checkpoint-40``; prefixed by the run
-            folder when several runs are compared).
-        path: The adapter folder (with ``adapter_config.json``), None for the base model.
-        step: Training step of the weights, when known.
-        run: The training output folder it belongs to, when known (one line per run in plots).
-    """
-
-    name: str
-    path: str | None = None
-    step: int | None = None
-    run: str | None = None
-
-    @property
-    def is_base(self) -> bool:
-        return self.path is None
-
-    @property
-    def slug(self) -> str:
-        """The name as a folder name."""
-        return re.sub(r"[^A-Za-z0-9._-]+", "_", self.name)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-def _checkpoint_step(folder: Path) -> int | None:
-    match = re.fullmatch(r"checkpoint-(\d+)", folder.name)
-    return int(match.group(1)) if match else None
-
-
-def _final_step(run_dir: Path) -> int | None:
-    """The step of ``run_dir/adapter`` from ``run.json`` written by :mod:`workbench.train`."""
-    record = run_dir / "run.json"
-    if not record.is_file():
-        return None
-    try:
-        step = json.loads(record.read_text()).get("result", {}).get("global_step")
-    except (json.JSONDecodeError, AttributeError):
-        return None
-    return int(step) if isinstance(step, int) else None
-
-
-def _file_digest(folder: Path) -> str | None:
-    weights = folder / "adapter_model.safetensors"
-    if not weights.is_file():
-        return None
-    return hashlib.sha256(weights.read_bytes()).hexdigest()
-
-
-def resolve_candidates(base_model: str, adapters: Sequence[str]) -> list[Candidate]:
-    """The base model followed by every adapter to evaluate, in order.
-
-    Args:
-        base_model: The base model (only named here; loading happens in :func:`evaluate`).
-        adapters: Each entry is an adapter folder (``adapter_config.json``), a ``checkpoint-N``
-            folder, or a training ``output_dir``, which stands for its complete ``checkpoint-N``
-            folders (those with ``workbench_complete.json``), ordered by step, then ``adapter/``.
-            A checkpoint whose weights are byte-identical to the run's ``adapter/`` is evaluated
-            once, as ``adapter``.
-
-    Returns:
-        ``[Candidate("base"), ...]``; names are unique.
-
-    Raises:
-        FileNotFoundError: an entry that does not exist or holds no adapter (names it).
-    """
-    found: list[Candidate] = []
-    for entry in adapters:
-        folder = Path(entry).expanduser()
-        if not folder.is_dir():
-            raise FileNotFoundError(f"adapters: {entry} is not a folder (working directory {os.getcwd()})")
-        if (folder / ADAPTER_CONFIG).is_file():
-            step = _checkpoint_step(folder)
-            run = folder.parent if step is not None or folder.name == "adapter" else None
-            if step is None and folder.name == "adapter":
-                step = _final_step(folder.parent)
-            if (
-                step is not None
-                and folder.name.startswith("checkpoint-")
-                and not (folder / COMPLETE_MARKER).is_file()
-            ):
-                log.warning("%s has no %s: it may be incomplete", folder, COMPLETE_MARKER)
-            found.append(
-                Candidate(folder.name, str(folder.absolute()), step, str(run.absolute()) if run else None)
-            )
-            continue
-        checkpoints = sorted(
-            (s, d)
-            for d in folder.glob("checkpoint-*")
-            if (s := _checkpoint_step(d)) is not None and d.is_dir()
-        )
-        complete = [
-            (s, d)
-            for s, d in checkpoints
-            if (d / COMPLETE_MARKER).is_file() and (d / ADAPTER_CONFIG).is_file()
-        ]
-        for s, d in checkpoints:
-            if (s, d) not in complete:
-                log.warning(
-                    "skipping incomplete checkpoint %s (no %s or %s)", d, COMPLETE_MARKER, ADAPTER_CONFIG
-                )
-        final = folder / "adapter"
-        has_final = (final / ADAPTER_CONFIG).is_file()
-        if not complete and not has_final:
-            raise FileNotFoundError(
-                f"adapters: {entry} holds no adapter: no {ADAPTER_CONFIG}, no adapter/ and no complete checkpoint-N "
-                "folder. Hint: give an adapter folder, a checkpoint-N folder or a training output_dir"
-            )
-        final_digest = _file_digest(final) if has_final else None
-        run = str(folder.absolute())
-        for s, d in complete:
-            if final_digest is not None and _file_digest(d) == final_digest:
-                log.info("%s has the same weights as %s: evaluated once, as adapter", d, final)
-                continue
-            found.append(Candidate(d.name, str(d.absolute()), s, run))
-        if has_final:
-            found.append(Candidate("adapter", str(final.absolute()), _final_step(folder), run))
-    # Unique names: with several training runs every run's candidates carry its folder name; other
-    # clashes (two folders named "adapter") get their parent folder's name.
-    if len({c.run for c in found if c.run}) > 1:
-        found = [dataclasses.replace(c, name=f"{Path(c.run).name}/{c.name}") if c.run else c for c in found]
-    counts: dict[str, int] = {}
-    for c in found:
-        counts[c.name] = counts.get(c.name, 0) + 1
-    named = []
-    for c in found:
-        name = c.name
-        if counts[name] > 1 or name == "base":
-            name = f"{Path(c.path).parent.name}/{c.name}"  # type: ignore[arg-type]
-        named.append(dataclasses.replace(c, name=name))
-    seen: set[str] = set()
-    for c in named:
-        if c.name in seen:
-            raise ValueError(f"adapters: {c.path} is listed twice (or two runs share the name {c.name!r})")
-        seen.add(c.name)
-    return [Candidate("base", None, None, None), *named]
-
-
-# --- prompts -----------------------------------------------------------------------------------------
-@dataclass
-class EvalPrompt:
-    """One evaluation prompt derived from a canonical sample.
-
-    Attributes:
-        sample: The sample as read from ``eval_data``.
-        context: The sample cut before its last target audio (all of it when prompt-only); the
-            model continues it with audio.
-        text: The text to speak (the last user message of ``context``).
-        reference: The first audio of the context (the voice to clone), if any.
-        target: The last target audio, if any.
-        seed: Generation seed, from ``params.seed`` and the sample id (same for every candidate).
-        problem: Why this prompt cannot be generated from, if it cannot.
-    """
-
-    sample: Sample
-    context: Sample
-    text: str | None
-    reference: str | None
-    target: str | None
-    seed: int
-    problem: str | None = None
-
-
-def make_prompt(sample: Sample, seed: int = 0) -> EvalPrompt:
-    """Cut a sample into a generation prompt (see :class:`EvalPrompt`)."""
-    targets = sample.target_indices()
-    cut = targets[-1] if targets else len(sample.messages)
-    messages = sample.messages[:cut]
-    last = messages[-1] if messages else None
-    problem = None
-    if last is None or last.role != "user" or last.text is None:
-        problem = "the prompt does not end with a user text message (the text to speak)"
-    audio = [m.audio_url for m in messages if m.is_audio]
-    return EvalPrompt(
-        sample=sample,
-        context=Sample(sample.id, tuple(messages), len(messages), sample.speaker, dict(sample.misc)),
-        text=last.text if problem is None else sample.target_text(),  # type: ignore[union-attr]
-        reference=audio[0] if audio else None,
-        target=sample.messages[cut].audio_url if targets else None,
-        seed=(seed * 1_000_003 + zlib.crc32(sample.id.encode())) % 2**31,
-        problem=problem,
-    )
-
-
-def generation_inputs(prompt: EvalPrompt, processor: Any, codes_cache: Any) -> dict[str, torch.Tensor]:
-    """Model inputs for generating the prompt's audio, built as training builds sequences.
-
-    The context is encoded by :func:`workbench.collate.encode_sample` (reference audio codes from
-    the codes cache) and followed by the chat template's generation prompt (assistant header and
-    ``<|audio_out_bos|>``), exactly what ``processor.apply_chat_template(...,
-    add_generation_prompt=True)`` gives for the same audio.
-
-    Returns:
-        ``input_ids`` and ``attention_mask`` ``(1, L)``; with context audio also
-        ``audio_input_ids`` ``(1, F, N)`` and ``audio_input_ids_mask`` ``(1, F)``.
-
-    Raises:
-        ValueError: the prompt cannot be generated from (names the sample and the problem).
-    """
-    from .collate import encode_sample, sample_to_conversation
-
-    if prompt.problem:
-        raise ValueError(f"sample {prompt.sample.id!r}: {prompt.problem}")
-    encoded = encode_sample(prompt.context, processor, codes_cache)
-    conversation = sample_to_conversation(prompt.context)
-    plain = processor.apply_chat_template(conversation, tokenize=False)
-    with_prompt = processor.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
-    if not with_prompt.startswith(plain):
-        raise ValueError("the chat template's generation prompt does not extend the rendered conversation")
-    suffix = processor.tokenizer(with_prompt[len(plain) :], add_special_tokens=False)["input_ids"]
-    input_ids = torch.cat([encoded["input_ids"], torch.tensor(suffix, dtype=torch.long)])[None]
-    inputs = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
-    if len(encoded["audio_input_ids"]):
-        inputs["audio_input_ids"] = encoded["audio_input_ids"][None]
-        inputs["audio_input_ids_mask"] = torch.ones(inputs["audio_input_ids"].shape[:2], dtype=torch.bool)
-    return inputs
-
-
 # --- model passes ------------------------------------------------------------------------------------
 @torch.no_grad()
 def teacher_forced_metrics(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -391,63 +150,6 @@ def teacher_forced_metrics(model: torch.nn.Module, batch: dict[str, torch.Tensor
     metrics = {"loss": float(out.loss), "acc_mean": float(sum(acc) / len(acc))}
     metrics.update({f"acc_cb{k}": float(a) for k, a in enumerate(acc)})
     return metrics
-
-
-def generation_config(model: torch.nn.Module, params: Sampling | EvalParams) -> Any:
-    """A copy of the model's generation config with these sampling settings."""
-    config = copy.deepcopy(model.generation_config)
-    config.max_new_tokens = params.max_new_tokens
-    config.do_sample = params.temperature > 0
-    if config.do_sample:
-        config.temperature = params.temperature
-        config.top_k = params.top_k
-        config.top_p = params.top_p
-    else:
-        config.temperature, config.top_k, config.top_p = None, None, None
-    if params.ras_win_len is not None:
-        config.ras_win_len = params.ras_win_len or None
-        if config.ras_win_len and getattr(config, "ras_win_max_num_repeat", None) is None:
-            config.ras_win_max_num_repeat = 2
-    return config
-
-
-class NoAudioError(RuntimeError):
-    """Generated codes that decode to no audio."""
-
-
-def decode_audio(processor: Any, audio_ids: torch.Tensor) -> np.ndarray:
-    """Decode generated codes ``(1, frames, N)`` to a float32 waveform at 24 kHz.
-
-    Raises:
-        NoAudioError: the codes hold no decodable audio (the reason is in the message).
-    """
-    frames = audio_ids[0].cpu()
-    num_codebooks = frames.shape[-1]
-    bos, eos = processor.audio_stream_bos_id, processor.audio_stream_eos_id
-    starts = (frames == bos).all(dim=-1).nonzero()
-    if len(starts) == 0:
-        raise NoAudioError("the generated codes have no all-bos frame where audio starts")
-    generated = frames[int(starts[-1]) + 1 :]
-    ends = (generated == eos).all(dim=-1).nonzero()
-    count = int(ends[0]) if len(ends) else len(generated)
-    if count < num_codebooks:
-        raise NoAudioError(
-            f"only {count} audio frame(s) were generated before the end; the delay pattern over {num_codebooks} "
-            f"codebooks needs at least {num_codebooks} to yield any audio (raise max_new_tokens, or the model "
-            "stops too early)"
-        )
-    try:
-        waveform = processor.decode(audio_ids)
-    except Exception as exc:  # the processor raises various errors on degenerate codes
-        raise NoAudioError(
-            f"the processor could not decode the generated codes ({type(exc).__name__}: {exc})"
-        ) from exc
-    audio = waveform.detach().float().cpu().numpy().reshape(-1)
-    if audio.size == 0:
-        raise NoAudioError("the generated codes decode to no samples (the model stopped at once)")
-    if not np.isfinite(audio).all():
-        raise NoAudioError("the decoded audio has NaN or infinite samples")
-    return audio
 
 
 # --- optional model metrics --------------------------------------------------------------------------

@@ -2,8 +2,8 @@
 
 The prompt is built as training and evaluation build it (the canonical layout of
 :func:`workbench.formats.base.tts_sample`: system prompt, the reference transcript and clip,
-then the text), encoded by :func:`workbench.evaluate.generation_inputs` and decoded by
-:func:`workbench.evaluate.decode_audio`, so what you hear here is what notebook 05 measures.
+then the text), encoded by :func:`workbench.synthesis.generation_inputs` and decoded by
+:func:`workbench.synthesis.decode_audio`, so what you hear here is what notebook 05 measures.
 
     workbench generate --adapter runs/demo/04_train/adapter --reference me.wav \\
         --reference-text "What I say in me.wav." --text "Hello there." -o hello.wav
@@ -153,7 +153,8 @@ def speak(
             transcript, bad sampling settings, or an adapter that does not fit the model.
     """
     from .codes import CodesCache
-    from .evaluate import (
+    from .formats.base import tts_sample
+    from .synthesis import (
         NoAudioError,
         Sampling,
         decode_audio,
@@ -161,7 +162,6 @@ def speak(
         generation_inputs,
         make_prompt,
     )
-    from .formats.base import tts_sample
     from .train import default_codes_cache_dir
 
     texts = [t.strip() for t in texts]
