@@ -66,7 +66,7 @@ def test_hf_export_loads_without_peft_and_matches_the_adapter(adapter, tmp_path)
 
 
 def test_original_export_is_detected_and_round_trips(adapter, tmp_path):
-    from workbench.original_format import import_original
+    from workbench.original_convert import import_original
 
     _, adapter_dir = adapter
     out = export(adapter_dir, tmp_path / "original", format="original")

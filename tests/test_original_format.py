@@ -1,4 +1,4 @@
-"""Tests for workbench.original_format: original (boson_multimodal) layout import/export (real files, no mocks)."""
+"""Tests for workbench.original_format and original_convert: original (boson_multimodal) layout import/export (real files, no mocks)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,11 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from workbench.model import AUDIO_TOKENIZER_SUBDIR, ModelNotFoundError, load_processor, make_tiny_model
+from workbench.original_convert import export_original, import_original
 from workbench.original_format import (
     EXPORT_MARKER,
     IMPORT_SIDECAR,
-    export_original,
     hf_to_original_key,
-    import_original,
     is_original_checkpoint,
     original_to_hf_key,
 )

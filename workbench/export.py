@@ -83,7 +83,7 @@ def export(
 
         path = save_merged(model, processor, out)
     else:
-        from .original_format import export_original
+        from .original_convert import export_original
 
         path = export_original(model, out, source_dir=base if os.path.isdir(base) else None, overwrite=True)
     log.info("exported %s (%s) to %s", source, format, path)

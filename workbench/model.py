@@ -668,7 +668,8 @@ def load_model_and_processor(
     if str(model_path) == RANDOM_FULL:
         return make_random_full_model(dtype=dtype, device=device)
     model_dir = resolve_model_path(model_path)
-    from .original_format import import_original, is_original_checkpoint
+    from .original_convert import import_original
+    from .original_format import is_original_checkpoint
 
     if is_original_checkpoint(model_dir):
         # The original boson_multimodal layout: converted once, offline, and cached.
