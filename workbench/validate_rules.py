@@ -1,0 +1,468 @@
+"""The validator's rules: small functions from one sample (and its audio probes) to findings.
+
+Per-sample rules take an :class:`Item` (the sample, where it came from, its probes and the
+:class:`Options`) and return findings with stable codes; :class:`FileState` keeps the small
+per-sample facts of one file that the cross-sample rules need (duplicate ids and audio,
+speaking-rate outliers, split leakage). :func:`workbench.validate.validate` runs them all.
+"""
+
+from __future__ import annotations
+
+import statistics
+from array import array
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from workbench.audio import TARGET_SAMPLE_RATE, AudioInfo
+from workbench.findings import ERROR, WARNING, Finding, finding
+from workbench.sample import Sample
+
+MAX_CLIPPED_FRACTION = 0.001  # above this share of clipped samples a clip is reported
+RATE_Z_LIMIT = 3.5  # robust z-score (median/MAD) above which a speaking rate is an outlier
+RATE_MIN_SAMPLES = 8  # fewer rates than this give no meaningful distribution
+RATE_MAD_FLOOR = 0.05  # MAD is at least 5% of the median, so near-identical rates never fire
+MISSING_TYPES = "this is the 'Missing required message types' error"
+ROLES = ("system", "scene", "user", "assistant")
+
+
+# --- per-sample rules -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Options:
+    """Thresholds of the rules (the keyword arguments of :func:`validate`)."""
+
+    min_duration: float = 0.5
+    max_duration: float = 30.0
+    max_silence: float = 1.0
+    allow_placeholder: bool = False
+
+
+@dataclass
+class Item:
+    """One sample being checked, with what every rule needs computed once.
+
+    ``audio`` maps each distinct audio path of the sample to ``(message index, role)``, where
+    role is ``target``, ``reference`` or ``audio`` (start_index unusable); a path used both as
+    target and as reference is listed as target. ``placeholders`` are the sample's silent files
+    when ``misc.placeholder_audio`` says the converter replaced missing audio: PLACEHOLDER_AUDIO
+    covers them, so the content rules (silence, duplicates, rates) leave them alone.
+    """
+
+    sample: Sample
+    where: dict[str, Any]
+    start_ok: bool
+    start_value: Any
+    targets: list[int]
+    audio: dict[str, tuple[int, str]]
+    probes: dict[str, AudioInfo]
+    options: Options
+    placeholders: frozenset[str] = frozenset()
+
+    def find(self, code: str, message: str, **extra: Any) -> Finding:
+        return finding(code, message, **self.where, **extra)
+
+
+def _label(role: str) -> str:
+    """``target audio``, ``reference audio`` or plain ``audio`` (when start_index is unusable)."""
+    return "audio" if role == "audio" else f"{role} audio"
+
+
+def _secs(x: float) -> str:
+    return f"{x:.1f}" if x >= 1 else f"{x:.2f}"
+
+
+def rule_start_index(item: Item) -> list[Finding]:
+    """BAD_START_INDEX: start_index must be an int in ``[0, len(messages))``."""
+    if item.start_ok:
+        return []
+    n = len(item.sample.messages)
+    value = item.start_value
+    if type(value) is not int:
+        msg = f"start_index={value!r} is not an integer"
+    else:
+        msg = f"start_index={value} is outside the sample's {n} messages (expected 0 to {n - 1})"
+    return [item.find("BAD_START_INDEX", msg, field="start_index")]
+
+
+def rule_structure(item: Item) -> list[Finding]:
+    """BAD_STRUCTURE: system message first, known roles, audio only in assistant turns after a user text."""
+    messages = item.sample.messages
+    if not messages:
+        return [item.find("BAD_STRUCTURE", "the sample has no messages")]
+    out = []
+    if messages[0].role != "system":
+        out.append(
+            item.find(
+                "BAD_STRUCTURE",
+                f"the first message is a '{messages[0].role}' message, expected 'system'",
+                field="messages[0]",
+            )
+        )
+    for i, m in enumerate(messages):
+        if m.role not in ROLES:
+            out.append(
+                item.find("BAD_STRUCTURE", f"message {i} has unknown role '{m.role}'", field=f"messages[{i}]")
+            )
+        if not m.is_audio:
+            continue
+        if m.role != "assistant":
+            out.append(
+                item.find(
+                    "BAD_STRUCTURE",
+                    f"message {i} holds audio {m.audio_url} in a '{m.role}' turn; audio belongs in assistant turns",
+                    field=f"messages[{i}]",
+                )
+            )
+        elif item.sample.text_for_audio(i) is None:
+            out.append(
+                item.find(
+                    "BAD_STRUCTURE",
+                    f"audio {m.audio_url} in message {i} has no user text (its transcript) right before it",
+                    field=f"messages[{i}]",
+                )
+            )
+    return out
+
+
+def rule_target_present(item: Item) -> list[Finding]:
+    """NO_AUDIO / MISSING_TARGET_AUDIO: a sample without target audio is only an evaluation prompt."""
+    if not item.start_ok or item.targets:
+        return []
+    if not item.audio:
+        return [
+            item.find(
+                "NO_AUDIO",
+                f"the sample has no audio at all (no reference, no target): {MISSING_TYPES}; "
+                "the sample can only serve as a zero-shot evaluation prompt",
+            )
+        ]
+    start = item.sample.start_index
+    return [
+        item.find(
+            "MISSING_TARGET_AUDIO",
+            f"no assistant target audio at or after start_index={start}: {MISSING_TYPES}; "
+            "the sample can only serve as an evaluation prompt",
+            field="messages",
+        )
+    ]
+
+
+def rule_placeholder(item: Item) -> list[Finding]:
+    """PLACEHOLDER_AUDIO: the converter wrote silent stand-ins for missing files."""
+    placeholders = item.sample.misc.get("placeholder_audio")
+    if not placeholders:
+        return []
+    names = (
+        ", ".join(map(str, placeholders)) if isinstance(placeholders, (list, tuple)) else str(placeholders)
+    )
+    severity = WARNING if item.options.allow_placeholder else ERROR
+    allowed = " (allowed by allow_placeholder)" if item.options.allow_placeholder else ""
+    return [
+        item.find(
+            "PLACEHOLDER_AUDIO",
+            f"missing audio {names} was replaced by a silent placeholder, not real speech{allowed}",
+            severity=severity,
+            field="misc.placeholder_audio",
+        )
+    ]
+
+
+def rule_text(item: Item) -> list[Finding]:
+    """EMPTY_TEXT: the transcript of every audio (target and reference) and the target text."""
+    out = []
+    sample = item.sample
+    for path, (i, role) in item.audio.items():
+        j = _transcript_index(sample, i)
+        if j is None:
+            continue  # no transcript at all: BAD_STRUCTURE
+        if not sample.messages[j].content.strip():  # type: ignore[union-attr]
+            what = "target text" if role == "target" else "transcript"
+            out.append(
+                item.find(
+                    "EMPTY_TEXT",
+                    f"the {what} of {_label(role)} {path} (message {j}) is empty",
+                    field=f"messages[{j}]",
+                )
+            )
+    if item.start_ok and not item.targets:
+        text = sample.target_text()
+        if text is not None and not text.strip():
+            out.append(item.find("EMPTY_TEXT", "the target text of this prompt is empty"))
+    return out
+
+
+def _transcript_index(sample: Sample, index: int) -> int | None:
+    """Index of the user text that transcribes the audio at ``index`` (as :meth:`Sample.text_for_audio`)."""
+    for j in range(index - 1, -1, -1):
+        m = sample.messages[j]
+        if m.role == "user" and m.text is not None:
+            return j
+        if m.is_audio:
+            return None
+    return None
+
+
+def rule_audio_files(item: Item) -> list[Finding]:
+    """AUDIO_NOT_FOUND / AUDIO_UNREADABLE / AUDIO_EMPTY, and the quality warnings of readable audio:
+    SAMPLE_RATE_MISMATCH, MULTI_CHANNEL, CLIPPING, LONG_SILENCE. One finding per file and problem."""
+    out = []
+    max_silence = item.options.max_silence
+    for path, (i, role) in item.audio.items():
+        if path in item.placeholders:
+            continue
+        info = item.probes[path]
+        where = {"field": f"messages[{i}]"}
+        if not info.exists:
+            out.append(item.find("AUDIO_NOT_FOUND", f"{_label(role)} {path} does not exist", **where))
+            continue
+        if info.error is not None:
+            out.append(
+                item.find(
+                    "AUDIO_UNREADABLE", f"{_label(role)} {path} cannot be decoded ({info.error})", **where
+                )
+            )
+            continue
+        if not info.frames:
+            out.append(item.find("AUDIO_EMPTY", f"{_label(role)} {path} has no samples (0 s long)", **where))
+            continue
+        if info.nonfinite:
+            out.append(
+                item.find(
+                    "AUDIO_EMPTY", f"{_label(role)} {path} contains NaN or infinite sample values", **where
+                )
+            )
+            continue
+        if info.all_zero:
+            out.append(
+                item.find(
+                    "AUDIO_EMPTY", f"{_label(role)} {path} is all zeros (pure digital silence)", **where
+                )
+            )
+            continue
+        if info.sample_rate != TARGET_SAMPLE_RATE:
+            out.append(
+                item.find(
+                    "SAMPLE_RATE_MISMATCH",
+                    f"{_label(role)} {path} is {info.sample_rate} Hz, not {TARGET_SAMPLE_RATE} Hz: it will be resampled",
+                    **where,
+                )
+            )
+        if info.channels and info.channels > 1:
+            out.append(
+                item.find(
+                    "MULTI_CHANNEL",
+                    f"{_label(role)} {path} has {info.channels} channels: it will be down-mixed to mono",
+                    **where,
+                )
+            )
+        if (info.clipped_fraction or 0.0) > MAX_CLIPPED_FRACTION:
+            out.append(
+                item.find(
+                    "CLIPPING",
+                    f"{_label(role)} {path} has {info.clipped_fraction:.2%} clipped samples (peak {info.peak:.3f}), "
+                    f"above the {MAX_CLIPPED_FRACTION:.1%} limit",
+                    **where,
+                )
+            )
+        lead, trail = info.leading_silence or 0.0, info.trailing_silence or 0.0
+        if lead > max_silence or trail > max_silence:
+            parts = []
+            if lead > max_silence:
+                parts.append(f"{_secs(lead)} s of silence at the start")
+            if trail > max_silence:
+                parts.append(f"{_secs(trail)} s of silence at the end")
+            out.append(
+                item.find(
+                    "LONG_SILENCE",
+                    f"{_label(role)} {path} has {' and '.join(parts)} (limit {_secs(max_silence)} s)",
+                    **where,
+                )
+            )
+    return out
+
+
+def rule_duration(item: Item) -> list[Finding]:
+    """DURATION_OUT_OF_RANGE: target audio between ``min_duration`` and ``max_duration`` seconds."""
+    out = []
+    lo, hi = item.options.min_duration, item.options.max_duration
+    for path, (i, role) in item.audio.items():
+        info = item.probes[path]
+        if (
+            role != "target"
+            or path in item.placeholders
+            or not info.readable
+            or not info.frames
+            or info.duration is None
+        ):
+            continue
+        if info.duration > hi:
+            msg = f"target audio {path} lasts {_secs(info.duration)} s, above the {_secs(hi)} s maximum"
+        elif info.duration < lo:
+            msg = f"target audio {path} lasts {_secs(info.duration)} s, below the {_secs(lo)} s minimum"
+        else:
+            continue
+        out.append(item.find("DURATION_OUT_OF_RANGE", msg, field=f"messages[{i}]"))
+    return out
+
+
+def rule_ref_is_target(item: Item) -> list[Finding]:
+    """REF_IS_TARGET: a reference audio that is a target of the same sample, by path or by content."""
+    if not item.start_ok or not item.targets:
+        return []
+    messages = item.sample.messages
+    target_paths = {messages[i].audio_url for i in item.targets}
+    target_hashes = {
+        item.probes[p].content_hash: p
+        for p in target_paths
+        if item.probes[p].content_hash and p not in item.placeholders
+    }
+    out = []
+    seen = set()
+    for i, m in enumerate(messages[: item.sample.start_index]):
+        path = m.audio_url
+        if path is None or path in seen:
+            continue
+        seen.add(path)
+        if path in target_paths:
+            msg = f"reference audio {path} (message {i}) is also this sample's target audio"
+        else:
+            h = item.probes[path].content_hash
+            if h is None or h not in target_hashes or path in item.placeholders:
+                continue
+            msg = f"reference audio {path} (message {i}) has the same content as target audio {target_hashes[h]}"
+        out.append(item.find("REF_IS_TARGET", msg, field=f"messages[{i}]"))
+    return out
+
+
+RULES: tuple[Callable[[Item], list[Finding]], ...] = (
+    rule_start_index,
+    rule_structure,
+    rule_target_present,
+    rule_placeholder,
+    rule_text,
+    rule_audio_files,
+    rule_duration,
+    rule_ref_is_target,
+)
+
+
+# --- cross-sample rules --------------------------------------------------------------------------
+
+
+class FileState:
+    """What the cross-sample rules remember about one file: small facts, never whole samples."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.ids: set[str] = set()
+        self.target_by_path: dict[str, str] = {}  # target path -> first sample id
+        self.target_by_hash: dict[str, tuple[str, str]] = {}  # content hash -> (sample id, path)
+        self._rates = array("d")
+        self._rate_ids: list[str] = []
+        self._rate_files: list[str | None] = []
+        self._rate_index = array("q")  # -1 when unknown
+        self._rate_line = array("q")  # -1 when unknown
+
+    def check_id(self, item: Item) -> list[Finding]:
+        """DUPLICATE_ID within this file."""
+        sample_id = item.sample.id
+        if sample_id in self.ids:
+            return [
+                item.find(
+                    "DUPLICATE_ID",
+                    f"id '{sample_id}' is already used by an earlier sample in {self.name}",
+                    field="id",
+                )
+            ]
+        self.ids.add(sample_id)
+        return []
+
+    def check_targets(self, item: Item, other: FileState | None) -> list[Finding]:
+        """DUPLICATE_AUDIO within this file and, when ``other`` (the training file) is given, SPLIT_LEAKAGE."""
+        out = []
+        sample_id = item.sample.id
+        for path, (i, role) in item.audio.items():
+            if role != "target":
+                continue
+            h = None if path in item.placeholders else item.probes[path].content_hash
+            if other is not None:
+                leak = self._match(other, path, h)
+                if leak is not None:
+                    out.append(
+                        item.find(
+                            "SPLIT_LEAKAGE",
+                            f"target audio {path} of this sample {leak} in the training file {other.name}",
+                            field=f"messages[{i}]",
+                        )
+                    )
+            dup = self._match(self, path, h)
+            if dup is not None:
+                out.append(item.find("DUPLICATE_AUDIO", f"target audio {path} {dup}", field=f"messages[{i}]"))
+            else:
+                self.target_by_path.setdefault(path, sample_id)
+                if h is not None:
+                    self.target_by_hash.setdefault(h, (sample_id, path))
+        return out
+
+    @staticmethod
+    def _match(state: FileState, path: str, h: str | None) -> str | None:
+        first = state.target_by_path.get(path)
+        if first is not None:
+            return f"is also the target of sample '{first}'"
+        if h is not None and h in state.target_by_hash:
+            first, other_path = state.target_by_hash[h]
+            return f"has the same content as {other_path}, the target of sample '{first}'"
+        return None
+
+    def add_rate(self, item: Item) -> None:
+        """Remember the target's characters per second when every target has text and a duration."""
+        if not item.start_ok or not item.targets:
+            return
+        chars, seconds = 0, 0.0
+        for i in item.targets:
+            path = item.sample.messages[i].audio_url
+            if path in item.placeholders:
+                return
+            info = item.probes[path]  # type: ignore[index]
+            text = item.sample.text_for_audio(i)
+            if not text or not text.strip() or not info.readable or not info.duration or info.all_zero:
+                return
+            chars += len(text.strip())
+            seconds += info.duration
+        self._rates.append(chars / seconds)
+        self._rate_ids.append(item.sample.id)
+        self._rate_files.append(item.where.get("source_file"))
+        index, line = item.where.get("source_index"), item.where.get("source_line")
+        self._rate_index.append(index if index is not None else -1)
+        self._rate_line.append(line if line is not None else -1)
+
+    def rate_outliers(self) -> list[Finding]:
+        """SPEAKING_RATE_OUTLIER: robust z-score (median, MAD) of characters per second above 3.5."""
+        if len(self._rates) < RATE_MIN_SAMPLES:
+            return []
+        median = statistics.median(self._rates)
+        mad = statistics.median(abs(r - median) for r in self._rates)
+        scale = max(mad, RATE_MAD_FLOOR * median)
+        if scale <= 0:
+            return []
+        out = []
+        for k, rate in enumerate(self._rates):
+            z = 0.6745 * (rate - median) / scale
+            if abs(z) <= RATE_Z_LIMIT:
+                continue
+            direction = "fast" if z > 0 else "slow"
+            index, line = self._rate_index[k], self._rate_line[k]
+            out.append(
+                finding(
+                    "SPEAKING_RATE_OUTLIER",
+                    f"the target text is read at {rate:.1f} characters/s, far too {direction} for this dataset "
+                    f"(median {median:.1f} characters/s, robust z-score {z:+.1f}, limit {RATE_Z_LIMIT})",
+                    sample_id=self._rate_ids[k],
+                    source_file=self._rate_files[k],
+                    source_index=index if index >= 0 else None,
+                    source_line=line if line >= 0 else None,
+                )
+            )
+        return out
