@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,8 +27,10 @@ from workbench.report import NOTEBOOK_DIR
 from workbench.train import (
     COMPLETE_MARKER,
     DataCheckError,
+    ResumeError,
     apply_lora,
     check_data,
+    check_resume,
     fit,
     latest_complete_checkpoint,
     prepare,
@@ -409,6 +412,49 @@ def test_fit_resumes_from_the_latest_complete_checkpoint(trained, tmp_path: Path
     assert 99.0 not in [r.get("loss") for r in read_rows(out / "metrics.jsonl")]
     assert latest_complete_checkpoint(out) == str(out / "checkpoint-24")
     assert not (out / "checkpoint-23").exists()
+
+
+def test_resume_refuses_what_cannot_work_and_names_what_changed(trained, tmp_path: Path) -> None:
+    """A changed adapter shape or base model, or a fresh start over earlier checkpoints, is refused
+    before training; a changed learning rate or data path is allowed and reported."""
+    import dataclasses
+
+    params, _, _ = trained
+    out = Path(shutil.copytree(params.output_dir, tmp_path / "out"))
+    same = dataclasses.replace(params, output_dir=str(out))
+    latest = resolve_resume(same)
+    assert Path(latest).name == "checkpoint-20"
+    assert check_resume(same, latest) == []
+
+    for change, message in [
+        ({"lora_r": 16}, "lora_r: the checkpoint has 8, this run asks for 16"),
+        ({"lora_target_modules": ["q_proj", "v_proj"]}, "lora_target_modules: the checkpoint has"),
+        (
+            {"modules_to_save": None},
+            "modules_to_save: the checkpoint has ['audio_lm_head'], this run asks for None",
+        ),
+        ({"model": str(tmp_path / "other-model")}, "model: the checkpoint was trained on"),
+    ]:
+        with pytest.raises(ResumeError, match=re.escape(message)):
+            check_resume(dataclasses.replace(same, **change), latest)
+    changed = dataclasses.replace(
+        same, learning_rate=1e-3, train_data=str(tmp_path / "more.jsonl"), max_steps=40
+    )
+    notes = check_resume(changed, latest)
+    assert notes == ["train_data: " + repr(params.train_data) + " -> " + repr(str(tmp_path / "more.jsonl")),
+                     "learning_rate: 0.01 -> 0.001"]  # fmt: skip
+    with pytest.raises(
+        ResumeError, match="holds complete checkpoints of an earlier run .latest: checkpoint-20."
+    ):
+        check_resume(dataclasses.replace(same, resume_from_checkpoint=None), None)
+    assert check_resume(dataclasses.replace(same, output_dir=str(tmp_path / "new")), None) == []
+
+    # Through fit: refused before any step, and the earlier run's params file is left as it was.
+    before = (out / "params.resolved.yaml").read_text()
+    with pytest.raises(ResumeError, match="lora_r"):
+        fit(prepare(dataclasses.replace(same, lora_r=4, lora_alpha=8, max_steps=22)))
+    assert (out / "params.resolved.yaml").read_text() == before
+    assert latest_complete_checkpoint(out) == latest
 
 
 def test_merged_loads_without_peft_and_matches_the_adapter(trained, tiny_dir: Path) -> None:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 from .params import TrainParams, save_resolved
 from .sample import Sample, read_samples
@@ -326,19 +327,100 @@ def _resume_point(params: TrainParams, state: Any) -> str | None:
     if state.is_main_process:
         try:
             resume = resolve_resume(params)
+            for change in check_resume(params, resume):
+                log.warning("resuming %s with a changed setting: %s", Path(resume).name, change)  # type: ignore[arg-type]
             remove_incomplete_checkpoints(params.output_dir, keep=resume)
             _trim_metrics(Path(params.output_dir) / "metrics.jsonl", resume)
             decision = (resume, None)
         except (OSError, ValueError) as exc:
-            decision = (None, f"{type(exc).__name__}: {exc}")
+            decision = (
+                None,
+                str(exc) if isinstance(exc, ResumeError) else f"cannot resume: {type(exc).__name__}: {exc}",
+            )
     if state.num_processes > 1:
         from accelerate.utils import broadcast_object_list
 
         decision = tuple(broadcast_object_list(list(decision), from_process=0))
     resume, error = decision
     if error:
-        raise FileNotFoundError(f"cannot resume: {error}")
+        raise ResumeError(error)
     return resume
+
+
+class ResumeError(ValueError):
+    """A resume that cannot work, or a fresh start that would overwrite an earlier run's checkpoints."""
+
+
+# Settings that shape the adapter: a checkpoint trained with other values cannot be loaded.
+ADAPTER_SHAPE = {"lora_r": "r", "lora_alpha": "lora_alpha", "lora_target_modules": "target_modules",
+                 "modules_to_save": "modules_to_save"}  # fmt: skip
+# Settings a resumed run may change, but that make it a different run than the checkpoint's: noted.
+RESUME_NOTED = (
+    "train_data", "val_data", "batch_size", "gradient_accumulation_steps", "learning_rate", "warmup_ratio",
+    "weight_decay", "max_grad_norm", "lora_dropout", "mixed_precision", "seed", "max_length", "group_by_length",
+)  # fmt: skip
+
+
+def _same_path(a: Any, b: Any) -> bool:
+    if isinstance(a, str) and isinstance(b, str) and (os.path.exists(a) or os.path.exists(b)):
+        return os.path.realpath(a) == os.path.realpath(b)
+    return a == b
+
+
+def check_resume(params: TrainParams, resume: str | None) -> list[str]:
+    """Refuse a resume that cannot work, before the Trainer fails deep inside; return what changed.
+
+    - A fresh start (``resume_from_checkpoint: null``) in an ``output_dir`` holding complete
+      checkpoints would overwrite and mix with them: refused.
+    - Resuming a checkpoint whose adapter has another shape (``lora_r``, ``lora_alpha``,
+      ``lora_target_modules``, ``modules_to_save``, from its ``adapter_config.json``) or another base
+      ``model`` (from the run's ``params.resolved.yaml``) cannot load: refused.
+    - Other changed settings (data, batch, learning rate...) are allowed and returned, one line each.
+
+    Raises:
+        ResumeError: naming each difference and the way out.
+    """
+    out = Path(params.output_dir)
+    if resume is None:
+        earlier = latest_complete_checkpoint(out)
+        if earlier is not None:
+            raise ResumeError(
+                f"output_dir {out} holds complete checkpoints of an earlier run (latest: {Path(earlier).name}); a fresh "
+                "start (resume_from_checkpoint: null) would overwrite and mix with them. Hint: resume with "
+                "resume_from_checkpoint: auto, choose a new output_dir, or delete the checkpoint-* folders."
+            )
+        return []
+    problems, changes = [], []
+    config_file = Path(resume) / "adapter_config.json"
+    adapter = json.loads(config_file.read_text()) if config_file.is_file() else {}
+    for name, key in ADAPTER_SHAPE.items():
+        if key not in adapter:
+            continue
+        ours, theirs = getattr(params, name), adapter[key]
+        if isinstance(theirs, (list, set, tuple)) or isinstance(ours, (list, tuple)):
+            same = set(ours or []) == set(theirs or [])
+        else:
+            same = ours == theirs
+        if not same:
+            problems.append(f"{name}: the checkpoint has {theirs!r}, this run asks for {ours!r}")
+    resolved = Path(resume).parent / "params.resolved.yaml"
+    if resolved.is_file():
+        earlier_params = yaml.safe_load(resolved.read_text()) or {}
+        if "model" in earlier_params and not _same_path(earlier_params["model"], params.model):
+            problems.append(
+                f"model: the checkpoint was trained on {earlier_params['model']!r}, this run loads {params.model!r}"
+            )
+        for name in RESUME_NOTED:
+            if name in earlier_params and not _same_path(earlier_params[name], getattr(params, name)):
+                changes.append(f"{name}: {earlier_params[name]!r} -> {getattr(params, name)!r}")
+    if problems:
+        raise ResumeError(
+            f"cannot resume {resume}: "
+            + "; ".join(problems)
+            + ". Hint: resume with the checkpoint's settings, or "
+            "start a new run in a new output_dir."
+        )
+    return changes
 
 
 def resolve_resume(params: TrainParams) -> str | None:
@@ -523,6 +605,7 @@ def fit(prepared: Prepared) -> TrainResult | None:
     state = _state()
     out = Path(params.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    resume = _resume_point(params, state)  # checks against the earlier run's params before they are replaced
     if state.is_main_process:
         save_resolved(params, out / "params.resolved.yaml")
     model = prepared.model
@@ -533,7 +616,6 @@ def fit(prepared: Prepared) -> TrainResult | None:
         log.info("trainable %-40s %8s %12s", row["module"], row["tensors"], row["parameters"])
     collator = HiggsAudioCollator(prepared.processor, prepared.codes_cache, max_length=prepared.max_length)
     has_eval = bool(prepared.val_samples)
-    resume = _resume_point(params, state)
     # The TensorBoard callback reads its folder from the environment when the Trainer is built;
     # set it for this run only (a user's own TENSORBOARD_LOGGING_DIR wins).
     user_tb_dir = os.environ.get("TENSORBOARD_LOGGING_DIR")
