@@ -200,6 +200,9 @@ def test_evaluate_writes_metrics_audio_and_failures(evaluation, workspace):
         assert rows[name, "s4"]["loss"] > 0 and 0 <= rows[name, "s4"]["acc_mean"] <= 1
         assert "acc_cb7" in rows[name, "s0"] and rows[name, "s0"]["mcd"] >= 0
         assert "loss" not in rows[name, "prompt_only"] and "mcd" not in rows[name, "prompt_only"]
+        # the pitch distance to the reference voice needs no target (NaN when the clip has no voiced frame)
+        assert "pitch_ref" in rows[name, "prompt_only"] and "pitch_target" not in rows[name, "prompt_only"]
+        assert "pitch_target" in rows[name, "s0"]
         failed = rows[name, "no_text"]
         assert failed["status"] == "failed" and "user text message" in failed["error"]
 

@@ -23,9 +23,11 @@ from workbench.quality import (
     dtw_path,
     duration,
     edit_distance,
+    median_pitch,
     mel_cepstra,
     mel_cepstral_distortion,
     normalize_text,
+    pitch_distance,
     silence_ratio,
     speaking_rate,
     word_error_rate,
@@ -190,6 +192,31 @@ def test_basic_metrics_with_and_without_target(speech):
     assert basic_metrics(speech, SR, "x", target=speech)["mcd"] == 0.0
     empty = basic_metrics(np.zeros(0, np.float32), SR, "x", target=np.zeros(0, np.float32))
     assert math.isnan(empty["speaking_rate"]) and math.isnan(empty["duration_ratio"])
+    assert math.isnan(empty["pitch_target"])  # nothing voiced to compare
+    with_ref = basic_metrics(speech, SR, "x", target=speech, reference=voiced(1.0, SR, f0=300.0))
+    assert with_ref["pitch_target"] == pytest.approx(0.0, abs=0.05)
+    assert with_ref["pitch_ref"] == pytest.approx(12.0, abs=0.1)  # an octave apart
+
+
+@pytest.mark.parametrize("f0", [70.0, 110.0, 150.0, 240.0, 380.0])
+def test_median_pitch_finds_the_fundamental(f0):
+    assert median_pitch(voiced(1.0, SR, f0=f0), SR) == pytest.approx(f0, rel=0.01)
+    quiet_then_voiced = np.concatenate([np.zeros(SR // 2, np.float32), voiced(1.0, SR, f0=f0, amp=0.05)])
+    assert median_pitch(quiet_then_voiced, SR) == pytest.approx(f0, rel=0.01)  # silence is not voiced
+
+
+def test_median_pitch_of_noise_silence_and_short_clips_is_none():
+    rng = np.random.default_rng(0)
+    assert median_pitch(rng.normal(0, 0.3, SR).astype(np.float32), SR) is None
+    assert median_pitch(np.zeros(SR, np.float32), SR) is None
+    assert median_pitch(voiced(0.03, SR), SR) is None  # shorter than one 40 ms window
+    assert math.isnan(pitch_distance(np.zeros(SR, np.float32), voiced(1.0, SR), SR))
+
+
+def test_pitch_distance_in_semitones_at_other_rates():
+    low, high = voiced(1.0, 16_000, f0=120.0), voiced(1.0, 16_000, f0=120.0 * 2 ** (7 / 12))
+    assert pitch_distance(low, high, 16_000) == pytest.approx(7.0, abs=0.1)  # a fifth
+    assert pitch_distance(high, low, 16_000) == pytest.approx(7.0, abs=0.1)
 
 
 def test_cosine():

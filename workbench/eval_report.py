@@ -32,6 +32,8 @@ METRICS: dict[str, tuple[str, str | None, str]] = {
     "mcd": ("mel-cepstral distortion", "lower", " dB"),
     "speaker_sim_target": ("speaker similarity to the target", "higher", ""),
     "speaker_sim_ref": ("speaker similarity to the reference", "higher", ""),
+    "pitch_target": ("pitch distance to the target voice", "lower", " st"),
+    "pitch_ref": ("pitch distance to the reference voice", "lower", " st"),
     "wer": ("word error rate", "lower", ""),
     "cer": ("character error rate", "lower", ""),
     "duration": ("duration", None, " s"),
@@ -40,7 +42,7 @@ METRICS: dict[str, tuple[str, str | None, str]] = {
     "silence_ratio": ("silence ratio", None, ""),
     "clipping": ("clipping", None, ""),
 }
-AUTO_SELECT_ORDER = ("speaker_sim_target", "speaker_sim_ref", "mcd", "loss")
+AUTO_SELECT_ORDER = ("speaker_sim_target", "speaker_sim_ref", "mcd", "loss", "pitch_ref")
 # Row fields that are bookkeeping, not metrics to average.
 _NOT_METRICS = {"step", "seed", "gen_frames", "gen_seconds", "frames_differ", "max_dlogit"}
 
@@ -147,7 +149,7 @@ def ab_check(rows: Sequence[dict[str, Any]], candidates: Sequence[Candidate]) ->
 
 
 def select_best(summary: Sequence[dict[str, Any]], select_by: str = "auto") -> dict[str, Any] | None:
-    """The adapter with the best mean of ``select_by`` (auto: speaker similarity, else mcd, else loss).
+    """The adapter with the best mean of ``select_by`` (auto: the first of :data:`AUTO_SELECT_ORDER` measured).
 
     Returns:
         ``{"candidate", "step", "metric", "label", "direction", "unit", "value", "base",

@@ -11,7 +11,8 @@
   ``output_dir/audio/<candidate>/<sample id>.wav``. A generation that yields no decodable audio
   becomes a failure row with its reason;
 - **audio metrics** from :mod:`workbench.quality`: duration, speaking rate, silence, clipping and,
-  against the target when there is one, duration ratio and mel-cepstral distortion; WER/CER with
+  against the target when there is one, duration ratio and mel-cepstral distortion; the pitch distance
+  to the reference and target voices (semitones, no model needed); WER/CER with
   ``asr_model`` and speaker similarity with ``speaker_model`` when they are given;
 - **an A/B check** per adapter ("is my LoRA even active?"): max |Δlogit| against the base on the
   first prompt and the fraction of generated code frames that differ.
@@ -86,7 +87,7 @@ class EvalParams:
     asr_model: str | None = None  # local ASR model (transformers pipeline) for WER/CER
     speaker_model: str | None = None  # local x-vector model (AutoModelForAudioXVector) for speaker similarity
     max_listen: int = 4  # prompts whose clips are embedded in the report
-    select_by: str = "auto"  # names the best checkpoint; auto: speaker similarity, else mcd, else loss
+    select_by: str = "auto"  # names the best checkpoint; auto: speaker similarity, else mcd, loss, pitch_ref
     codes_cache_dir: str | None = None  # default: <WORKBENCH_CACHE_DIR>/codes
 
     def check(self) -> list[str]:
@@ -320,10 +321,12 @@ class _Session:
                 self.inputs[prompt.sample.id] = exc
         # The A/B logits probe: the first prompt that has inputs.
         self.probe = next((p for p in prompts if isinstance(self.inputs[p.sample.id], dict)), None)
-        self.targets = {
-            p.target: load_audio(p.target, SAMPLE_RATE)
+        # Target and reference clips, loaded once for the metrics that compare with them.
+        self.clips = {
+            path: load_audio(path, SAMPLE_RATE)
             for p in prompts
-            if p.target and os.path.isfile(p.target)
+            for path in (p.target, p.reference)
+            if path and os.path.isfile(path)
         }
         self.base_codes: dict[str, torch.Tensor] = {}
         self.base_logits: torch.Tensor | None = None
@@ -409,7 +412,7 @@ class _Session:
             row["status"], row["error"] = "failed", f"{type(exc).__name__}: {exc}"
             return row
         try:
-            row.update(_basic_metrics(audio, prompt, self.targets))
+            row.update(_basic_metrics(audio, prompt, self.clips))
             row.update(self.scorers.score(audio, prompt))
         except Exception as exc:  # e.g. an ASR model that chokes on noise: keep the clip, note it
             log.warning("%s on %s: metrics failed: %s", candidate.name, sid, exc)
@@ -513,11 +516,12 @@ def _file_name(sample_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", sample_id)[:120] or "sample"
 
 
-def _basic_metrics(audio: np.ndarray, prompt: EvalPrompt, targets: dict[str, np.ndarray]) -> dict[str, Any]:
+def _basic_metrics(audio: np.ndarray, prompt: EvalPrompt, clips: dict[str, np.ndarray]) -> dict[str, Any]:
     from .quality import basic_metrics
 
-    target = targets.get(prompt.target) if prompt.target else None
-    return dict(basic_metrics(audio, SAMPLE_RATE, prompt.text or "", target=target))
+    target = clips.get(prompt.target) if prompt.target else None
+    reference = clips.get(prompt.reference) if prompt.reference else None
+    return dict(basic_metrics(audio, SAMPLE_RATE, prompt.text or "", target=target, reference=reference))
 
 
 def frames_differ(codes: torch.Tensor, base: torch.Tensor) -> float:

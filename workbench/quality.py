@@ -4,6 +4,7 @@ Metrics that need no model work on plain arrays (``(frames,)`` mono or ``(frames
 
 - :func:`duration`, :func:`speaking_rate`, :func:`silence_ratio`, :func:`clipping_fraction`;
 - :func:`mel_cepstral_distortion` between a generated clip and its target, DTW-aligned;
+- :func:`median_pitch` and :func:`pitch_distance` (semitones), a model-free cue that a voice matches;
 - :func:`word_error_rate` / :func:`char_error_rate` on normalised text (:func:`normalize_text`);
 - :func:`basic_metrics` bundles the model-free ones for one clip.
 
@@ -113,6 +114,67 @@ def clipping_fraction(audio: np.ndarray, level: float = CLIP_LEVEL) -> float:
     """Fraction of samples (over all channels) with ``|x| >= level``; 0.0 for an empty clip."""
     x = np.nan_to_num(np.asarray(audio, dtype=np.float64))
     return float(np.mean(np.abs(x) >= level)) if x.size else 0.0
+
+
+# --------------------------------------------------------------------------- pitch
+PITCH_WINDOW_SECONDS = 0.040  # two periods of a 50 Hz voice
+PITCH_RANGE_HZ = (60.0, 400.0)  # low male to high child speech
+PITCH_VOICED_CORRELATION = 0.6  # normalised autocorrelation peak above which a frame is voiced
+PITCH_MIN_VOICED_FRAMES = 5
+
+
+def median_pitch(audio: np.ndarray, sample_rate: int) -> float | None:
+    """Median fundamental frequency (Hz) over the voiced frames, or None when too few are voiced.
+
+    Per 40 ms frame (10 ms hop) louder than the silence threshold: the lag of the highest normalised
+    autocorrelation peak between 60 and 400 Hz, refined by parabolic interpolation; a frame is voiced
+    when that peak exceeds 0.6. The median is robust to the odd octave error.
+    """
+    _check_rate(sample_rate)
+    x = _mono(audio)
+    window, hop = round(sample_rate * PITCH_WINDOW_SECONDS), max(1, round(sample_rate * FRAME_SECONDS))
+    if len(x) < window:
+        return None
+    starts = np.arange(0, len(x) - window + 1, hop)
+    frames = np.stack([x[i : i + window] for i in starts])
+    frames = frames - frames.mean(axis=1, keepdims=True)
+    rms = np.sqrt(np.mean(frames * frames, axis=1))
+    if rms.max() <= 0:
+        return None
+    frames = frames[rms >= rms.max() * 10 ** (-SILENCE_DB_BELOW_PEAK / 20)]
+    n_fft = 1 << (2 * window - 1).bit_length()
+    spectrum = np.fft.rfft(frames, n_fft)
+    corr = np.fft.irfft(spectrum * np.conj(spectrum), n_fft)[:, :window]
+    # Normalise by the energy of the overlapping parts, so longer lags are not penalised.
+    energy = np.cumsum(frames[:, ::-1] ** 2, axis=1)[:, ::-1]
+    lo, hi = int(sample_rate / PITCH_RANGE_HZ[1]), min(window - 2, int(sample_rate / PITCH_RANGE_HZ[0]))
+    lags = np.arange(lo, hi + 1)
+    norm = corr[:, lags] / np.sqrt(energy[:, :1] * energy[:, lags] + 1e-12)
+    best = np.argmax(norm, axis=1)
+    voiced = norm[np.arange(len(best)), best] > PITCH_VOICED_CORRELATION
+    if voiced.sum() < PITCH_MIN_VOICED_FRAMES:
+        return None
+    f0 = []
+    for row, k in zip(norm[voiced], best[voiced], strict=True):
+        shift = 0.0
+        if 0 < k < len(row) - 1:  # parabolic interpolation around the peak
+            a, b, c = row[k - 1], row[k], row[k + 1]
+            denom = a - 2 * b + c
+            shift = 0.5 * (a - c) / denom if denom != 0 else 0.0
+        f0.append(sample_rate / (lags[k] + shift))
+    return float(np.median(f0))
+
+
+def pitch_distance(audio: np.ndarray, other: np.ndarray, sample_rate: int) -> float:
+    """How far apart two voices' median pitches are, in semitones (NaN when either is unvoiced).
+
+    A model-free cue that a voice matches: the same speaker stays within a semitone or two
+    across sentences, while a male and a female voice are often 8-12 semitones apart.
+    """
+    a, b = median_pitch(audio, sample_rate), median_pitch(other, sample_rate)
+    if a is None or b is None:
+        return math.nan
+    return abs(12.0 * math.log2(a / b))
 
 
 # --------------------------------------------------------------------------- mel-cepstral distortion
@@ -288,20 +350,26 @@ def char_error_rate(reference: str, hypothesis: str) -> float:
 
 
 def basic_metrics(
-    audio: np.ndarray, sample_rate: int, text: str, target: np.ndarray | None = None
+    audio: np.ndarray,
+    sample_rate: int,
+    text: str,
+    target: np.ndarray | None = None,
+    reference: np.ndarray | None = None,
 ) -> dict[str, float]:
     """The model-free metrics of one generated clip.
 
     Args:
         audio: generated audio, ``(frames,)`` or ``(frames, channels)``.
-        sample_rate: of ``audio`` and ``target``.
+        sample_rate: of ``audio``, ``target`` and ``reference``.
         text: the text the clip speaks (for the speaking rate).
         target: the ground-truth recording at the same rate, when the sample has one.
+        reference: the voice reference clip of the prompt, when it has one.
 
     Returns:
         ``duration`` (s), ``speaking_rate`` (characters/s, NaN for an empty clip), ``silence_ratio``,
         ``clipping``; with a target also ``duration_ratio`` (generated / target, NaN for an empty
-        target) and ``mcd`` (dB).
+        target), ``mcd`` (dB) and ``pitch_target`` (semitones); with a reference ``pitch_ref``
+        (semitones, :func:`pitch_distance`).
     """
     seconds = duration(audio, sample_rate)
     rate = speaking_rate(text, seconds)
@@ -315,6 +383,9 @@ def basic_metrics(
         target_seconds = duration(target, sample_rate)
         metrics["duration_ratio"] = seconds / target_seconds if target_seconds > 0 else math.nan
         metrics["mcd"] = mel_cepstral_distortion(target, audio, sample_rate)
+        metrics["pitch_target"] = pitch_distance(audio, target, sample_rate)
+    if reference is not None:
+        metrics["pitch_ref"] = pitch_distance(audio, reference, sample_rate)
     return metrics
 
 
