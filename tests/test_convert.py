@@ -463,12 +463,15 @@ def test_demo_dataset_converts_to_documented_counts(tmp_path):
     expected = info["expected"]
     got = {k: getattr(report, k) for k in ("total", "converted", "prompts", "rejected")}
     assert got == expected
-    assert dict(report.formats) == {"chatml": 3, "ljspeech": 6, "manifest": 11, "mixed": 3, "paired": 5}
+    assert dict(report.formats) == {
+        "audiofolder": 4, "chatml": 3, "ljspeech": 6, "manifest": 11, "mixed": 3, "paired": 5,
+    }  # fmt: skip
     assert count_lines(out) == expected["converted"]
     assert count_lines(outputs(out)[1]) == expected["prompts"]
     rejected = read_jsonl(outputs(out)[2])
-    assert sorted(r["reasons"][0]["code"] for r in rejected) == ["AUDIO_NOT_FOUND", "BAD_RECORD"]
-    assert {r.get("source_line") for r in rejected} == {6, 10}  # as documented in demo.json
+    assert sorted(r["reasons"][0]["code"] for r in rejected) == ["AUDIO_NOT_FOUND", "BAD_FIELD", "BAD_RECORD"]
+    assert {r.get("source_line") for r in rejected} == {6, 10, None}  # as documented in demo.json
+    assert any(r["source_file"].endswith(info["defects"]["clip_without_transcript"]) for r in rejected)
     samples: list[Sample] = load_samples(out)
     assert len({s.id for s in samples}) == len(samples)
     assert all(os.path.isfile(p) for s in samples for p in s.target_audio() + s.reference_audio())

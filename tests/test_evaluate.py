@@ -445,8 +445,12 @@ def test_generate_errors_name_the_problem(workspace, tmp_path, capsys):
         (["--text", "x"], "give --model"),
         (["--model", tiny, "--text", "  "], "no empty one"),
         (["--model", tiny, "--text", "x", "--temperature", "-1"], "temperature: must be >= 0"),
+        (["--model", tiny, "--text", "x", "--text", "y"], "2 texts make 2 clips; give a folder instead"),
     ]  # fmt: skip
     for args, message in cases:
         assert main(["generate", *args, "-o", str(tmp_path / "x.wav")]) == 2, args
         assert message in capsys.readouterr().err, args
     assert not (tmp_path / "x.wav").exists()
+    (tmp_path / "x.wav").write_bytes(b"mine")
+    assert main(["generate", "--model", tiny, "--text", "x", "-o", str(tmp_path / "x.wav")]) == 2
+    assert "output already exists" in capsys.readouterr().err and (tmp_path / "x.wav").read_bytes() == b"mine"

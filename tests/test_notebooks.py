@@ -96,7 +96,7 @@ def test_convert_notebook_shows_the_library_counts(demo_run):
         f"{report['rejected']} rejected"
     )
     assert line in text
-    assert report["rejected"] == 2 and report["prompts"] == 1
+    assert report["rejected"] == 3 and report["prompts"] == 1
     # The rejected table names the planted defects.
     assert "AUDIO_NOT_FOUND" in text and "BAD_RECORD" in text
 

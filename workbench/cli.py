@@ -213,6 +213,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         top_p=args.top_p or None,
         max_new_tokens=args.max_new_tokens,
         codes_cache_dir=args.codes_cache_dir,
+        overwrite=args.overwrite,
     )
     for clip in spoken:
         if clip.path is None:
@@ -415,6 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-p", type=float, default=0.95, help="0 turns it off")
     p.add_argument("--max-new-tokens", type=int, default=750, help="audio frames at most (25 per second)")
     p.add_argument("--codes-cache-dir", help="audio codes cache (default: the workbench cache)")
+    p.add_argument("--overwrite", action="store_true", help="replace clips that already exist")
 
     p = add("report", cmd_report, "rebuild RUN_DIR/index.html linking every step report")
     p.add_argument("run_dir")

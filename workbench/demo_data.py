@@ -2,7 +2,7 @@
 
 Three "speakers" are voiced signals with distinct pitch and formants (so they sound and measure
 different); utterance length follows the text. The files cover the formats people bring
-(manifest, paired, mixed, chatml, ljspeech) and the defects they hit, so every step of the
+(manifest, paired, mixed, chatml, ljspeech, a folder of clips with transcripts) and the defects they hit, so every step of the
 workbench has something real to show. Nothing is downloaded; output is deterministic.
 """
 
@@ -226,9 +226,18 @@ def demo_data(out_dir: str | os.PathLike, overwrite: bool = False) -> dict[str, 
         rows.append(f"LJ{i:03d}|{sentence}|{sentence.lower()}")
     (lj / "metadata.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
 
+    # clips/: a folder of clips with same-named .txt transcripts (speaker = the subfolder), one without
+    folder = out / "clips" / low.name
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(9, 12):
+        text = SENTENCES[i % len(SENTENCES)]
+        write_wav(folder / f"take_{i:02d}.wav", synthesize(low, text, seed=700 + i))
+        (folder / f"take_{i:02d}.txt").write_text(text + "\n", encoding="utf-8")
+    write_wav(folder / "take_99.wav", synthesize(low, SENTENCES[3], seed=799))  # its transcript was forgotten
+
     info = {
-        "inputs": ["manifest.jsonl", "paired.json", "mixed.jsonl", "chatml.jsonl", "ljspeech"],
-        "expected": {"total": 29, "converted": 26, "prompts": 1, "rejected": 2},
+        "inputs": ["manifest.jsonl", "paired.json", "mixed.jsonl", "chatml.jsonl", "ljspeech", "clips"],
+        "expected": {"total": 33, "converted": 29, "prompts": 1, "rejected": 3},
         "defects": {
             "missing_file": "manifest.jsonl line 10 (wavs/spk_low_99_missing.wav)",
             "malformed_json": "manifest.jsonl line 6",
@@ -237,6 +246,7 @@ def demo_data(out_dir: str | os.PathLike, overwrite: bool = False) -> dict[str, 
             "clipped_clip": "ljspeech/wavs/LJ005.wav",
             "stereo_44k": "wavs/spk_mid_stereo44k.wav",
             "prompt_without_target": "paired.json record 4 (paired_prompt)",
+            "clip_without_transcript": "clips/spk_low/take_99.wav",
         },
     }
     (out / "demo.json").write_text(json.dumps(info, indent=2), encoding="utf-8")

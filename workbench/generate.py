@@ -126,6 +126,7 @@ def speak(
     top_p: float | None = 0.95,
     max_new_tokens: int = 750,
     codes_cache_dir: str | os.PathLike | None = None,
+    overwrite: bool = False,
     loaded: tuple[torch.nn.Module, Any] | None = None,
 ) -> list[Spoken]:
     """Generate one clip per text.
@@ -143,6 +144,7 @@ def speak(
         top_p: Nucleus sampling (None: off).
         max_new_tokens: Audio frames to generate at most (25 per second).
         codes_cache_dir: Where the reference's audio codes are cached (default: the workbench cache).
+        overwrite: Replace clips that already exist (otherwise they are an error, before generating).
         loaded: An already loaded ``(model, processor)`` (skips loading).
 
     Returns:
@@ -184,6 +186,16 @@ def speak(
     problems = sampling.check()
     if problems:
         raise GenerateError("; ".join(problems))
+    output = Path(output)
+    single = len(texts) == 1 and output.suffix.lower() == ".wav"
+    if output.suffix.lower() == ".wav" and not single:
+        raise GenerateError(f"-o {output}: {len(texts)} texts make {len(texts)} clips; give a folder instead")
+    paths = [output] if single else [output / _file_name(i, t) for i, t in enumerate(texts)]
+    existing = [str(p) for p in paths if p.exists()]
+    if existing and not overwrite:
+        raise GenerateError(
+            f"output already exists: {', '.join(existing[:3])}. Hint: pass --overwrite to replace it."
+        )
 
     lm, processor = loaded or load_for_generation(model, adapter)
     codes_cache = CodesCache(
@@ -199,8 +211,6 @@ def speak(
     config = generation_config(lm, sampling)
     device = next(lm.parameters()).device
 
-    output = Path(output)
-    single = len(texts) == 1 and output.suffix.lower() == ".wav"
     if not single:
         output.mkdir(parents=True, exist_ok=True)
     results = []
@@ -225,7 +235,7 @@ def speak(
             continue
         from .audio import write_wav
 
-        path = output if single else output / _file_name(index, text)
+        path = paths[index]
         write_wav(path, audio.clip(-1, 1), SAMPLE_RATE)
         results.append(Spoken(text, str(path), len(audio) / SAMPLE_RATE, gen_seconds, frames))
     codes_cache.flush()
