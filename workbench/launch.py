@@ -79,8 +79,10 @@ def processes_per_machine(launch: LaunchParams) -> int:
 
     with open(launch.accelerate_config, encoding="utf-8") as fh:
         config = yaml.safe_load(fh) or {}
-    if config.get("use_cpu") or config.get("distributed_type") in ("NO", "MULTI_CPU"):
-        return 1 if config.get("distributed_type") == "NO" else 0  # 0: CPU ranks need no GPU
+    if config.get("use_cpu") or config.get("distributed_type") == "MULTI_CPU":
+        return 0  # CPU ranks need no GPU
+    if config.get("distributed_type") == "NO":
+        return 1
     return int(config.get("num_processes", 1)) // max(1, int(config.get("num_machines", 1)))
 
 
