@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,26 @@ def test_visible_gpus_follows_the_launch_env():
     assert visible_gpus({"CUDA_VISIBLE_DEVICES": "0,1"}) == min(2, physical)
     demo = yaml.safe_load((PARAMS / "demo.yaml").read_text())
     assert visible_gpus(demo["env"]) == 0  # the demo's 2 ranks stay on the CPU on a GPU machine too
+
+
+def test_dry_run_from_another_folder_finds_the_accelerate_config_and_writes_nothing(
+    tmp_path, monkeypatch, capsys
+):
+    from workbench.cli import main
+
+    monkeypatch.chdir(tmp_path)  # params/accelerate/h200x8.yaml does not exist here: found beside the file
+    monkeypatch.setattr("workbench.launch.visible_gpus", lambda env=None: 0)
+    out = tmp_path / "run"
+    assert (
+        main(["train", "--params", str(PARAMS / "h200x8.yaml"), "-p", "output_dir", str(out), "--dry-run"])
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert f"would launch: {sys.executable} -m accelerate.commands.launch --config_file " in printed
+    assert str(PARAMS / "accelerate" / "h200x8.yaml") in printed
+    assert not out.exists()
+
+    missing = tmp_path / "mine.yaml"
+    missing.write_text("accelerate_config: nowhere/accel.yaml\n")
+    assert main(["train", "--params", str(missing), "--dry-run"]) == 2
+    assert "looked up from the current folder, then beside the params file" in capsys.readouterr().err

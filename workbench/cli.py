@@ -232,7 +232,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     overrides = overrides_from(args)
     params = load_notebook_params("05_evaluate", args.params, overrides)
-    result = run_evaluation_notebook(params, args.out, log_output=args.log_output)
+    result = run_evaluation_notebook(params, args.out, log_output=args.log_output, params_file=args.params)
     return _notebook_exit(result, "evaluate")
 
 

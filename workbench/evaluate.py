@@ -555,7 +555,10 @@ def load_result(output_dir: str | os.PathLike) -> dict[str, Any]:
 
 # --- the notebook, headless ------------------------------------------------------------------------
 def run_evaluation_notebook(
-    params: dict[str, Any], out_dir: str | os.PathLike | None = None, log_output: bool = False
+    params: dict[str, Any],
+    out_dir: str | os.PathLike | None = None,
+    log_output: bool = False,
+    params_file: str | os.PathLike | None = None,
 ) -> Any:
     """``workbench evaluate``: check the parameters, then run notebook 05 with papermill.
 
@@ -568,6 +571,7 @@ def run_evaluation_notebook(
             launch settings included.
         out_dir: Folder for the executed notebook and its HTML (default: ``output_dir``).
         log_output: Stream cell output to the terminal (always on for rank 0 of a launch).
+        params_file: The file ``params`` came from (a relative ``accelerate_config`` resolves beside it).
 
     Returns:
         The :class:`workbench.report.NotebookRun` (rank 0's notebook for a launch).
@@ -580,7 +584,7 @@ def run_evaluation_notebook(
     from .report import run_notebook
 
     problems: list[str] = []
-    launch, notebook_params = split_launch(params, problems)
+    launch, notebook_params = split_launch(params, problems, params_file)
     try:
         checked = load_eval_params(None, notebook_params)
     except ParamsError as exc:

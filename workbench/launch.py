@@ -120,25 +120,28 @@ def launch_notebook(
         launch: Processes, accelerate config and environment.
         output_dir: The run's folder: the job file and other ranks' ``logs/`` go here.
         report_dir: Rank 0's executed notebook and HTML (default: ``output_dir``).
-        dry_run: Print the command only.
+        dry_run: Print the command only; nothing is written.
     """
     if launch.accelerate_config and not os.path.isfile(launch.accelerate_config):
-        raise FileNotFoundError(f"accelerate_config not found: {os.path.abspath(launch.accelerate_config)}")
+        raise FileNotFoundError(
+            f"accelerate_config not found: {os.path.abspath(launch.accelerate_config)}. Hint: a relative path is "
+            "looked up from the current folder, then beside the params file and in its parent folder."
+        )
     problems = check_gpu_fit(launch, visible_gpus(launch.env))
     if problems:
         raise ParamsError(problems)
     out = Path(output_dir).absolute()
-    out.mkdir(parents=True, exist_ok=True)
     report = Path(report_dir).absolute() if report_dir else out
     job_json = out / f"{notebook}.launch.json"
+    cmd = accelerate_command(launch, job_json)
+    print(("would launch: " if dry_run else "launching: ") + " ".join(cmd), flush=True)
+    if dry_run:  # nothing is written
+        return 0
+    out.mkdir(parents=True, exist_ok=True)
     job = {"notebook": notebook, "params": params, "report_dir": str(report), "logs_dir": str(out / "logs")}
     job_json.write_text(json.dumps(job, indent=2, default=str))
-    cmd = accelerate_command(launch, job_json)
     env = {**os.environ, **launch.env}
     env.setdefault("PYTHONUNBUFFERED", "1")
-    print("launching: " + " ".join(cmd), flush=True)
-    if dry_run:
-        return 0
     proc = subprocess.run(cmd, env=env, check=False)
     if proc.returncode != 0:
         print(

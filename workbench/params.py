@@ -184,11 +184,31 @@ def _build(cls: type, data: dict[str, Any], problems: list[str], prefix: str = "
 LAUNCH_KEYS = {f.name for f in dataclasses.fields(LaunchParams)}
 
 
-def split_launch(data: dict[str, Any], problems: list[str]) -> tuple[LaunchParams, dict[str, Any]]:
-    """The launch settings in ``data`` (problems appended) and the remaining, notebook parameters."""
+def resolve_beside(value: str, source: str | os.PathLike | None) -> str:
+    """A relative path from a params file: from the current folder if it exists there, else from the
+    file's folder or its parent (so ``params/accelerate/x.yaml`` in ``params/h200x8.yaml`` works
+    from any folder)."""
+    if os.path.isabs(value) or os.path.exists(value) or source is None:
+        return value
+    folder = Path(source).absolute().parent
+    for base in (folder, folder.parent):
+        if (base / value).exists():
+            return str(base / value)
+    return value
+
+
+def split_launch(
+    data: dict[str, Any], problems: list[str], source: str | os.PathLike | None = None
+) -> tuple[LaunchParams, dict[str, Any]]:
+    """The launch settings in ``data`` (problems appended) and the remaining, notebook parameters.
+
+    ``source``: the params file, against which a relative ``accelerate_config`` also resolves.
+    """
     launch = _build(LaunchParams, {k: v for k, v in data.items() if k in LAUNCH_KEYS}, problems)
     if launch.num_processes < 1:
         problems.append(f"num_processes: must be at least 1, got {launch.num_processes}")
+    if launch.accelerate_config:
+        launch.accelerate_config = resolve_beside(launch.accelerate_config, source)
     launch.env = {str(k): str(v) for k, v in launch.env.items()}
     return launch, {k: v for k, v in data.items() if k not in LAUNCH_KEYS}
 
@@ -211,7 +231,7 @@ def load_train_params(
         data.update(loaded)
     data.update(overrides or {})
     problems: list[str] = []
-    launch, rest = split_launch(data, problems)
+    launch, rest = split_launch(data, problems, path)
     params = _build(TrainParams, rest, problems)
     problems.extend(params.check())
     if problems:
