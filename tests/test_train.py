@@ -28,9 +28,11 @@ from workbench.train import (
     COMPLETE_MARKER,
     DataCheckError,
     ResumeError,
+    TrainResult,
     apply_lora,
     check_data,
     check_resume,
+    eval_trend,
     fit,
     latest_complete_checkpoint,
     prepare,
@@ -365,6 +367,10 @@ def test_fit_overfits_and_writes_outputs(trained) -> None:
     assert run["versions"]["torch"] == torch.__version__
     assert len(run["data_fingerprint"]) == 16
     assert run["result"]["global_step"] == 20 and run["result"]["adapter_dir"] == str(out / "adapter")
+    assert run["result"]["eval_trend"]["last_step"] == 20 and run["result"]["eval_trend"]["best_step"] in (
+        10,
+        20,
+    )
 
     loaded, _ = load_train_params(out / "params.resolved.yaml")
     assert loaded == params
@@ -455,6 +461,30 @@ def test_resume_refuses_what_cannot_work_and_names_what_changed(trained, tmp_pat
         fit(prepare(dataclasses.replace(same, lora_r=4, lora_alpha=8, max_steps=22)))
     assert (out / "params.resolved.yaml").read_text() == before
     assert latest_complete_checkpoint(out) == latest
+
+
+def test_eval_trend_flags_a_rising_validation_loss() -> None:
+    history = [{"step": 10, "loss": 5.0}, {"step": 10, "eval_loss": 3.0}, {"step": 20, "eval_loss": 2.0},
+               {"step": 30, "eval_loss": 2.5}, {"step": 30, "train_loss": 1.0}]  # fmt: skip
+    trend = eval_trend(history)
+    assert trend["rising"] and (trend["best_step"], trend["best_eval_loss"]) == (20, 2.0)
+    assert trend["note"] == (
+        "validation loss rose from 2.000 (step 20) to 2.500 (step 30): likely over-fitting; "
+        "listen to the checkpoints near step 20 in notebook 05"
+    )
+    result = TrainResult(
+        output_dir="out", adapter_dir="out/adapter", global_step=30, train_loss=1.0, eval_trend=trend
+    )
+    assert "; validation loss rose from 2.000 (step 20)" in result.summary()
+
+    falling = eval_trend([{"step": 10, "eval_loss": 3.0}, {"step": 20, "eval_loss": 2.0}])
+    assert not falling["rising"] and falling["note"] is None
+    assert not eval_trend([{"step": 10, "eval_loss": 2.0}, {"step": 20, "eval_loss": 2.01}])[
+        "rising"
+    ]  # noise
+    assert eval_trend([{"step": 10, "eval_loss": 2.0}]) is None
+    resumed = [{"step": 10, "eval_loss": 2.0}, {"step": 20, "eval_loss": 3.0}, {"step": 20, "eval_loss": 1.5}]
+    assert not eval_trend(resumed)["rising"]  # the resumed run's value for a step replaces the killed run's
 
 
 def test_merged_loads_without_peft_and_matches_the_adapter(trained, tiny_dir: Path) -> None:

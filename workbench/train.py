@@ -570,6 +570,8 @@ def training_arguments(params: TrainParams, has_eval: bool) -> Any:
 
 @dataclass
 class TrainResult:
+    """What :func:`fit` did; ``eval_trend`` is :func:`eval_trend` of the run's evaluations."""
+
     output_dir: str
     adapter_dir: str | None = None
     merged_dir: str | None = None
@@ -577,6 +579,7 @@ class TrainResult:
     global_step: int = 0
     train_loss: float | None = None
     eval_metrics: dict[str, float] = field(default_factory=dict)
+    eval_trend: dict[str, Any] | None = None
     seconds: float = 0.0
 
     def summary(self) -> str:
@@ -588,7 +591,41 @@ class TrainResult:
             else ""
         )
         loss = f"train loss {self.train_loss:.3f}" if self.train_loss is not None else "no training"
-        return f"{self.global_step} steps{resumed}; {loss}{acc}; adapter: {self.adapter_dir}"
+        trend = f"; {self.eval_trend['note']}" if self.eval_trend and self.eval_trend.get("note") else ""
+        return f"{self.global_step} steps{resumed}; {loss}{acc}{trend}; adapter: {self.adapter_dir}"
+
+
+EVAL_RISE_TOLERANCE = 0.02  # a final validation loss this much above the lowest one counts as rising
+
+
+def eval_trend(log_history: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Lowest and last validation loss of a run, and a plain note when it rose since its lowest.
+
+    A validation loss that rises while training goes on is the first sign of over-fitting (the
+    voice degrades with longer training): the note names the step with the lowest loss, so the
+    checkpoints around it are the ones to listen to in notebook 05.
+
+    Returns:
+        ``{"best_step", "best_eval_loss", "last_step", "last_eval_loss", "rising", "note"}``, or
+        None with fewer than two evaluations.
+    """
+    evals = [(int(e["step"]), float(e["eval_loss"])) for e in log_history if "eval_loss" in e and "step" in e]
+    evals = list(dict(evals).items())  # one value per step (a resumed run may log a step again)
+    if len(evals) < 2:
+        return None
+    best_step, best = min(evals, key=lambda x: (x[1], x[0]))
+    last_step, last = evals[-1]
+    rising = last_step > best_step and last > best * (1 + EVAL_RISE_TOLERANCE)
+    note = (
+        f"validation loss rose from {best:.3f} (step {best_step}) to {last:.3f} (step {last_step}): likely "
+        f"over-fitting; listen to the checkpoints near step {best_step} in notebook 05"
+        if rising
+        else None
+    )
+    return {
+        "best_step": best_step, "best_eval_loss": best, "last_step": last_step, "last_eval_loss": last,
+        "rising": rising, "note": note,
+    }  # fmt: skip
 
 
 def fit(prepared: Prepared) -> TrainResult | None:
@@ -659,6 +696,9 @@ def fit(prepared: Prepared) -> TrainResult | None:
             if "eval_loss" in e and e.get("step") == trainer.state.global_step
         ]
         result.eval_metrics = dict(last[-1]) if last else trainer.evaluate()
+        result.eval_trend = eval_trend(trainer.state.log_history)
+        if result.eval_trend and result.eval_trend["note"]:
+            log.warning("%s", result.eval_trend["note"])
     state.wait_for_everyone()
     if state.is_main_process:
         adapter = out / "adapter"
