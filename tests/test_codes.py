@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from workbench.audio import load_audio
+from workbench.audio import default_cache_dir, load_audio
 from workbench.codes import (
     CodesCache,
     CodesMissingError,
@@ -73,7 +73,8 @@ def test_codes_match_processor_encoding_and_second_pass_hits_only(processor, wav
 def test_content_hashes_are_indexed_across_runs(processor, wavs, tmp_path: Path) -> None:
     first = CodesCache(tmp_path / "codes", processor.audio_tokenizer)
     first.encode_missing(wavs, progress=False)
-    with sqlite3.connect(tmp_path / "codes" / "content_hashes.sqlite") as db:
+    assert not (tmp_path / "codes" / "content_hashes.sqlite").exists()  # the shareable cache holds codes only
+    with sqlite3.connect(default_cache_dir() / "content_hashes.sqlite") as db:  # this machine's own disk
         assert db.execute("SELECT COUNT(*) FROM content_hash").fetchone()[0] == 4
 
     # Same size and mtime, other bytes: a later run trusts the index instead of re-reading the file.

@@ -15,6 +15,7 @@ Layout::
 
     <cache_dir>/<fingerprint[:16]>/tokenizer.json        what the fingerprint stands for
     <cache_dir>/<fingerprint[:16]>/<hh>/<content hash>.npy
+    <WORKBENCH_CACHE_DIR>/content_hashes.sqlite           (path, size, mtime) -> content hash, per machine
 
 Under ``accelerate`` every rank calls :meth:`CodesCache.encode_missing` with the same list and
 its ``rank``/``world_size``: each encodes its share, then the caller waits at a barrier
@@ -232,6 +233,10 @@ class CodesCache:
             dtype are used for encoding).
         encode_on_miss: When False, :meth:`get` raises :class:`CodesMissingError` instead of
             encoding (use it in data-loader workers after :meth:`encode_missing` ran).
+        hash_index: The SQLite file of the ``(path, size, mtime) -> content hash`` index. Default:
+            ``<WORKBENCH_CACHE_DIR>/content_hashes.sqlite``, on this machine's own disk even when
+            ``cache_dir`` is a network file system shared by several nodes (SQLite's locking
+            cannot be trusted there); the codes themselves are safe to share.
 
     Attributes:
         encode_calls: How many times this object ran the encoder (tests and benchmarks read it).
@@ -245,7 +250,10 @@ class CodesCache:
         cache_dir: str | os.PathLike[str],
         audio_tokenizer: torch.nn.Module,
         encode_on_miss: bool = True,
+        hash_index: str | os.PathLike[str] | None = None,
     ) -> None:
+        from workbench.audio import default_cache_dir
+
         self.cache_dir = Path(cache_dir).expanduser()
         self.audio_tokenizer = audio_tokenizer
         self.encode_on_miss = encode_on_miss
@@ -255,7 +263,9 @@ class CodesCache:
         self.encode_calls = 0
         self.stats = CacheStats()
         self._content_hashes: dict[tuple[str, int, int], str] = {}
-        self._index = _HashIndex(self.cache_dir / "content_hashes.sqlite")
+        self._index = _HashIndex(
+            Path(hash_index) if hash_index else default_cache_dir() / "content_hashes.sqlite"
+        )
         self._write_manifest()
 
     # ------------------------------------------------------------------ keys and paths
