@@ -153,3 +153,42 @@ def test_format_line_and_summary() -> None:
     text = format_checks(checks)
     assert text.splitlines()[1] == "FAIL  b              broken  (hint: fix it)"
     assert "1 passed, 0 warnings, 1 failed" in text and not all_passed(checks)
+
+
+def test_params_file_checks_validity_launch_precision_and_its_paths(
+    tiny: Path, data_file: Path, tmp_path: Path
+) -> None:
+    """`workbench doctor --params`: the pre-flight of a production run on this machine."""
+    root = Path(__file__).resolve().parents[1] / "params"
+    good = tmp_path / "mine.yaml"
+    good.write_text(
+        f"num_processes: 2\nenv: {{CUDA_VISIBLE_DEVICES: ''}}\nmodel: {tiny}\ntrain_data: {data_file}\n"
+        f"val_data: null\noutput_dir: {tmp_path / 'run'}\nmixed_precision: 'no'\n"
+    )
+    names = by_name(doctor(params_file=good))
+    assert names["params"].status == PASS and str(good) in names["params"].detail
+    assert (
+        names["launch"].status == PASS
+        and "2 rank(s) on this machine, 0 GPUs: ranks run on the CPU" in names["launch"].detail
+    )
+    assert "precision" not in names  # fp32 runs anywhere
+    assert names["model"].status == PASS and str(tiny) in names["model"].detail  # paths taken from the file
+    assert names["data"].status == PASS and str(data_file) in names["data"].detail
+
+    h200 = by_name(doctor(params_file=root / "h200x8.yaml"))
+    assert h200["params"].status == PASS
+    if not torch.cuda.is_available():
+        assert h200["launch"].status == PASS and "8 rank(s) on this machine" in h200["launch"].detail
+        assert h200["precision"].status == WARN and "bf16 without a GPU" in h200["precision"].detail
+    assert h200["model"].status == FAIL  # the 3B model is not in this machine's cache
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lora_r: 0\nlerning_rate: 1e-4\n")
+    checks = doctor(params_file=bad)
+    line = by_name(checks)["params"]
+    assert (
+        line.status == FAIL
+        and "lora_r: must be at least 1" in line.detail
+        and "did you mean 'learning_rate'" in line.detail
+    )
+    assert not all_passed(checks)

@@ -125,7 +125,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from .doctor import all_passed, doctor, format_checks
 
-    checks = doctor(model=args.model, data=args.data or (), output_dir=args.output_dir)
+    checks = doctor(
+        model=args.model, data=args.data or (), output_dir=args.output_dir, params_file=args.params
+    )
     print(format_checks(checks))
     return EXIT_OK if all_passed(checks) else EXIT_DATA
 
@@ -350,6 +352,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="canonical JSONL files (first lines checked)",
     )
     p.add_argument("--output-dir", default=".", help="where training writes (free disk is checked there)")
+    p.add_argument(
+        "--params",
+        help="a training params file: validity, launch vs this machine's GPUs, precision, its paths",
+    )
 
     p = add("make-tiny-model", cmd_make_tiny_model, "build a tiny random Higgs Audio v2 stack (tests, demo)")
     p.add_argument("dir")

@@ -341,11 +341,60 @@ def check_offline() -> Check:
     )
 
 
+def check_params(params_file: str | os.PathLike[str]) -> tuple[list[Check], Any]:
+    """A training params file: valid, its launch fits this machine, its precision runs here.
+
+    Returns:
+        The checks, and the :class:`workbench.params.TrainParams` (None when the file is invalid).
+    """
+    import torch
+
+    from .launch import check_gpu_fit, processes_per_machine, visible_gpus
+    from .params import ParamsError, load_train_params
+
+    try:
+        params, launch = load_train_params(params_file)
+    except ParamsError as exc:
+        return [Check("params", FAIL, "; ".join(exc.problems), f"fix {params_file}")], None
+    except (OSError, ValueError) as exc:
+        return [Check("params", FAIL, f"{params_file}: {exc}", "give a readable YAML params file")], None
+    checks = [Check("params", PASS, f"{params_file}: every parameter valid")]
+    if launch.accelerate_config and not os.path.isfile(launch.accelerate_config):
+        checks.append(
+            Check("launch", FAIL, f"accelerate_config not found: {launch.accelerate_config}", "fix the path")
+        )
+    else:
+        gpus = visible_gpus(launch.env)
+        ranks = processes_per_machine(launch)
+        problems = check_gpu_fit(launch, gpus)
+        where = "GPU(s)" if gpus else "GPUs: ranks run on the CPU"
+        detail = f"{ranks or launch.num_processes} rank(s) on this machine, {gpus} {where}"
+        checks.append(Check("launch", FAIL, problems[0], None) if problems else Check("launch", PASS, detail))
+    if params.mixed_precision != "no":
+        if not torch.cuda.is_available():
+            checks.append(
+                Check(
+                    "precision",
+                    WARN,
+                    f"mixed_precision: {params.mixed_precision} without a GPU runs slowly on the CPU",
+                    'use mixed_precision: "no" on the CPU',
+                )  # fmt: skip
+            )
+        elif params.mixed_precision == "bf16" and not torch.cuda.is_bf16_supported():
+            checks.append(
+                Check("precision", FAIL, "bf16 is not supported by this GPU", "use mixed_precision: fp16")
+            )
+        else:
+            checks.append(Check("precision", PASS, f"{params.mixed_precision} on this GPU"))
+    return checks, params
+
+
 def doctor(
     model: str | None = None,
     data: Sequence[str | os.PathLike[str]] = (),
     output_dir: str | os.PathLike[str] = ".",
     min_free_gb: float = MIN_FREE_DISK_GB,
+    params_file: str | os.PathLike[str] | None = None,
 ) -> list[Check]:
     """Run every check; never raises for a failed check (it becomes a FAIL line).
 
@@ -356,11 +405,20 @@ def doctor(
         output_dir: Where training will write (free disk is measured there or at its nearest
             existing parent).
         min_free_gb: Free disk below which the disk check warns.
+        params_file: A training params file (:func:`check_params`); its ``model``, ``train_data``,
+            ``val_data`` and ``output_dir`` are checked unless given here.
 
     Returns:
         The checks in display order.
     """
     checks = [check_python(), *check_torch(), check_transformers()]
+    if params_file is not None:
+        params_checks, params = check_params(params_file)
+        checks += params_checks
+        if params is not None:
+            model = model if model is not None else params.model
+            data = list(data) or [p for p in (params.train_data, params.val_data) if p]
+            output_dir = params.output_dir if output_dir == "." else output_dir
     checks += [_check_min_version("peft"), _check_min_version("accelerate")]
     try:
         checks += check_gpus()
