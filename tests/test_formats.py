@@ -319,6 +319,18 @@ def test_manifest_never_uses_missing_audio_as_reference(tmp_path, make_wav):
     assert all("gone.wav" not in u for d in train for u in audio_urls(d))
 
 
+def test_manifest_reference_length_bounds_and_preference(tmp_path, make_wav):
+    """References are 0.5-30 s (a 40 s one would cost 1,000 tokens in every sample); 2-15 s ones come first."""
+    lengths = {"tiny": 0.3, "short": 1.0, "good": 5.0, "long": 40.0, "target": 3.0}
+    records = []
+    for name, seconds in lengths.items():
+        make_wav(f"wavs/{name}.wav", seconds=seconds)
+        records.append({"audio_filepath": f"wavs/{name}.wav", "text": name, "speaker": "spk", "id": name})
+    _, train, _, _ = run(tmp_path, records)
+    refs = {d["id"]: Path(audio_urls(d)[0]).stem for d in train if len(audio_urls(d)) == 2}
+    assert refs == {"tiny": "good", "short": "good", "long": "good", "target": "good", "good": "target"}
+
+
 def test_manifest_duration_kept_and_bad_duration_rejected(tmp_path):
     s = to_convert("manifest", {"audio_filepath": "a.wav", "text": "t", "duration": "1.5"}, tmp_path)
     assert s.misc["duration"] == 1.5

@@ -33,6 +33,11 @@ log = logging.getLogger(__name__)
 
 MISSING_AUDIO_POLICIES = ("error", "drop-reference", "placeholder")
 REFERENCE_POLICIES = ("same-speaker", "none")
+REFERENCE_SECONDS = (
+    0.5,
+    30.0,
+)  # a reference outside this is never chosen: too little voice, or too much context
+REFERENCE_PREFERRED_SECONDS = (2.0, 15.0)  # chosen first when a speaker has such clips
 PLACEHOLDER_SECONDS = 1.0
 
 
@@ -223,22 +228,32 @@ class Converter:
         self._drop_unusable_references()
 
     def _drop_unusable_references(self) -> None:
-        """A reference must be worth cloning: readable, not silent, at least half a second long."""
+        """A reference must be worth cloning: readable, not silent, 0.5-30 s long; 2-15 s preferred.
+
+        Every sample carries its reference, so a very long one costs context (25 tokens per
+        second) in every sample of that speaker, and a very short one carries little of the voice.
+        """
         from .audio import probe_many
 
         assert self.pool is not None
         infos = probe_many(self.pool.audio_paths())
+        lo, hi = REFERENCE_SECONDS
 
         def usable(path: str) -> bool:
             info = infos[path]
-            return info.readable and not info.all_zero and not info.nonfinite and (info.duration or 0) >= 0.5
+            seconds = info.duration or 0
+            return info.readable and not info.all_zero and not info.nonfinite and lo <= seconds <= hi
 
         dropped = self.pool.keep_only(usable)
         if dropped:
             log.info(
-                "not used as references (unreadable, silent or shorter than 0.5 s): %s",
+                "not used as references (unreadable, silent, or outside %g-%g s): %s",
+                lo,
+                hi,
                 ", ".join(dropped[:10]),
             )
+        low, high = REFERENCE_PREFERRED_SECONDS
+        self.pool.prefer(lambda path: low <= (infos[path].duration or 0) <= high)
 
     def convert_one(self, raw: RawRecord) -> Outcome:
         where = {

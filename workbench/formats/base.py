@@ -42,6 +42,7 @@ class ReferencePool:
     def __init__(self, per_speaker: int = 16):
         self.per_speaker = per_speaker
         self._pool: dict[str, list[Utterance]] = {}
+        self._preferred: set[str] | None = None  # audio paths to choose first (None: no preference)
 
     def full(self, speaker: str | None) -> bool:
         """True when ``speaker`` already has enough candidates (the first pass can skip it)."""
@@ -64,12 +65,18 @@ class ReferencePool:
             self._pool[speaker] = kept
         return dropped
 
+    def prefer(self, preferred: Callable[[str], bool]) -> None:
+        """Choose candidates whose audio passes ``preferred`` first (e.g. a comfortable length)."""
+        self._preferred = {u.audio for bucket in self._pool.values() for u in bucket if preferred(u.audio)}
+
     def choose(self, speaker: str | None, target: Utterance) -> Utterance | None:
         if speaker is None:
             return None
         candidates = [
             u for u in self._pool.get(speaker, ()) if u.key != target.key and u.audio != target.audio
         ]
+        if self._preferred is not None:
+            candidates = [u for u in candidates if u.audio in self._preferred] or candidates
         if not candidates:
             return None
         digest = hashlib.blake2b(target.key.encode(), digest_size=8).digest()
