@@ -129,6 +129,9 @@ def test_validate_notebook_writes_split_report_and_recipe(demo_run):
     text = _outputs_text(demo_run / "03_validate.ipynb")
     assert "AUDIO_EMPTY" in text and "EMPTY_TEXT" in text  # the planted silent clip and empty transcript
     assert "GO:" in text
+    # The demo passes its model: every sample's tokens were checked against the model's context.
+    assert report["summary"]["context"]["limit"] == 4096 and 0 < report["summary"]["context"]["longest"] < 4096
+    assert "tokens of the 4,096-token context" in text
 
 
 def test_workbench_run_fails_loudly_and_still_writes_the_report(tmp_path):

@@ -389,3 +389,57 @@ def test_speed_many_samples_over_few_files(wavs, tmp_path):
     rate = report.samples / (time.perf_counter() - start)
     assert report.trainable == 6000
     assert rate > 2000, f"{rate:.0f} records/s"  # loose: catches quadratic slips, not noise
+
+
+# --- token length against a model's context --------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from workbench.model import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+def test_token_length_estimate_is_within_a_frame_per_clip_of_the_exact_count(wavs, tiny_model, tmp_path):
+    """What validation estimates from durations vs what training counts from the audio codes."""
+    from workbench.codes import CodesCache
+    from workbench.collate import estimated_length, sequence_length
+    from workbench.model import load_processor
+
+    processor = load_processor(tiny_model)
+    cache = CodesCache(tmp_path / "codes", processor.audio_tokenizer)
+    samples = [
+        make("s1", wavs["a"]),
+        make("s2", wavs["long"], ref=wavs["b"]),
+        make("s3", wavs["stereo44"], ref=wavs["c"]),
+    ]
+    for sample in samples:
+        paths = [m.audio_url for m in sample.messages if m.is_audio]
+        estimate = estimated_length(sample, processor, {p: audio.probe(p).duration for p in paths})
+        exact = sequence_length(sample, processor, cache)
+        assert exact <= estimate <= exact + len(paths), (sample.id, exact, estimate)
+    assert estimated_length(samples[1], processor, {wavs["long"]: 3.0}) is None  # a clip without a duration
+
+
+def test_too_long_for_context_with_a_model(wavs, tiny_model, tmp_path):
+    short, long = make("short", wavs["c"]), make("long", wavs["long"], ref=wavs["b"])  # 1.5 s vs 3.0 + 2.5 s
+    report = validate([short, long], model=str(tiny_model), max_tokens=150)
+    finding = only(report, "TOO_LONG_FOR_CONTEXT")
+    assert finding.sample_id == "long" and finding.severity == "error"
+    assert "over the 150-token context of" in finding.message and "2 clip(s)" in finding.message
+    assert report.context["limit"] == 150 and report.context["longest_id"] == "long"
+    assert report.context["longest"] > 25 * 5.5  # 25 tokens per second of audio, plus text
+
+    fits = validate([short, long], model=str(tiny_model))  # the model's own context: 4,096 tokens
+    assert "TOO_LONG_FOR_CONTEXT" not in codes(fits)
+    assert fits.go_no_go().endswith(
+        f"Longest sample about {fits.context['longest']:,} tokens of the 4,096-token context."
+    )
+    assert fits.to_dict()["summary"]["context"]["limit"] == 4096
+    assert validate([short]).context is None  # without a model nothing is estimated
+
+    from workbench.cli import main
+
+    data = write_jsonl(tmp_path / "data.jsonl", [short, long])
+    assert main(["validate", data, "--model", str(tiny_model), "--max-tokens", "150"]) == 1
+    with pytest.raises(Exception, match="model folder not found"):
+        validate([short], model=str(tmp_path / "nope"))

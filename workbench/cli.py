@@ -58,6 +58,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         min_duration=args.min_duration,
         max_duration=args.max_duration,
         allow_placeholder=args.allow_placeholder,
+        model=args.model,
+        max_tokens=args.max_tokens,
         progress=args.progress,
     )
     for line in report.format_lines():
@@ -306,6 +308,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-duration", type=float, default=0.5, metavar="S")
     p.add_argument("--max-duration", type=float, default=30.0, metavar="S")
     p.add_argument("--allow-placeholder", action="store_true")
+    p.add_argument("--model", help="also check each sample's token length against this model's context")
+    p.add_argument(
+        "--max-tokens", type=int, help="with --model: the context to check against (default: the model's)"
+    )
     p.add_argument("--progress", action="store_true")
 
     p = add("split", cmd_split, "deterministic train/validation split with no shared target audio")

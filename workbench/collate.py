@@ -285,6 +285,32 @@ def sequence_length(sample: Sample, processor: HiggsAudioV2Processor, codes_cach
     return text_tokens + sum(codes_cache.num_frames(s.audio_url) + num_codebooks for s in _segments(sample))
 
 
+def estimated_length(
+    sample: Sample, processor: HiggsAudioV2Processor, seconds: Mapping[str, float]
+) -> int | None:
+    """:func:`sequence_length` from audio durations instead of codes (no encoding; for validation).
+
+    Each clip counts ``ceil(seconds x frame_rate)`` frames, at most one more than the codec gives.
+
+    Args:
+        seconds: Duration of each audio path of ``sample``.
+
+    Returns:
+        The estimated length of ``input_ids``, or None when a clip's duration is unknown.
+    """
+    import math
+
+    num_codebooks = _num_codebooks(processor)
+    frame_rate = float(processor.audio_tokenizer.config.frame_rate)
+    total = len(_tokenize(processor, render_text(sample, processor)))
+    for segment in _segments(sample):
+        duration = seconds.get(segment.audio_url)
+        if duration is None:
+            return None
+        total += math.ceil(duration * frame_rate) + num_codebooks
+    return total
+
+
 def sequence_lengths(
     samples: Sequence[Sample], processor: HiggsAudioV2Processor, codes_cache: CodesCache
 ) -> list[int]:

@@ -46,6 +46,11 @@ CODES: dict[str, tuple[str, str]] = {
         "Use a different utterance of the same speaker as reference; a reference equal to the target "
         "teaches the model to copy.",
     ),
+    "TOO_LONG_FOR_CONTEXT": (
+        ERROR,
+        "Cut the clip into sentences, use a shorter reference, or move the sample to the evaluation prompts; "
+        "training would refuse it.",
+    ),
     "DUPLICATE_ID": (ERROR, "Give every sample a unique id."),
     "BAD_START_INDEX": (ERROR, "Set start_index to the index of the target user text message."),
     "BAD_STRUCTURE": (

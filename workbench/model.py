@@ -642,6 +642,26 @@ def load_processor(model_path: str | os.PathLike[str]) -> HiggsAudioV2Processor:
     return processor
 
 
+def local_model_dir(model_path: str | os.PathLike[str]) -> Path:
+    """The local Hugging Face folder of a model: :func:`resolve_model_path`, and an original-layout
+    (``boson_multimodal``) checkpoint converted once, offline, and cached.
+
+    Raises:
+        ModelNotFoundError: Nothing usable exists locally.
+    """
+    from .original_convert import import_original
+    from .original_format import is_original_checkpoint
+
+    model_dir = resolve_model_path(model_path)
+    if is_original_checkpoint(model_dir):
+        converted = import_original(model_dir)
+        log.info(
+            "%s is an original-layout Higgs Audio checkpoint; using its conversion %s", model_dir, converted
+        )
+        return converted
+    return model_dir
+
+
 def load_model_and_processor(
     model_path: str | os.PathLike[str],
     dtype: torch.dtype | str | None = None,
@@ -667,17 +687,7 @@ def load_model_and_processor(
 
     if str(model_path) == RANDOM_FULL:
         return make_random_full_model(dtype=dtype, device=device)
-    model_dir = resolve_model_path(model_path)
-    from .original_convert import import_original
-    from .original_format import is_original_checkpoint
-
-    if is_original_checkpoint(model_dir):
-        # The original boson_multimodal layout: converted once, offline, and cached.
-        converted = import_original(model_dir)
-        log.info(
-            "%s is an original-layout Higgs Audio checkpoint; using its conversion %s", model_dir, converted
-        )
-        model_dir = converted
+    model_dir = local_model_dir(model_path)
     processor = load_processor(model_dir)
     kwargs: dict[str, Any] = {"local_files_only": True}
     if dtype is not None:

@@ -39,8 +39,13 @@ class DemoResult:
         return "\n".join(lines)
 
 
-def demo_steps(run: Path, data_inputs: list[str]) -> list[tuple[str, dict[str, Any]]]:
-    """Each step notebook with its parameters for a demo run in ``run``."""
+def demo_steps(
+    run: Path, data_inputs: list[str], model: str | None = None
+) -> list[tuple[str, dict[str, Any]]]:
+    """Each step notebook with its parameters for a demo run in ``run``.
+
+    ``model``: the model notebook 03 checks token lengths against (None: no length check).
+    """
     converted = run / "02_convert_and_listen" / "converted.jsonl"
     return [
         (
@@ -59,6 +64,7 @@ def demo_steps(run: Path, data_inputs: list[str]) -> list[tuple[str, dict[str, A
                 "max_listen": 4,
                 "val_fraction": 0.2,
                 "split_by": "sample",
+                "model": model,
             },
         ),
     ]
@@ -118,14 +124,14 @@ def run_demo(out: str | os.PathLike = "runs/demo", overwrite: bool = True, train
     info = demo_data(run / "data")
     inputs = [str(run / "data" / p) for p in info["inputs"]]  # type: ignore[union-attr]
     result = DemoResult(run_dir=str(run))
-    for notebook, params in demo_steps(run, inputs):
+    model = str(make_tiny_model(run / "tiny-model")) if train else None
+    for notebook, params in demo_steps(run, inputs, model):
         log.info("running %s", notebook)
         step = run_notebook(notebook, run, params)
         result.runs.append(step)
         if not step.ok:
             break
     if train and result.ok:
-        make_tiny_model(run / "tiny-model")
         result.runs.append(run_training_step(run))
     if train and result.ok:
         result.runs.append(run_notebook("05_evaluate", run / "05_evaluate", demo_evaluate_params(run)))

@@ -32,7 +32,7 @@ from typing import Any
 from workbench.audio import AudioInfo, probe_many
 from workbench.findings import ERROR, WARNING, Finding, finding, summarize
 from workbench.sample import Sample, read_jsonl_lines
-from workbench.validate_rules import RULES, FileState, Item, Options
+from workbench.validate_rules import RULES, FileState, Item, LengthCheck, Options
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +165,7 @@ class ValidationReport:
         trainable: samples with at least one target audio.
         prompts: well-formed samples without target audio (evaluation prompts).
         files: the canonical files validated (empty for in-memory samples).
+        context: with a model, ``{"model", "limit", "longest", "longest_id"}`` of the length check.
     """
 
     findings: list[Finding] = field(default_factory=list)
@@ -172,6 +173,7 @@ class ValidationReport:
     trainable: int = 0
     prompts: int = 0
     files: list[str] = field(default_factory=list)
+    context: dict[str, Any] | None = None
 
     @property
     def errors(self) -> list[Finding]:
@@ -204,6 +206,8 @@ class ValidationReport:
             "warnings": counts["by_severity"][WARNING],
             "files": list(self.files),
         }
+        if self.context is not None:
+            summary["context"] = dict(self.context)
         keys = (
             "code",
             "severity",
@@ -262,7 +266,13 @@ class ValidationReport:
                 f"NO-GO: {n_err:,} errors in {bad:,} samples ({listing(errors)}); {warn_text}. "
                 "Fix or drop those samples, then validate again."
             )
-        return f"GO: {self.trainable:,} trainable samples{prompts}, no errors, {warn_text}."
+        fits = ""
+        if self.context is not None:
+            fits = (
+                f" Longest sample about {self.context['longest']:,} tokens of the {self.context['limit']:,}-token "
+                "context."
+            )
+        return f"GO: {self.trainable:,} trainable samples{prompts}, no errors, {warn_text}.{fits}"
 
 
 # --- driver -----------------------------------------------------------------------------------------
@@ -328,6 +338,8 @@ def validate(
     max_duration: float = 30.0,
     max_silence: float = 1.0,
     allow_placeholder: bool = False,
+    model: str | os.PathLike | None = None,
+    max_tokens: int | None = None,
     progress: bool = False,
 ) -> ValidationReport:
     """Check canonical samples for everything that would break or spoil training.
@@ -340,6 +352,10 @@ def validate(
         max_duration: longest allowed target audio, seconds.
         max_silence: longest leading or trailing silence before LONG_SILENCE, seconds.
         allow_placeholder: report placeholder audio as a warning instead of an error.
+        model: a model folder (or cached hub id, or original-layout folder): also estimate each
+            sample's token length with its processor and report TOO_LONG_FOR_CONTEXT above its
+            context (``max_position_embeddings``). Loads the processor, not the model weights.
+        max_tokens: the context to check against instead (e.g. the training's ``max_length``).
         progress: show tqdm progress bars.
 
     Returns:
@@ -348,7 +364,13 @@ def validate(
     Raises:
         FileNotFoundError: ``data`` or ``val`` is a path that does not exist.
     """
-    options = Options(min_duration, max_duration, max_silence, allow_placeholder)
+    options = Options(
+        min_duration,
+        max_duration,
+        max_silence,
+        allow_placeholder,
+        length_check(model, max_tokens) if model else None,
+    )
     sources = [Source(data)] + ([Source(val)] if val is not None else [])
     paths: set[str] = set()
     for source in sources:
@@ -385,5 +407,30 @@ def validate(
         report.findings.extend(state.rate_outliers())
         if k == 0:
             train_state = state
+    if options.length is not None:
+        tokens, sample_id = options.length.longest
+        report.context = {"model": options.length.model, "limit": options.length.limit, "longest": tokens,
+                          "longest_id": sample_id}  # fmt: skip
     log.info("validation done: %s", report.go_no_go())
     return report
+
+
+def length_check(model: str | os.PathLike, max_tokens: int | None = None) -> LengthCheck:
+    """The context-length rule's setup: the model's processor and its context in tokens.
+
+    Raises:
+        workbench.model.ModelNotFoundError: the model is not available locally.
+        ValueError: no ``max_tokens`` and the model's config names no ``max_position_embeddings``.
+    """
+    from workbench.model import load_processor, local_model_dir
+
+    folder = local_model_dir(model)
+    config = json.loads((folder / "config.json").read_text())
+    limit = (
+        max_tokens
+        or config.get("max_position_embeddings")
+        or (config.get("text_config") or {}).get("max_position_embeddings")
+    )
+    if not limit:
+        raise ValueError(f"{folder}/config.json names no max_position_embeddings: pass max_tokens")
+    return LengthCheck(load_processor(folder), int(limit), str(model))

@@ -29,6 +29,25 @@ ROLES = ("system", "scene", "user", "assistant")
 # --- per-sample rules -----------------------------------------------------------------------------
 
 
+@dataclass
+class LengthCheck:
+    """Token lengths against a model's context, estimated with its processor (see :func:`rule_length`)."""
+
+    processor: Any
+    limit: int  # tokens
+    model: str  # for messages
+    longest: tuple[int, str] = (0, "")  # (tokens, sample id) of the longest sample seen
+
+    def estimate(self, item: Item) -> int | None:
+        from workbench.collate import estimated_length
+
+        seconds = {p: i.duration for p, i in item.probes.items() if i.readable and i.duration is not None}
+        tokens = estimated_length(item.sample, self.processor, seconds)
+        if tokens is not None and tokens > self.longest[0]:
+            self.longest = (tokens, item.sample.id)
+        return tokens
+
+
 @dataclass(frozen=True)
 class Options:
     """Thresholds of the rules (the keyword arguments of :func:`validate`)."""
@@ -37,6 +56,7 @@ class Options:
     max_duration: float = 30.0
     max_silence: float = 1.0
     allow_placeholder: bool = False
+    length: LengthCheck | None = None  # with a model: TOO_LONG_FOR_CONTEXT
 
 
 @dataclass
@@ -336,6 +356,28 @@ def rule_ref_is_target(item: Item) -> list[Finding]:
     return out
 
 
+def rule_length(item: Item) -> list[Finding]:
+    """TOO_LONG_FOR_CONTEXT: the sample's tokens (text plus 25 per second of audio) exceed the model's context.
+
+    Only with a model (``validate(..., model=...)``); the count is estimated from durations, at most
+    one frame per clip above the exact one training computes before its first step.
+    """
+    check = item.options.length
+    if check is None:
+        return []
+    tokens = check.estimate(item)
+    if tokens is None or tokens <= check.limit:
+        return []
+    clips = sum(1 for m in item.sample.messages if m.is_audio)
+    return [
+        item.find(
+            "TOO_LONG_FOR_CONTEXT",
+            f"about {tokens:,} tokens ({clips} clip(s) at 25 tokens per second, plus text), over the "
+            f"{check.limit:,}-token context of {check.model}",
+        )
+    ]
+
+
 RULES: tuple[Callable[[Item], list[Finding]], ...] = (
     rule_start_index,
     rule_structure,
@@ -345,6 +387,7 @@ RULES: tuple[Callable[[Item], list[Finding]], ...] = (
     rule_audio_files,
     rule_duration,
     rule_ref_is_target,
+    rule_length,
 )
 
 
