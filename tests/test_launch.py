@@ -188,3 +188,47 @@ def test_killed_launch_resumes_from_the_last_complete_checkpoint(
     assert state["global_step"] == 30 and (out / "checkpoint-30" / COMPLETE_MARKER).is_file()
     steps = [step for step, _ in training_losses(out)]
     assert steps == sorted(set(steps)) and steps[-1] == 30  # one curve: no rows repeated after the resume
+
+
+def test_own_voice_flow_from_a_folder_of_clips(tiny_dir: Path, launch_env, tmp_path: Path) -> None:
+    """The README's "your own voice" commands, run from the data's folder: a folder of clips with
+    transcripts -> convert -> validate against the model -> split -> train with params/single_gpu.yaml
+    (one process, its accelerate config found beside the params file) -> generate with the adapter."""
+    import numpy as np
+    import soundfile as sf
+    from conftest import voiced
+
+    me = tmp_path / "data" / "me"
+    me.mkdir(parents=True)
+    texts = ["The first line I read.", "A second, longer sentence.", "Number three.", "And the fourth one."]
+    for i, text in enumerate(texts):
+        sf.write(me / f"{i:04d}.wav", voiced(1.2 + 0.2 * i, f0=130.0 + 5 * i), 24_000)
+        (me / f"{i:04d}.txt").write_text(text + "\n")
+    cli = [sys.executable, "-m", "workbench.cli"]
+    steps = [
+        ["convert", "data", "-o", "work/converted.jsonl"],
+        ["validate", "work/converted.jsonl", "--model", str(tiny_dir)],
+        ["split", "work/converted.jsonl", "-o", "work/train.jsonl", "--val-out", "work/val.jsonl", "--by", "sample",
+         "--val-fraction", "0.25"],
+        ["train", "--params", str(ROOT / "params" / "single_gpu.yaml"), "-p", "model", str(tiny_dir),
+         "-p", "train_data", "work/train.jsonl", "-p", "val_data", "work/val.jsonl", "-p", "output_dir", "runs/me",
+         "-p", "max_steps", "4", "-p", "save_steps", "2", "-p", "eval_steps", "2", "-p", "batch_size", "1",
+         "-p", "gradient_accumulation_steps", "1", "-p", "dataloader_num_workers", "0",
+         "-p", "mixed_precision", "no", "-p", "use_gradient_checkpointing", "false"],
+        ["generate", "--adapter", "runs/me/adapter", "--reference", "data/me/0000.wav", "--reference-text", texts[0],
+         "--text", "Hello, this is my voice.", "-o", "hello.wav", "--max-new-tokens", "40"],
+    ]  # fmt: skip
+    for step in steps:
+        proc = run(cli + step, launch_env, tmp_path)
+        assert proc.returncode == 0, (step[0], proc.stdout[-4000:])
+        if step[0] == "validate":
+            assert "GO: 4 trainable samples" in proc.stdout and "-token context." in proc.stdout
+    converted = [
+        json.loads(line) for line in (tmp_path / "work" / "converted.jsonl").read_text().splitlines()
+    ]
+    assert sorted(d["id"] for d in converted) == [f"me/{i:04d}" for i in range(4)]
+    assert all(d["speaker"] == "me" for d in converted)
+    run_json = json.loads((tmp_path / "runs" / "me" / "run.json").read_text())
+    assert run_json["world_size"] == 1 and run_json["result"]["global_step"] == 4
+    audio, sr = sf.read(tmp_path / "hello.wav")
+    assert sr == 24_000 and len(audio) > 0 and np.isfinite(audio).all()

@@ -130,7 +130,9 @@ def test_validate_notebook_writes_split_report_and_recipe(demo_run):
     assert "AUDIO_EMPTY" in text and "EMPTY_TEXT" in text  # the planted silent clip and empty transcript
     assert "GO:" in text
     # The demo passes its model: every sample's tokens were checked against the model's context.
-    assert report["summary"]["context"]["limit"] == 4096 and 0 < report["summary"]["context"]["longest"] < 4096
+    assert (
+        report["summary"]["context"]["limit"] == 4096 and 0 < report["summary"]["context"]["longest"] < 4096
+    )
     assert "tokens of the 4,096-token context" in text
 
 
@@ -163,6 +165,25 @@ def test_workbench_run_rejects_unknown_parameters(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 2
     assert "max_lisen" in proc.stderr and "max_listen" in proc.stderr
+
+
+def test_workbench_run_reads_yes_no_as_flags_only_for_boolean_parameters(tmp_path):
+    """`-p flag no` is False for a boolean parameter and the text "no" for any other."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    )
+    nb.cells = [
+        nbformat.v4.new_code_cell('flag = True\nword = "auto"', metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell('assert flag is False and word == "no", (flag, word)'),
+    ]
+    source = tmp_path / "flags.ipynb"
+    nbformat.write(nb, str(source))
+    cmd = [sys.executable, "-m", "workbench.cli", "run", str(source), "--out", str(tmp_path / "out"), "-p", "flag", "no",
+           "-p", "word", "no"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
 
 
 def test_report_command_rebuilds_the_index(demo_run, tmp_path):

@@ -185,6 +185,24 @@ def test_overrides_win_over_the_file() -> None:
     assert TrainParams().max_steps == -1  # the defaults are untouched
 
 
+def test_command_line_words_yes_no_on_off() -> None:
+    """`-p mixed_precision no` is the string "no" (a shell cannot quote it for YAML); a flag takes yes/no."""
+    from workbench.cli import build_parser, overrides_from
+
+    args = build_parser().parse_args(
+        ["train", "-p", "mixed_precision", "no", "-p", "merge", "yes", "-p", "skip_validation", "off",
+         "-p", "group_by_length", "false", "-p", "lora_r", "4", "-p", "resume_from_checkpoint", "no"]
+    )  # fmt: skip
+    overrides = overrides_from(args)
+    assert overrides == {"mixed_precision": "no", "merge": "yes", "skip_validation": "off",
+                         "group_by_length": False, "lora_r": 4, "resume_from_checkpoint": "no"}  # fmt: skip
+    params, _ = load_train_params(ROOT / "params" / "single_gpu.yaml", overrides)
+    assert params.mixed_precision == "no" and params.merge is True and params.skip_validation is False
+    assert params.group_by_length is False and params.lora_r == 4 and resolve_resume(params) is None
+    with pytest.raises(ParamsError, match="merge: expected bool, got 'maybe'"):
+        load_train_params(None, {"merge": "maybe"})
+
+
 def test_notebook_parameters_are_the_schema() -> None:
     declared = papermill.inspect_notebook(str(NOTEBOOK_DIR / "04_train.ipynb"))
     defaults = TrainParams().to_dict()

@@ -155,6 +155,9 @@ def _type_ok(value: Any, annotation: Any) -> tuple[bool, Any]:
     if annotation is int:
         return isinstance(value, int) and not isinstance(value, bool), value
     if annotation is bool:
+        from .report import as_flag
+
+        value = as_flag(value)  # -p merge yes
         return isinstance(value, bool), value
     if annotation is str:
         return isinstance(value, str), value

@@ -66,12 +66,39 @@ def notebook_parameters(notebook: str | os.PathLike) -> dict[str, Any]:
     return {name: info["default"] for name, info in papermill.inspect_notebook(str(notebook)).items()}
 
 
+# Words YAML 1.1 reads as booleans. On the command line they stay words (``-p mixed_precision no``
+# means the string "no"); a boolean parameter still takes them (:func:`as_flag`).
+FLAG_WORDS = {
+    "true": True,
+    "false": False,
+    "yes": True,
+    "no": False,
+    "on": True,
+    "off": False,
+    "y": True,
+    "n": False,
+}
+
+
 def parse_cli_value(text: str) -> Any:
-    """``-p NAME VALUE``: VALUE is read as YAML (numbers, booleans, lists), else kept as text."""
+    """``-p NAME VALUE``: VALUE is read as YAML (numbers, lists, true/false), else kept as text.
+
+    yes/no/on/off stay text: YAML 1.1 would read them as booleans, and on a command line there is
+    no way to quote them (the shell strips the quotes).
+    """
+    if text.strip().lower() in FLAG_WORDS.keys() - {"true", "false"}:
+        return text.strip()
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+
+
+def as_flag(value: Any) -> Any:
+    """``value`` as a bool when it is a yes/no/on/off/true/false word, else unchanged."""
+    if isinstance(value, str) and value.strip().lower() in FLAG_WORDS:
+        return FLAG_WORDS[value.strip().lower()]
+    return value
 
 
 def load_params(
@@ -160,6 +187,8 @@ def run_notebook(
     source = find_notebook(notebook)
     params = dict(parameters or {})
     check_parameters(source, params)
+    flags = {name for name, default in notebook_parameters(source).items() if default in ("True", "False")}
+    params = {k: as_flag(v) if k in flags else v for k, v in params.items()}  # -p exclude_errors no
     out = Path(out_dir).absolute()
     out.mkdir(parents=True, exist_ok=True)
     ipynb = out / source.name
