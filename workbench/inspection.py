@@ -102,7 +102,7 @@ class DatasetStats:
             lines.append(f"{self.bad_records:,} lines are not canonical samples (run validate for details)")
         top = ", ".join(f"{s} {n:,}" for s, n in list(self.speakers.items())[:5])
         more = f", … ({len(self.speakers) - 5} more)" if len(self.speakers) > 5 else ""
-        lines.append(f"{len(self.speakers)} speakers: {top}{more}")
+        lines.append(f"{len(self.speakers)} speaker{'' if len(self.speakers) == 1 else 's'}: {top}{more}")
         if self.target_hours is not None:
             lines.append(f"target audio: {self.target_hours:.2f} h")
         if self.duration:
