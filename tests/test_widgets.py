@@ -163,6 +163,21 @@ def test_sample_browser_filter_and_static_html(samples):
     assert "c.wav" in browser.static_html(["c"])
 
 
+def test_sample_browser_lists_at_most_max_options_and_says_how_many_match(samples, monkeypatch):
+    """200,000 ids in a <select> stall the browser: list a few hundred, say how many, filter for the rest."""
+    base = samples[0]
+    many = [Sample(f"utt{i:05d}", base.messages, base.start_index, f"spk{i % 7}") for i in range(1_200)]
+    monkeypatch.setattr(SampleBrowser, "MAX_OPTIONS", 500)
+    browser = SampleBrowser(many)
+    assert len(browser.select_box.options) == 500 and browser.selected == "utt00000"
+    assert "1,200 samples; 500 listed, type to filter the other 700" in browser.count.value
+    browser.select("utt01150")  # beyond the listed ones: listed too, and selected
+    assert browser.select_box.value == "utt01150" and "utt01150" in browser.select_box.options
+    browser.filter_box.value = "utt011"
+    assert list(browser.select_box.options) == [f"utt{i:05d}" for i in range(1100, 1200)]
+    assert browser.count.value == "<small>100 samples</small>" and browser.selected == "utt01150"
+
+
 # --- IssueTable ----------------------------------------------------------------------------------
 
 

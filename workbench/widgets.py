@@ -266,6 +266,7 @@ class SampleBrowser(_View):
     """
 
     ROLES = ("reference", "target")
+    MAX_OPTIONS = 500  # a list of 100,000 ids would stall the browser: type to filter instead
 
     def __init__(
         self, samples: Iterable[Sample], listener: Listener | None = None, max_seconds: float = 10.0
@@ -279,7 +280,9 @@ class SampleBrowser(_View):
         self.selected: str | None = None
         self.filter_text = ""
         self.filter_box = W.Text(placeholder="id, speaker or text", description="filter")
-        self.select_box = W.Select(options=list(self.samples), rows=10, description="sample")
+        self.select_box = W.Select(options=[], rows=10, description="sample")
+        self.count = W.HTML()
+        self._set_options(list(self.samples))
         self.texts = W.HTML()
         self.players = {r: W.Audio(format="wav", autoplay=False, loop=False) for r in self.ROLES}
         self.images = {r: W.Image(format="png") for r in self.ROLES}
@@ -293,7 +296,7 @@ class SampleBrowser(_View):
             for r in self.ROLES
         ]
         self.widget = W.VBox(
-            [W.HBox([W.VBox([self.filter_box, self.select_box]), self.texts]), W.HBox(panels)]
+            [W.HBox([W.VBox([self.filter_box, self.select_box, self.count]), self.texts]), W.HBox(panels)]
         )
         if self.samples:
             self.select(next(iter(self.samples)))
@@ -304,16 +307,31 @@ class SampleBrowser(_View):
         needle = self.filter_text.strip().lower()
         return [i for i, text in self._haystack.items() if needle in text]
 
+    def _set_options(self, visible: list[str]) -> None:
+        """List at most :attr:`MAX_OPTIONS` of ``visible`` (the selected one always), and say how many match."""
+        shown = visible[: self.MAX_OPTIONS]
+        selected = getattr(self, "selected", None)
+        if selected in visible and selected not in shown:
+            shown.append(selected)
+        self.select_box.options = shown
+        more = len(visible) - len(shown)
+        self.count.value = (
+            f"<small>{len(visible):,} samples; {len(shown):,} listed, type to filter the other {more:,}</small>"
+            if more > 0
+            else f"<small>{len(visible):,} samples</small>"
+        )
+
     def set_filter(self, text: str) -> None:
         """Show only matching samples; the first one is selected when the selection is hidden."""
         self.filter_text = text
+        visible = self.visible_ids
         with self._quiet():
             self.filter_box.value = text
-            self.select_box.options = self.visible_ids  # resets the value: set it back
-            self.select_box.value = self.selected if self.selected in self.visible_ids else None
-        if self.selected not in self.visible_ids:
-            if self.visible_ids:
-                self.select(self.visible_ids[0])
+            self._set_options(visible)  # resets the value: set it back
+            self.select_box.value = self.selected if self.selected in visible else None
+        if self.selected not in visible:
+            if visible:
+                self.select(visible[0])
             else:
                 self._clear()
 
@@ -325,6 +343,8 @@ class SampleBrowser(_View):
         if sample_id not in self.visible_ids:
             self.set_filter("")
         with self._quiet():
+            if sample_id not in self.select_box.options:  # beyond the listed ones
+                self._set_options(self.visible_ids)
             self.select_box.value = sample_id
         sample = self.samples[sample_id]
         self.texts.value = self._texts_html(sample)
