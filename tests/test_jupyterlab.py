@@ -245,7 +245,7 @@ def test_inspect_notebook_widgets_work_in_jupyterlab(lab_page, tmp_path):
     _wait_until(lambda: all(a["duration"] > 0.5 for a in _audio_state(browser)), "the players to load")
     select.select_option(ids[3])
     _wait_until(lambda: _audio_state(browser)[0]["src"] != audio[0]["src"], "new audio for the sample")
-    _wait_until(lambda: ids[3] in browser.locator(".widget-html").first.text_content(), "the sample's texts")
+    _wait_until(lambda: ids[3] in browser.locator(".wb-sample-texts").text_content(), "the sample's texts")
     _wait_until(lambda: all(a["duration"] > 0.5 for a in _audio_state(browser)), "the new players to load")
     widths = browser.locator("img").evaluate_all("els => els.map(i => i.naturalWidth)")
     assert len(widths) == 2 and all(w > 100 for w in widths), widths

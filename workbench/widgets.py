@@ -284,6 +284,7 @@ class SampleBrowser(_View):
         self.count = W.HTML()
         self._set_options(list(self.samples))
         self.texts = W.HTML()
+        self.texts.add_class("wb-sample-texts")
         self.players = {r: W.Audio(format="wav", autoplay=False, loop=False) for r in self.ROLES}
         self.images = {r: W.Image(format="png") for r in self.ROLES}
         self.notes = {r: W.HTML() for r in self.ROLES}
