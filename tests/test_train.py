@@ -39,6 +39,7 @@ from workbench.train import (
     remove_incomplete_checkpoints,
     resolve_resume,
     trainable_table,
+    training_schedule,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -503,6 +504,46 @@ def test_eval_trend_flags_a_rising_validation_loss() -> None:
     assert eval_trend([{"step": 10, "eval_loss": 2.0}]) is None
     resumed = [{"step": 10, "eval_loss": 2.0}, {"step": 20, "eval_loss": 3.0}, {"step": 20, "eval_loss": 1.5}]
     assert not eval_trend(resumed)["rising"]  # the resumed run's value for a step replaces the killed run's
+
+
+def test_schedule_predicts_the_trainers_step_count(
+    tiny_dir: Path, small_split: tuple[Path, Path], codes_dir: Path, tmp_path: Path
+) -> None:
+    """The schedule printed before step 1 is the Trainer's own count (4 samples, batch 1 x 3 accumulation:
+    a remainder batch makes a second step per epoch)."""
+    train, _ = small_split
+    params = params_for(
+        tiny_dir, train, None, tmp_path / "out", codes_dir, num_epochs=1.5, batch_size=1, gradient_accumulation_steps=3,
+        lora_r=4, lora_alpha=8, save_steps=100, logging_steps=1,
+    )  # fmt: skip
+    prepared = prepare(params)
+    schedule = prepared.schedule
+    assert (schedule["effective_batch"], schedule["steps_per_epoch"], schedule["total_steps"]) == (3, 2, 3)
+    assert (
+        "schedule: effective batch 3 (1 x 3 accumulation x 1 rank); 2 steps per epoch; 3 steps"
+        in prepared.summary()
+    )
+    assert schedule["notes"] == ["save_steps 100 >= 3 steps: no checkpoint before the end"]
+    assert fit(prepared).global_step == schedule["total_steps"]
+
+
+def test_schedule_arithmetic_and_notes() -> None:
+    h200 = TrainParams(batch_size=4, gradient_accumulation_steps=4, num_epochs=3, warmup_ratio=0.05, save_steps=250,
+                       eval_steps=250)  # fmt: skip
+    schedule = training_schedule(h200, 100_000, 8)
+    assert (schedule["effective_batch"], schedule["steps_per_epoch"], schedule["total_steps"]) == (
+        128,
+        782,
+        2346,
+    )
+    assert schedule["warmup_steps"] == 118 and schedule["notes"] == []
+    small = training_schedule(h200, 10_000, 8)  # 79 steps per epoch: 237 steps never reach save_steps 250
+    assert small["notes"][0] == "save_steps 250 >= 237 steps: no checkpoint before the end"
+    assert "effective batch 128 (4 x 4 accumulation x 8 ranks)" in schedule["text"]
+    tiny = training_schedule(TrainParams(batch_size=8, max_steps=10, eval_steps=20, save_steps=5), 5, 1)
+    assert tiny["total_steps"] == 10 and tiny["steps_per_epoch"] == 1
+    assert tiny["notes"] == ["eval_steps 20 >= 10 steps: no evaluation before the end",
+                             "5 samples < effective batch 8: every step sees the whole set"]  # fmt: skip
 
 
 def test_merged_loads_without_peft_and_matches_the_adapter(trained, tiny_dir: Path) -> None:

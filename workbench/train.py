@@ -57,16 +57,52 @@ class Prepared:
     train_lengths: list[int] = field(default_factory=list)
     max_length: int | None = None
     padding: dict[str, float] = field(default_factory=dict)
+    schedule: dict[str, Any] = field(default_factory=dict)  # see training_schedule()
 
     def summary(self) -> str:
         if self.stop:
             return f"data check only: {self.report.go_no_go()}"
         longest = max(self.train_lengths) if self.train_lengths else 0
-        return (
+        text = (
             f"{len(self.train_samples)} train / {len(self.val_samples)} val samples; longest sequence "
             f"{longest} tokens (limit {self.max_length}); padding {self.padding.get('grouped', 0):.1%} grouped "
             f"vs {self.padding.get('random', 0):.1%} random batches"
         )
+        return f"{text}\n{self.schedule['text']}" if self.schedule else text
+
+
+def training_schedule(params: TrainParams, train_samples: int, world_size: int) -> dict[str, Any]:
+    """The run's schedule as the Trainer will count it, in numbers and in one sentence.
+
+    Effective batch = ``batch_size`` x ``gradient_accumulation_steps`` x ranks; an epoch is
+    ``ceil(ceil(samples / (batch_size x ranks)) / gradient_accumulation_steps)`` optimizer steps;
+    ``max_steps`` > 0 wins over ``num_epochs``. Notes say when a checkpoint or an evaluation would
+    never happen before the end, or when an epoch is a single step.
+    """
+    import math
+
+    effective = params.batch_size * params.gradient_accumulation_steps * world_size
+    batches = math.ceil(train_samples / (params.batch_size * world_size)) if train_samples else 0
+    per_epoch = max(1, math.ceil(batches / params.gradient_accumulation_steps)) if batches else 0
+    total = params.max_steps if params.max_steps > 0 else math.ceil(params.num_epochs * per_epoch)
+    warmup = math.ceil(params.warmup_ratio * total)
+    epochs = total / per_epoch if per_epoch else 0.0
+    notes = []
+    if total and params.save_steps >= total:
+        notes.append(f"save_steps {params.save_steps} >= {total} steps: no checkpoint before the end")
+    if total and params.val_data and params.eval_steps >= total:
+        notes.append(f"eval_steps {params.eval_steps} >= {total} steps: no evaluation before the end")
+    if per_epoch == 1 and train_samples < effective:
+        notes.append(f"{train_samples} samples < effective batch {effective}: every step sees the whole set")
+    text = (
+        f"schedule: effective batch {effective} ({params.batch_size} x {params.gradient_accumulation_steps} "
+        f"accumulation x {world_size} rank{'s' if world_size > 1 else ''}); {per_epoch} steps per epoch; "
+        f"{total} steps ({epochs:.2g} epochs); warmup {warmup} steps; checkpoint every {params.save_steps}"
+        + (f", evaluation every {params.eval_steps}" if params.val_data else "")
+        + "".join(f". Note: {n}" for n in notes)
+    )
+    return {"effective_batch": effective, "steps_per_epoch": per_epoch, "total_steps": total,
+            "epochs": epochs, "warmup_steps": warmup, "notes": notes, "text": text}  # fmt: skip
 
 
 def _state():
@@ -190,6 +226,7 @@ def prepare(params: TrainParams) -> Prepared:
     prepared.padding = (
         padding_report(lengths, max(1, min(effective, len(lengths))), seed=params.seed) if lengths else {}
     )
+    prepared.schedule = training_schedule(params, len(train_samples), state.num_processes)
     _main_print(prepared.summary())
     return prepared
 
