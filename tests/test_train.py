@@ -6,6 +6,7 @@ The end-to-end launches under ``accelerate launch`` are in test_launch.py.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import os
 import re
@@ -174,6 +175,17 @@ def test_params_yaml_pitfalls_are_handled(tmp_path: Path) -> None:
     params, _ = load_train_params(path, {"mixed_precision": "no"})
     assert params.learning_rate == 1e-4  # YAML 1.1 reads "1e-4" as a string
     assert params.modules_to_save == ["audio_lm_head"]  # a single name becomes a list
+
+
+def test_step_intervals_are_whole_steps_or_fractions_of_the_run() -> None:
+    assert not TrainParams(save_steps=0.1, eval_steps=0.25, logging_steps=1).check()
+    problems = TrainParams(save_steps=0, eval_steps=1.5, logging_steps=-2).check()
+    assert problems == [
+        f"{name}: a whole number of steps (at least 1) or a fraction of the run in (0, 1), got {value}"
+        for name, value in (("save_steps", 0), ("eval_steps", 1.5), ("logging_steps", -2))
+    ]
+    params, _ = load_train_params(ROOT / "params" / "h200x8.yaml")
+    assert params.save_steps == 0.1 and params.eval_steps == 0.1 and isinstance(params.logging_steps, int)
 
 
 def test_overrides_win_over_the_file() -> None:
@@ -514,17 +526,21 @@ def test_schedule_predicts_the_trainers_step_count(
     train, _ = small_split
     params = params_for(
         tiny_dir, train, None, tmp_path / "out", codes_dir, num_epochs=1.5, batch_size=1, gradient_accumulation_steps=3,
-        lora_r=4, lora_alpha=8, save_steps=100, logging_steps=1,
+        lora_r=4, lora_alpha=8, save_steps=0.5, logging_steps=1,
     )  # fmt: skip
     prepared = prepare(params)
     schedule = prepared.schedule
     assert (schedule["effective_batch"], schedule["steps_per_epoch"], schedule["total_steps"]) == (3, 2, 3)
-    assert (
-        "schedule: effective batch 3 (1 x 3 accumulation x 1 rank); 2 steps per epoch; 3 steps"
-        in prepared.summary()
-    )
-    assert schedule["notes"] == ["save_steps 100 >= 3 steps: no checkpoint before the end"]
+    summary = prepared.summary()
+    assert "schedule: effective batch 3 (1 x 3 accumulation x 1 rank); 2 steps per epoch; 3 steps" in summary
+    assert schedule["save_every"] == 2 and schedule["notes"] == []  # half of 3 steps, rounded up
     assert fit(prepared).global_step == schedule["total_steps"]
+    assert (
+        tmp_path / "out" / "checkpoint-2" / COMPLETE_MARKER
+    ).is_file()  # the Trainer read 0.5 the same way
+    assert training_schedule(dataclasses.replace(params, save_steps=100), 4, 1)["notes"] == [
+        "save_steps 100 >= 3 steps: no checkpoint before the end"
+    ]
 
 
 def test_schedule_arithmetic_and_notes() -> None:
@@ -540,6 +556,7 @@ def test_schedule_arithmetic_and_notes() -> None:
     small = training_schedule(h200, 10_000, 8)  # 79 steps per epoch: 237 steps never reach save_steps 250
     assert small["notes"][0] == "save_steps 250 >= 237 steps: no checkpoint before the end"
     assert "effective batch 128 (4 x 4 accumulation x 8 ranks)" in schedule["text"]
+    assert training_schedule(dataclasses.replace(h200, save_steps=0.1), 100_000, 8)["save_every"] == 235
     tiny = training_schedule(TrainParams(batch_size=8, max_steps=10, eval_steps=20, save_steps=5), 5, 1)
     assert tiny["total_steps"] == 10 and tiny["steps_per_epoch"] == 1
     assert tiny["notes"] == ["eval_steps 20 >= 10 steps: no evaluation before the end",

@@ -63,10 +63,12 @@ class TrainParams:
     mixed_precision: str = "no"  # "bf16" | "fp16" | "no"
     use_gradient_checkpointing: bool = False  # trades ~30% speed for much less activation memory
     dataloader_num_workers: int = 0
-    save_steps: int = 50
+    save_steps: int | float = (
+        50  # steps, or a fraction of the run (0.1: ten checkpoints, whatever the data size)
+    )
     save_total_limit: int = 3
-    eval_steps: int = 50
-    logging_steps: int = 5
+    eval_steps: int | float = 50  # steps, or a fraction of the run
+    logging_steps: int | float = 5  # steps, or a fraction of the run
     codes_cache_dir: str | None = None  # default: <WORKBENCH_CACHE_DIR>/codes
     resume_from_checkpoint: str | None = (
         "auto"  # "auto": latest complete checkpoint in output_dir; None: fresh
@@ -83,17 +85,15 @@ class TrainParams:
         problems = []
         if self.mixed_precision not in ("bf16", "fp16", "no"):
             problems.append(f"mixed_precision: expected bf16, fp16 or no, got {self.mixed_precision!r}")
-        for name in (
-            "batch_size",
-            "gradient_accumulation_steps",
-            "lora_r",
-            "lora_alpha",
-            "save_steps",
-            "eval_steps",
-            "logging_steps",
-        ):
+        for name in ("batch_size", "gradient_accumulation_steps", "lora_r", "lora_alpha"):
             if getattr(self, name) < 1:
                 problems.append(f"{name}: must be at least 1, got {getattr(self, name)}")
+        for name in ("save_steps", "eval_steps", "logging_steps"):
+            value = getattr(self, name)
+            if not (0 < value < 1 or (value >= 1 and value == int(value))):
+                problems.append(
+                    f"{name}: a whole number of steps (at least 1) or a fraction of the run in (0, 1), got {value}"
+                )
         if not 0 <= self.lora_dropout < 1:
             problems.append(f"lora_dropout: must be in [0, 1), got {self.lora_dropout}")
         if not 0 <= self.warmup_ratio < 1:

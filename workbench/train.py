@@ -87,22 +87,27 @@ def training_schedule(params: TrainParams, train_samples: int, world_size: int) 
     total = params.max_steps if params.max_steps > 0 else math.ceil(params.num_epochs * per_epoch)
     warmup = math.ceil(params.warmup_ratio * total)
     epochs = total / per_epoch if per_epoch else 0.0
+    save_every, eval_every = (
+        interval_steps(params.save_steps, total),
+        interval_steps(params.eval_steps, total),
+    )
     notes = []
-    if total and params.save_steps >= total:
+    if total and save_every >= total:
         notes.append(f"save_steps {params.save_steps} >= {total} steps: no checkpoint before the end")
-    if total and params.val_data and params.eval_steps >= total:
+    if total and params.val_data and eval_every >= total:
         notes.append(f"eval_steps {params.eval_steps} >= {total} steps: no evaluation before the end")
     if per_epoch == 1 and train_samples < effective:
         notes.append(f"{train_samples} samples < effective batch {effective}: every step sees the whole set")
     text = (
         f"schedule: effective batch {effective} ({params.batch_size} x {params.gradient_accumulation_steps} "
         f"accumulation x {world_size} rank{'s' if world_size > 1 else ''}); {per_epoch} steps per epoch; "
-        f"{total} steps ({epochs:.2g} epochs); warmup {warmup} steps; checkpoint every {params.save_steps}"
-        + (f", evaluation every {params.eval_steps}" if params.val_data else "")
+        f"{total} steps ({epochs:.2g} epochs); warmup {warmup} steps; checkpoint every {save_every}"
+        + (f", evaluation every {eval_every}" if params.val_data else "")
         + "".join(f". Note: {n}" for n in notes)
     )
-    return {"effective_batch": effective, "steps_per_epoch": per_epoch, "total_steps": total,
-            "epochs": epochs, "warmup_steps": warmup, "notes": notes, "text": text}  # fmt: skip
+    return {"effective_batch": effective, "steps_per_epoch": per_epoch, "total_steps": total, "epochs": epochs,
+            "warmup_steps": warmup, "save_every": save_every, "eval_every": eval_every, "notes": notes,
+            "text": text}  # fmt: skip
 
 
 def _state():
@@ -566,6 +571,19 @@ def _callbacks(params: TrainParams) -> list[Any]:
     return [MetricsJsonl(), CompleteMarker()]
 
 
+def _steps(value: int | float) -> int | float:
+    """A step interval for the Trainer: whole steps as an int, a fraction of the run as it is."""
+    return value if 0 < value < 1 else int(value)
+
+
+def interval_steps(value: int | float, total: int) -> int:
+    """The steps between saves (or evaluations, logs): ``value`` steps, or that fraction of ``total``,
+    rounded up as the Trainer does."""
+    import math
+
+    return max(1, math.ceil(value * total)) if 0 < value < 1 else int(value)
+
+
 def training_arguments(params: TrainParams, has_eval: bool) -> Any:
     from transformers import TrainingArguments
 
@@ -588,11 +606,11 @@ def training_arguments(params: TrainParams, has_eval: bool) -> Any:
         gradient_checkpointing_kwargs={"use_reentrant": False} if params.use_gradient_checkpointing else None,
         dataloader_num_workers=params.dataloader_num_workers,
         save_strategy="steps",
-        save_steps=params.save_steps,
+        save_steps=_steps(params.save_steps),
         save_total_limit=params.save_total_limit,
         eval_strategy="steps" if has_eval else "no",
-        eval_steps=params.eval_steps if has_eval else None,
-        logging_steps=params.logging_steps,
+        eval_steps=_steps(params.eval_steps) if has_eval else None,
+        logging_steps=_steps(params.logging_steps),
         seed=params.seed,
         data_seed=params.seed,
         report_to=["tensorboard"],
