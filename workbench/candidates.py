@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .train import COMPLETE_MARKER  # written into a checkpoint once it is completely saved
+from .checkpoints import COMPLETE_MARKER  # written into a checkpoint once it is completely saved
 
 log = logging.getLogger(__name__)
 
