@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -218,11 +219,22 @@ def test_own_voice_flow_from_a_folder_of_clips(tiny_dir: Path, launch_env, tmp_p
         ["generate", "--adapter", "runs/me/adapter", "--reference", "data/me/0000.wav", "--reference-text", texts[0],
          "--text", "Hello, this is my voice.", "-o", "hello.wav", "--max-new-tokens", "40"],
     ]  # fmt: skip
+    printed = {}
     for step in steps:
         proc = run(cli + step, launch_env, tmp_path)
         assert proc.returncode == 0, (step[0], proc.stdout[-4000:])
+        printed[step[0]] = proc.stdout
         if step[0] == "validate":
             assert "GO: 4 trainable samples" in proc.stdout and "-token context." in proc.stdout
+    # The launcher ends with the next commands; the comparison it prints runs as printed.
+    lines = printed["train"].splitlines()
+    assert "next:" in lines and any(
+        line.strip().startswith("listen:  workbench generate --adapter") for line in lines
+    )
+    evaluate = next(line.split(":  ", 1)[1] for line in lines if "compare every checkpoint" in line)
+    proc = run(cli + shlex.split(evaluate)[1:], launch_env, tmp_path)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert (tmp_path / "runs" / "me" / "05_evaluate" / "metrics.json").is_file()
     converted = [
         json.loads(line) for line in (tmp_path / "work" / "converted.jsonl").read_text().splitlines()
     ]

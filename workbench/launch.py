@@ -177,7 +177,30 @@ def train_launch(
         workbench.params.ParamsError: every parameter problem, before anything starts.
     """
     params, launch = load_train_params(params_file, overrides)
-    return launch_notebook(NOTEBOOK, params.to_dict(), launch, params.output_dir, dry_run=dry_run)
+    code = launch_notebook(NOTEBOOK, params.to_dict(), launch, params.output_dir, dry_run=dry_run)
+    if code == 0 and not dry_run and not params.validate_data_only:
+        print(next_steps(params), flush=True)
+    return code
+
+
+def next_steps(params: Any) -> str:
+    """What to run after a training run: listen, compare every checkpoint, export (exact commands)."""
+    out = Path(params.output_dir).absolute()
+    eval_params = Path(__file__).resolve().parents[1] / "params" / "evaluate_demo.yaml"
+    evaluate = (
+        f"workbench evaluate --params {eval_params} -p base_model {params.model} "
+        f'-p adapters "[{out}]" -p eval_data {params.val_data or params.train_data} -p output_dir {out / "05_evaluate"}'
+    )
+    return "\n".join(
+        [
+            f"report: {out / (NOTEBOOK + '.html')}",
+            "next:",
+            f"  listen:  workbench generate --adapter {out / 'adapter'} --reference REF.wav "
+            '--reference-text "its transcript" --text "Hello." -o hello.wav',
+            f"  compare every checkpoint with the base model:  {evaluate}",
+            f"  export merged weights:  workbench export {out / 'adapter'} -o {out / 'exported'}",
+        ]
+    )
 
 
 def _kill_children() -> None:
