@@ -165,7 +165,14 @@ def test_prompt_only_batch_raises(processor, codes_cache, audio_dir: Path) -> No
     with pytest.raises(NoSupervisedTokensError, match=r"every label is masked.*prompt-7.*workbench validate"):
         collator([prompt, cloning_sample(audio_dir, "prompt-8", target=None)])
     assert issubclass(NoSupervisedTokensError, ValueError)
-    mixed = collator([prompt, cloning_sample(audio_dir)])  # one target is enough
+    # The sample contract is the collator's last guard: a prompt is refused by name even beside a target.
+    with pytest.raises(NoSupervisedTokensError, match=r"'prompt-7'.*MISSING_TARGET_AUDIO"):
+        collator([cloning_sample(audio_dir), prompt])
+    # Pre-encoded features skip the per-sample guard; the batch-level check still catches them.
+    encoded = [encode_sample(prompt, processor, codes_cache)] * 2
+    with pytest.raises(NoSupervisedTokensError, match=r"every label is masked.*prompt-7, prompt-7"):
+        collator(encoded)
+    mixed = collator([encoded[0], cloning_sample(audio_dir)])
     assert (mixed["audio_labels"][0] == IGNORE_INDEX).all()
     assert (mixed["audio_labels"][1] != IGNORE_INDEX).any()
     evaluation = HiggsAudioCollator(processor, codes_cache, require_targets=False)([prompt])

@@ -94,12 +94,21 @@ def test_multi_turn_chatml_with_user_audio_is_not_mixed():
     assert formats.detect(record) == "chatml"
 
 
-def test_mixed_shape_with_explicit_start_index_is_chatml():
+def test_mixed_shape_with_explicit_start_index_is_mixed_and_a_prompt(tmp_path):
+    """A user turn [reference text, reference audio, target text] with a start_index and no assistant
+    turn is an evaluation prompt: its only audio is the reference, whatever start_index says."""
     record = {
         "start_index": 1,
-        "messages": [{"role": "user", "content": ["r", {"type": "audio", "audio_url": "r.wav"}, "t"]}],
+        "messages": [
+            {"role": "system", "content": SYS},
+            {"role": "user", "content": ["r", {"type": "audio", "audio_url": "r.wav"}, "t"]},
+        ],
     }
-    assert formats.detect(record) == "chatml"
+    assert formats.detect(record) == "mixed"
+    assert formats.FORMATS["mixed"].layout(record) == "mixed+start_index"
+    s = to_convert("mixed", record, tmp_path)
+    assert layout(s) == [("system", SYS), ("user", "r"), ("assistant", "r.wav"), ("user", "t")]
+    assert s.start_index == 3 and s.target_audio() == [] and not s.is_trainable
 
 
 # --- chatml --------------------------------------------------------------------------------
@@ -508,7 +517,8 @@ def test_mixed_assistant_text_wins_over_instruction_prefixed_user_text(tmp_path)
         ("assistant", "t.wav"),
     ]
     assert s.start_index == 3 and s.is_trainable
-    assert s.misc["instruction"] == INSTRUCTION + "the target"
+    assert s.misc["instruction"] == INSTRUCTION.strip()
+    assert s.misc["original_texts"] == [{"message": 3, "text": INSTRUCTION + "the target"}]
 
 
 def test_mixed_misc_transcript_wins(tmp_path):
@@ -518,9 +528,10 @@ def test_mixed_misc_transcript_wins(tmp_path):
     assert s.misc["target_text"] == "From misc."  # the source misc is kept
 
 
-def test_mixed_without_transcript_elsewhere_uses_user_text(tmp_path):
+def test_mixed_without_transcript_elsewhere_uses_user_text_without_its_instruction(tmp_path):
     s = to_convert("mixed", _mixed({"type": "audio", "audio_url": "t.wav"}), tmp_path)
-    assert s.target_text() == INSTRUCTION + "the target"
+    assert s.target_text() == "the target"
+    assert s.misc["original_texts"] == [{"message": 3, "text": INSTRUCTION + "the target"}]
 
 
 @pytest.mark.parametrize(

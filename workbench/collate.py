@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from workbench.contract import PROMPT, SampleContractError, check_sample, require_usable
 from workbench.sample import Message, Sample
 
 if TYPE_CHECKING:
@@ -84,17 +85,16 @@ def _structure_error(sample: Sample, problem: str) -> ValueError:
 
 
 def _ordered_messages(sample: Sample) -> list[tuple[int, Message]]:
-    """``(index, message)`` pairs in template order: system, merged scene, then the rest."""
+    """``(index, message)`` pairs in template order: system, merged scene, then the rest.
+
+    The caller has checked the sample against the contract (the system message is first).
+    """
     messages = list(enumerate(sample.messages))
-    if not messages or messages[0][1].role != "system" or messages[0][1].text is None:
-        raise _structure_error(sample, "the first message must be a text 'system' message")
     scenes = [(i, m) for i, m in messages if m.role == "scene"]
-    if any(m.text is None for _, m in scenes):
-        raise _structure_error(sample, "a 'scene' message holds audio; scene descriptions must be text")
     rest = [(i, m) for i, m in messages[1:] if m.role != "scene"]
     if scenes:
         # The template reads a scene only right after the system turn; several are joined.
-        scene_text = "\n".join(m.text.strip() for _, m in scenes)
+        scene_text = "\n".join(m.text.strip() for _, m in scenes)  # type: ignore[union-attr]
         scenes = [(scenes[0][0], Message("scene", scene_text))]
     return [messages[0], *scenes, *rest]
 
@@ -114,7 +114,7 @@ def sample_to_conversation(sample: Sample, audio: Mapping[str, Any] | None = Non
     turns are text; assistant turns are audio.
 
     Args:
-        sample: A canonical sample.
+        sample: A canonical sample (trainable or a prompt).
         audio: Optional ``audio_url -> waveform`` map; mapped audio entries carry the waveform
             (``{"type": "audio", "audio": array}``), the others the file path
             (``{"type": "audio", "path": url}``), both of which ``apply_chat_template`` loads.
@@ -123,22 +123,17 @@ def sample_to_conversation(sample: Sample, audio: Mapping[str, Any] | None = Non
         A list of ``{"role", "content": [part]}`` dicts for ``processor.apply_chat_template``.
 
     Raises:
-        ValueError: No leading system message, audio outside assistant turns, or text in an
-            assistant turn (names the sample).
+        SampleContractError: The sample breaks the contract (no leading system message, audio
+            outside assistant turns, text in an assistant turn...), naming the sample.
     """
+    require_usable(sample, trainable=False)
     conversation = []
     for _, message in _ordered_messages(sample):
         if message.is_audio:
-            if message.role != "assistant":
-                raise _structure_error(sample, f"audio in a '{message.role}' message (only assistant audio)")
             url = message.audio_url
             in_memory = audio is not None and url in audio
             part = {"type": "audio", "audio": audio[url]} if in_memory else {"type": "audio", "path": url}
         else:
-            if message.role == "assistant":
-                raise _structure_error(
-                    sample, "an assistant message holds text; assistant turns must be audio"
-                )
             part = {"type": "text", "text": message.text}
         conversation.append({"role": message.role, "content": [part]})
     return conversation
@@ -390,8 +385,21 @@ class HiggsAudioCollator:
         return {**self.__dict__, "processor": processor}
 
     def encode(self, feature: Sample | Mapping[str, Any]) -> Mapping[str, Any]:
-        """A feature as per-sample tensors (encodes :class:`Sample` objects)."""
+        """A feature as per-sample tensors (encodes :class:`Sample` objects).
+
+        The sample contract is the last guard here: an invalid sample, or (when targets are
+        required) a prompt, is refused by name before anything is built.
+        """
         if isinstance(feature, Sample):
+            verdict = check_sample(feature)
+            if verdict.kind == PROMPT and self.require_targets:
+                raise NoSupervisedTokensError(
+                    f"every label is masked for sample {feature.id!r} ({feature.provenance()}): "
+                    f"{verdict.describe()}; run `workbench validate` (prompt-only samples belong in the "
+                    "prompts file, not the training set)"
+                )
+            if not verdict.usable:
+                raise SampleContractError(feature, verdict)
             return encode_sample(feature, self.processor, self.codes_cache, self.max_length)
         return feature
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from . import formats
 from .audio import TARGET_SAMPLE_RATE, write_wav
+from .contract import INVALID, TRAINABLE, check_sample
 from .findings import ERROR, WARNING, Finding, finding
 from .formats.base import ConvertContext, RecordError, ReferencePool
 from .readers import RawRecord, iter_records
@@ -99,6 +100,7 @@ class Outcome:
     sample: Sample | None = None
     format: str | None = None
     findings: list[Finding] = field(default_factory=list)
+    layout: str | None = None  # the format's variant, e.g. "mixed+start_index" (None: the format itself)
 
 
 @dataclass
@@ -110,6 +112,7 @@ class ConvertReport:
     prompts: int = 0
     rejected: int = 0
     formats: Counter = field(default_factory=Counter)
+    layouts: Counter = field(default_factory=Counter)  # records per detected layout (format variant)
     issues: list[Finding] = field(default_factory=list)
     outputs: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
@@ -118,6 +121,7 @@ class ConvertReport:
         self.total += 1
         if outcome.format:
             self.formats[outcome.format] += 1
+            self.layouts[outcome.layout or outcome.format] += 1
         if outcome.kind == "trainable":
             self.converted += 1
         elif outcome.kind == "prompt":
@@ -133,6 +137,7 @@ class ConvertReport:
             "prompts": self.prompts,
             "rejected": self.rejected,
             "formats": dict(sorted(self.formats.items())),
+            "layouts": dict(sorted(self.layouts.items())),
             "issues": [f.to_dict() for f in self.issues],
             "outputs": self.outputs,
             "seconds": round(self.seconds, 3),
@@ -140,6 +145,8 @@ class ConvertReport:
 
     def summary_line(self) -> str:
         fmts = ", ".join(f"{k}: {v}" for k, v in sorted(self.formats.items())) or "none"
+        if set(self.layouts) != set(self.formats):
+            fmts += "; layouts: " + ", ".join(f"{k}: {v}" for k, v in sorted(self.layouts.items()))
         return (
             f"{self.total} records -> {self.converted} trainable, {self.prompts} prompt-only, "
             f"{self.rejected} rejected (formats: {fmts})"
@@ -279,8 +286,11 @@ class Converter:
                 "rejected",
                 findings=[finding("UNKNOWN_FORMAT", f"no format matches keys ({keys})", **where)],
             )
+        module = formats.FORMATS[name]
+        ctx = self.context(raw)
+        layout = module.layout(raw.record) if hasattr(module, "layout") else None
         try:
-            sample = formats.FORMATS[name].convert(raw.record, self.context(raw))
+            sample = module.convert(raw.record, ctx)
         except RecordError as exc:
             f = finding(
                 exc.code,
@@ -290,15 +300,22 @@ class Converter:
                 sample_id=_record_id(raw.record),
                 **where,
             )
-            return Outcome(raw, "rejected", format=name, findings=[f])
+            return Outcome(raw, "rejected", format=name, findings=[f], layout=layout)
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             msg = f"record does not fit format {name!r} ({type(exc).__name__}: {exc})"
             f = finding("BAD_FIELD", msg, sample_id=_record_id(raw.record), **where)
-            return Outcome(raw, "rejected", format=name, findings=[f])
-        return self._place(raw, name, sample)
+            return Outcome(raw, "rejected", format=name, findings=[f], layout=layout)
+        notes = [
+            finding(code, message, severity=WARNING, field=field_name, sample_id=sample.id, **where)
+            for code, message, field_name in ctx.notes
+        ]
+        outcome = self._place(raw, name, sample, notes)
+        outcome.layout = layout
+        return outcome
 
     # -- audio policy -----------------------------------------------------------------
-    def _place(self, raw: RawRecord, name: str, sample: Sample) -> Outcome:
+    def _place(self, raw: RawRecord, name: str, sample: Sample, notes: list[Finding]) -> Outcome:
+        """Route a converted sample by the missing-audio policy and the sample contract."""
         where = {
             "source_file": raw.source_file,
             "source_index": raw.source_index,
@@ -311,9 +328,8 @@ class Converter:
                 "rejected",
                 sample,
                 name,
-                [finding("NO_AUDIO", "the record names no audio file", **where)],
+                [*notes, finding("NO_AUDIO", "the record names no audio file", **where)],
             )
-        notes: list[Finding] = []
         missing = [i for i in sample.audio_indices() if not self.exists(sample.messages[i].audio_url)]
         if missing:
             policy = self.options.missing_audio
@@ -334,9 +350,8 @@ class Converter:
                     )
                 )
             elif policy == "error" or missing_targets:
-                return Outcome(
-                    raw, "rejected", sample, name, [finding("AUDIO_NOT_FOUND", "; ".join(lines), **where)]
-                )
+                notes.append(finding("AUDIO_NOT_FOUND", "; ".join(lines), **where))
+                return Outcome(raw, "rejected", sample, name, notes)
             else:  # drop-reference
                 sample = drop_audio_pairs(sample, missing)
                 sample.misc["dropped_references"] = len(missing)
@@ -349,8 +364,15 @@ class Converter:
                         **where,
                     )
                 )
-        if sample.is_trainable:
+        verdict = check_sample(sample)
+        if verdict.kind == TRAINABLE:
             return Outcome(raw, "trainable", sample, name, notes)
+        if verdict.kind == INVALID:
+            notes += [
+                finding(p.code, p.message, field=p.field, **({"hint": p.hint} if p.hint else {}), **where)
+                for p in verdict.problems
+            ]
+            return Outcome(raw, "rejected", sample, name, notes)
         msg = (
             f"no assistant target audio at or after start_index={sample.start_index} "
             "(the 'Missing required message types' error); kept as an evaluation prompt, not used for training"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 ERROR = "error"
@@ -53,6 +53,11 @@ CODES: dict[str, tuple[str, str]] = {
     ),
     "DUPLICATE_ID": (ERROR, "Give every sample a unique id."),
     "BAD_START_INDEX": (ERROR, "Set start_index to the index of the target user text message."),
+    "START_INDEX_ADJUSTED": (
+        WARNING,
+        "Fine: audio in a user turn is a reference, never a target. To silence this, point start_index at "
+        "the target's text in the source (or leave it out).",
+    ),
     "BAD_STRUCTURE": (
         ERROR,
         "Audio must be in assistant turns after their transcript; re-run `workbench convert` on the source.",
@@ -138,3 +143,37 @@ def summarize(findings: Iterable[Finding]) -> dict[str, Any]:
         "by_code": dict(sorted(by_code.items())),
         "by_severity": {ERROR: by_severity.get(ERROR, 0), WARNING: by_severity.get(WARNING, 0)},
     }
+
+
+def grouped_summary(findings: Iterable[Finding], examples: int = 3) -> list[str]:
+    """Findings grouped by code, errors first: a count, a few examples, the fix hint once.
+
+    Args:
+        findings: Any findings (a whole dataset's are fine: only counts and examples are kept).
+        examples: Examples shown per code.
+
+    Returns:
+        Lines like ``ERROR BAD_STRUCTURE: 58 samples`` then ``  - [id] file:line: message``
+        (up to ``examples``), ``  - ... and 55 more`` and ``  hint: ...``.
+    """
+    groups: dict[tuple[str, str], list[Finding]] = {}
+    counts: Counter[tuple[str, str]] = Counter()
+    for f in findings:
+        key = (f.severity, f.code)
+        counts[key] += 1
+        shown = groups.setdefault(key, [])
+        if len(shown) < examples:
+            shown.append(f)
+    lines = []
+    for key in sorted(groups, key=lambda k: (k[0] != ERROR, -counts[k], k[1])):
+        severity, code = key
+        lines.append(f"{severity.upper()} {code}: {counts[key]:,} finding{'s' * (counts[key] != 1)}")
+        for f in groups[key]:
+            line = replace(f, severity=severity, hint=None).format_line()
+            lines.append("  - " + line.split(f" {code} ", 1)[-1])
+        if counts[key] > len(groups[key]):
+            lines.append(f"  - ... and {counts[key] - len(groups[key]):,} more")
+        hint = next((f.hint for f in groups[key] if f.hint), None)
+        if hint:
+            lines.append(f"  hint: {hint}")
+    return lines

@@ -294,7 +294,10 @@ def rank_run(job_json: str | os.PathLike) -> int:
             export_html(ipynb)
     if rank != 0 and ipynb.exists():
         os.replace(ipynb, target / f"{notebook}.rank{rank}.ipynb")
+        ipynb = target / f"{notebook}.rank{rank}.ipynb"
     if not ok:
-        print(f"rank {rank} failed: {error}", file=sys.stderr, flush=True)
+        # The notebook's output (rank 0's is shown above) and its report hold the whole message.
+        first = (error or "").strip().splitlines()[0] if (error or "").strip() else error
+        print(f"rank {rank} failed: {first} (details: {ipynb})", file=sys.stderr, flush=True)
         return 143 if terminated.is_set() else 1
     return 143 if terminated.is_set() else 0

@@ -100,7 +100,11 @@ class Sample:
 
     @property
     def is_trainable(self) -> bool:
-        return bool(self.target_indices())
+        """Trainable by the sample contract (:func:`workbench.contract.check_sample`): well formed,
+        with assistant audio at or after ``start_index``."""
+        from workbench.contract import check_sample
+
+        return check_sample(self).trainable
 
     def target_audio(self) -> list[str]:
         return [self.messages[i].audio_url for i in self.target_indices()]  # type: ignore[misc]

@@ -38,6 +38,7 @@ from .checkpoints import (  # noqa: F401 - re-exported: the run's checkpoint API
     remove_incomplete_checkpoints,
     resolve_resume,
 )
+from .findings import finding, grouped_summary
 from .params import TrainParams, save_resolved
 from .sample import Sample, read_samples
 
@@ -142,6 +143,9 @@ def _load_split(path: str | None) -> list[Sample]:
 def check_data(params: TrainParams) -> Any:
     """Validate the training (and validation) files; raise :class:`DataCheckError` on errors.
 
+    The main process writes every finding to ``output_dir/data_check.json`` and ``.csv``; a
+    refusal prints a summary grouped by finding code (count, a few examples, the fix hint once).
+
     Returns:
         The :class:`~workbench.validate.ValidationReport`.
     """
@@ -154,16 +158,57 @@ def check_data(params: TrainParams) -> Any:
                 f"{name}: file not found: {os.path.abspath(path)} (working directory {os.getcwd()})"
             )
     report = validate(params.train_data, val=params.val_data or None)
+    listing = Path(params.output_dir) / "data_check.json"
+    if is_main_process():
+        write_data_check(report, listing)
     if not report.ok and not params.skip_validation:
-        lines = report.format_lines()
-        errors = [line for line in lines if line.startswith("ERROR")]
-        shown = "\n".join(errors[:30]) + (f"\n... and {len(errors) - 30} more" if len(errors) > 30 else "")
+        errors = report.errors
+        samples = len({(f.source_file, f.sample_id) for f in errors})
+        summary = "\n".join(grouped_summary(errors))
         raise DataCheckError(
-            f"training refused: the data has {len(errors)} error finding(s).\n{shown}\n"
-            f"{report.go_no_go()}\nHint: fix them (notebook 03 / `workbench fix`), or set skip_validation: true "
+            f"training refused: the data has {len(errors):,} error finding(s) in {samples:,} sample(s).\n{summary}\n"
+            f"{report.go_no_go()}\nEvery finding: {listing} and {listing.with_suffix('.csv')}.\n"
+            "Hint: fix them (notebook 03 / `workbench fix`), or set skip_validation: true "
             "to train anyway (not recommended)."
         )
     return report
+
+
+def write_data_check(report: Any, path: Path) -> Path:
+    """Every finding of the training data check as JSON (``path``) and CSV (beside it)."""
+    from .tables import finding_rows, write_csv
+
+    report.write_json(path)
+    write_csv(finding_rows(report.findings), path.with_suffix(".csv"),
+              columns=["severity", "code", "sample_id", "source_file", "source_line", "source_index", "field",
+                       "message", "hint"])  # fmt: skip
+    return path
+
+
+def refuse_untrainable(samples: list[Sample], name: str) -> None:
+    """The sample contract over the loaded split (also under ``skip_validation``): the collator would
+    refuse these samples mid-epoch, so they are refused here, grouped by problem.
+
+    Raises:
+        DataCheckError: some samples are prompts or invalid.
+    """
+    from .contract import check_sample
+
+    problems = []
+    for sample in samples:
+        verdict = check_sample(sample)
+        if not verdict.trainable:
+            where = {"sample_id": sample.id, "source_file": sample.misc.get("source_file")}
+            problems += [finding(p.code, p.message, field=p.field, **where) for p in verdict.problems]
+    if problems:
+        bad = len({f.sample_id for f in problems})
+        raise DataCheckError(
+            f"{bad} {name} sample(s) cannot be trained on: every label of a prompt is masked, and an invalid "
+            "sample cannot be rendered as inference renders it.\n"
+            + "\n".join(grouped_summary(problems))
+            + "\nHint: move prompts to an evaluation prompts file (fix recipe: move_to_prompts) or add target "
+            "audio; re-run `workbench convert` on the source for structure problems."
+        )
 
 
 def default_codes_cache_dir() -> Path:
@@ -194,13 +239,8 @@ def prepare(params: TrainParams) -> Prepared:
 
     train_samples = _load_split(params.train_data)
     val_samples = _load_split(params.val_data)
-    prompts = [s.id for s in train_samples if not s.is_trainable]
-    if prompts:
-        raise DataCheckError(
-            f"{len(prompts)} training sample(s) have no target audio at or after start_index "
-            f"(first: {', '.join(prompts[:5])}); every label of such a sample is masked, so it teaches nothing. "
-            "Hint: move them to an evaluation prompts file (fix recipe: move_to_prompts) or add target audio."
-        )
+    refuse_untrainable(train_samples, "training")
+    refuse_untrainable(val_samples, "validation")
 
     dtype = torch.bfloat16 if params.mixed_precision == "bf16" and torch.cuda.is_available() else None
     model, processor = load_model_and_processor(params.model, dtype=dtype)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.audio import AudioInfo, probe_many
+from workbench.contract import PROMPT, TRAINABLE, check_sample
 from workbench.findings import ERROR, WARNING, Finding, finding, summarize
 from workbench.sample import Sample, read_jsonl_lines
 from workbench.validate_rules import RULES, FileState, Item, LengthCheck, Options
@@ -162,7 +163,7 @@ class ValidationReport:
     Attributes:
         findings: every problem found, in file order (speaking-rate outliers at the end of each file).
         samples: records read, unreadable lines included.
-        trainable: samples with at least one target audio.
+        trainable: samples the contract calls trainable (:func:`workbench.contract.check_sample`).
         prompts: well-formed samples without target audio (evaluation prompts).
         files: the canonical files validated (empty for in-memory samples).
         context: with a model, ``{"model", "limit", "longest", "longest_id"}`` of the length check.
@@ -303,20 +304,19 @@ def _where(sample: Sample, source: Source, record: Record) -> dict[str, Any]:
 def _item(record: Record, source: Source, probes: dict[str, AudioInfo], options: Options) -> Item:
     sample = record.sample
     assert sample is not None
-    messages = sample.messages
     start = sample.start_index if record.bad_start_index is None else record.bad_start_index
-    start_ok = type(start) is int and 0 <= start < len(messages)
+    verdict = check_sample(sample, start_index=start)
+    start_ok = type(start) is int and 0 <= start < len(sample.messages)
+    targets = set(verdict.targets)
     audio: dict[str, tuple[int, str]] = {}
-    targets: list[int] = []
-    for i, m in enumerate(messages):
+    for i, m in enumerate(sample.messages):
         path = m.audio_url
         if path is None:
             continue
         if not start_ok:
             role = "audio"
-        elif i >= start and m.role == "assistant":
+        elif i in targets:
             role = "target"
-            targets.append(i)
         else:
             role = "reference" if i < start else "audio"
         if path not in probes:  # appeared between the two passes
@@ -327,7 +327,7 @@ def _item(record: Record, source: Source, probes: dict[str, AudioInfo], options:
     if sample.misc.get("placeholder_audio"):
         placeholders = frozenset(p for p in audio if probes[p].readable and probes[p].all_zero)
     where = _where(sample, source, record)
-    return Item(sample, where, start_ok, start, targets, audio, probes, options, placeholders)
+    return Item(sample, where, verdict, audio, probes, options, placeholders)
 
 
 def validate(
@@ -400,9 +400,9 @@ def validate(
             report.findings.extend(state.check_id(item))
             report.findings.extend(state.check_targets(item, train_state if k == 1 else None))
             state.add_rate(item)
-            if item.targets:
+            if item.verdict.kind == TRAINABLE:
                 report.trainable += 1
-            elif item.start_ok:
+            elif item.verdict.kind == PROMPT:
                 report.prompts += 1
         report.findings.extend(state.rate_outliers())
         if k == 0:

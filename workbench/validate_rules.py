@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from workbench.audio import TARGET_SAMPLE_RATE, AudioInfo
+from workbench.contract import Verdict
 from workbench.findings import ERROR, WARNING, Finding, finding
 from workbench.sample import Sample
 
@@ -22,8 +23,6 @@ MAX_CLIPPED_FRACTION = 0.001  # above this share of clipped samples a clip is re
 RATE_Z_LIMIT = 3.5  # robust z-score (median/MAD) above which a speaking rate is an outlier
 RATE_MIN_SAMPLES = 8  # fewer rates than this give no meaningful distribution
 RATE_MAD_FLOOR = 0.05  # MAD is at least 5% of the median, so near-identical rates never fire
-MISSING_TYPES = "this is the 'Missing required message types' error"
-ROLES = ("system", "scene", "user", "assistant")
 
 
 # --- per-sample rules -----------------------------------------------------------------------------
@@ -72,13 +71,21 @@ class Item:
 
     sample: Sample
     where: dict[str, Any]
-    start_ok: bool
-    start_value: Any
-    targets: list[int]
+    verdict: Verdict  # the sample contract's decision (workbench.contract.check_sample)
     audio: dict[str, tuple[int, str]]
     probes: dict[str, AudioInfo]
     options: Options
     placeholders: frozenset[str] = frozenset()
+
+    @property
+    def start_ok(self) -> bool:
+        """``start_index`` is a usable message index."""
+        return not any(p.code == "BAD_START_INDEX" for p in self.verdict.problems)
+
+    @property
+    def targets(self) -> tuple[int, ...]:
+        """Indices of the supervised audio messages."""
+        return self.verdict.targets
 
     def find(self, code: str, message: str, **extra: Any) -> Finding:
         return finding(code, message, **self.where, **extra)
@@ -93,79 +100,15 @@ def _secs(x: float) -> str:
     return f"{x:.1f}" if x >= 1 else f"{x:.2f}"
 
 
-def rule_start_index(item: Item) -> list[Finding]:
-    """BAD_START_INDEX: start_index must be an int in ``[0, len(messages))``."""
-    if item.start_ok:
-        return []
-    n = len(item.sample.messages)
-    value = item.start_value
-    if type(value) is not int:
-        msg = f"start_index={value!r} is not an integer"
-    else:
-        msg = f"start_index={value} is outside the sample's {n} messages (expected 0 to {n - 1})"
-    return [item.find("BAD_START_INDEX", msg, field="start_index")]
+def rule_contract(item: Item) -> list[Finding]:
+    """BAD_START_INDEX, BAD_STRUCTURE, MISSING_TARGET_AUDIO, NO_AUDIO: the sample contract's problems.
 
-
-def rule_structure(item: Item) -> list[Finding]:
-    """BAD_STRUCTURE: system message first, known roles, audio only in assistant turns after a user text."""
-    messages = item.sample.messages
-    if not messages:
-        return [item.find("BAD_STRUCTURE", "the sample has no messages")]
-    out = []
-    if messages[0].role != "system":
-        out.append(
-            item.find(
-                "BAD_STRUCTURE",
-                f"the first message is a '{messages[0].role}' message, expected 'system'",
-                field="messages[0]",
-            )
-        )
-    for i, m in enumerate(messages):
-        if m.role not in ROLES:
-            out.append(
-                item.find("BAD_STRUCTURE", f"message {i} has unknown role '{m.role}'", field=f"messages[{i}]")
-            )
-        if not m.is_audio:
-            continue
-        if m.role != "assistant":
-            out.append(
-                item.find(
-                    "BAD_STRUCTURE",
-                    f"message {i} holds audio {m.audio_url} in a '{m.role}' turn; audio belongs in assistant turns",
-                    field=f"messages[{i}]",
-                )
-            )
-        elif item.sample.text_for_audio(i) is None:
-            out.append(
-                item.find(
-                    "BAD_STRUCTURE",
-                    f"audio {m.audio_url} in message {i} has no user text (its transcript) right before it",
-                    field=f"messages[{i}]",
-                )
-            )
-    return out
-
-
-def rule_target_present(item: Item) -> list[Finding]:
-    """NO_AUDIO / MISSING_TARGET_AUDIO: a sample without target audio is only an evaluation prompt."""
-    if not item.start_ok or item.targets:
-        return []
-    if not item.audio:
-        return [
-            item.find(
-                "NO_AUDIO",
-                f"the sample has no audio at all (no reference, no target): {MISSING_TYPES}; "
-                "the sample can only serve as a zero-shot evaluation prompt",
-            )
-        ]
-    start = item.sample.start_index
+    :func:`workbench.contract.check_sample` decides; convert routes by the same verdict and the
+    training collator refuses by it, so what passes here is what training accepts.
+    """
     return [
-        item.find(
-            "MISSING_TARGET_AUDIO",
-            f"no assistant target audio at or after start_index={start}: {MISSING_TYPES}; "
-            "the sample can only serve as an evaluation prompt",
-            field="messages",
-        )
+        item.find(p.code, p.message, field=p.field, **({"hint": p.hint} if p.hint else {}))
+        for p in item.verdict.problems
     ]
 
 
@@ -379,9 +322,7 @@ def rule_length(item: Item) -> list[Finding]:
 
 
 RULES: tuple[Callable[[Item], list[Finding]], ...] = (
-    rule_start_index,
-    rule_structure,
-    rule_target_present,
+    rule_contract,
     rule_placeholder,
     rule_text,
     rule_audio_files,

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..sample import DEFAULT_SYSTEM_PROMPT, Audio, Message, Sample
+from .instructions import strip_instruction
 
 
 class RecordError(Exception):
@@ -100,6 +101,11 @@ class ConvertContext:
     path_exists: Callable[[str], bool] = os.path.isfile
     resolved: dict[tuple[str, str], str] = field(default_factory=dict)  # memo shared across records
     id_prefix: str | None = None  # default-id prefix; the converter makes it unique per input file
+    notes: list[tuple[str, str, str | None]] = field(default_factory=list)  # (code, message, field) warnings
+
+    def note(self, code: str, message: str, field_name: str | None = None) -> None:
+        """A warning about this record that does not stop its conversion (e.g. a re-pointed start_index)."""
+        self.notes.append((code, message, field_name))
 
     def resolve(self, path: Any, field_name: str) -> str:
         """An absolute, normalised audio path: ``--remap`` first, then relative to the audio root."""
@@ -196,9 +202,21 @@ def tts_sample(
     """The canonical layout: system, [scene], (ref text, ref audio)*, target text, [target audio].
 
     ``start_index`` points at the target text, so the target audio (when present) is supervised
-    and the references are context. Without target audio the sample is a prompt.
+    and the references are context. Without target audio the sample is a prompt. An instruction
+    prefix on the target text is removed (:func:`~workbench.formats.instructions.strip_instruction`);
+    the text as written is kept in ``misc.original_texts``.
     """
     messages = [Message("system", system_prompt)]
+    if target_text:
+        cleaned, prefix = strip_instruction(target_text)
+        if prefix is not None:
+            index = 1 + (1 if scene else 0) + 2 * len(references)
+            misc = {
+                **misc,
+                "instruction": prefix.strip(),
+                "original_texts": [{"message": index, "text": target_text}],
+            }
+            target_text = cleaned
     if scene:
         messages.append(Message("scene", scene))
     for ref_audio, ref_text in references:
