@@ -261,11 +261,22 @@ def resolve_start_index(conv: _Conversation, given: Any, ctx: ConvertContext) ->
             )
             start = floor
     targets = [j for j in own_audio if j >= start]
+    last = len(messages) - 1
+    if messages[last].role == "user" and targets:
+        # A text to speak comes last: a prompt, whatever start_index says; its audio is all context.
+        if given is not None:
+            ctx.note(
+                "START_INDEX_ADJUSTED",
+                f"start_index={given} would supervise the audio in message(s) {targets}, but the record ends with "
+                f"a text to speak (message {last}) and no audio after it: kept as a prompt, that audio as its "
+                "reference",
+                "start_index",
+            )
+        targets = []
     if targets:
         target = targets[0] if given is not None else targets[-1]
         transcript = conv.transcript_of(target)
         return transcript if transcript is not None and transcript >= floor else target
-    last = len(messages) - 1
     if messages[last].role == "user" and last >= start:
         return last  # a prompt: the text to speak comes last
     if conv.from_user and (not own_audio or own_audio[-1] < floor):
