@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from workbench.doctor import (
     all_passed,
     check_data,
     check_disk,
+    check_end_ids,
     check_model,
     check_offline,
     check_torch,
@@ -192,3 +195,43 @@ def test_params_file_checks_validity_launch_precision_and_its_paths(
         and "did you mean 'learning_rate'" in line.detail
     )
     assert not all_passed(checks)
+
+
+def test_end_ids_warn_when_generation_would_not_stop(tiny: Path, tmp_path: Path, capsys) -> None:
+    ok = check_end_ids(str(tiny))
+    assert ok is not None and ok.status == PASS and "generation stops" in ok.detail
+
+    copy = Path(shutil.copytree(tiny, tmp_path / "copy"))
+    config = json.loads((copy / "config.json").read_text())
+    generation = json.loads((copy / "generation_config.json").read_text())
+    generation["eos_token_id"] = config["pad_token_id"]  # the release's generation eos next to <|eot_id|>
+    (copy / "generation_config.json").write_text(json.dumps(generation))
+    warn = check_end_ids(str(copy))
+    assert warn is not None and warn.status == WARN and str(copy) in warn.detail
+    assert f"{config['eos_token_id']}" in warn.detail and f"{config['pad_token_id']}" in warn.detail
+    assert "generation_config.json" in (warn.hint or "")
+
+    code = main(["doctor", "--model", str(copy), "--output-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0, out  # a warning, not a failure
+    assert any(
+        line.startswith(WARN) and "end ids" in line and "max_new_tokens" in line for line in out.splitlines()
+    )
+    assert check_end_ids("random-full") is None
+    assert check_end_ids(str(tmp_path / "missing")) is None  # the model check reports it
+
+
+def test_original_layout_model_checks(tiny: Path, tmp_path: Path) -> None:
+    from workbench.original_convert import export_original
+
+    original = export_original(tiny, tmp_path / "original")
+    assert check_model(str(original)).status == PASS
+    ids = check_end_ids(str(original))
+    assert ids is not None and ids.status == PASS and "after import" in ids.detail
+
+    config = json.loads((original / "config.json").read_text())
+    config["use_delay_pattern"] = False
+    (original / "config.json").write_text(json.dumps(config))
+    refused = check_model(str(original))
+    assert refused.status == FAIL and "use_delay_pattern is false" in refused.detail
+    assert check_end_ids(str(original)) is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -16,9 +17,11 @@ from workbench.model import (
     SAMPLE_RATE,
     SPECIAL_TOKENS,
     ModelNotFoundError,
+    generation_stop_problem,
     load_model_and_processor,
     load_processor,
     make_tiny_model,
+    read_end_ids,
     read_marker,
     state_dict_digest,
 )
@@ -260,3 +263,34 @@ def test_generate_and_decode(tiny) -> None:
     waveform = processor.decode(audio_ids)
     assert waveform.ndim == 1 and len(waveform) > 0 and len(waveform) % 960 == 0
     assert torch.isfinite(waveform).all()
+
+
+def test_generation_stop_problem_names_both_ids() -> None:
+    assert generation_stop_problem(4, 4) is None
+    assert generation_stop_problem(4, [1, 4]) is None
+    problem = generation_stop_problem(128009, 128001)
+    assert "128009" in problem and "128001" in problem and "max_new_tokens" in problem
+    assert "no eos_token_id" in generation_stop_problem(None, 4)
+    assert "list" in generation_stop_problem([4, 1], 4)
+
+
+def test_loading_warns_when_end_ids_disagree(tiny_dir: Path, tmp_path: Path, caplog) -> None:
+    with caplog.at_level(logging.WARNING, logger="workbench.model"):
+        load_model_and_processor(tiny_dir)
+    assert "max_new_tokens" not in caplog.text  # the tiny model's ids agree
+
+    copy = Path(shutil.copytree(tiny_dir, tmp_path / "copy"))
+    config = json.loads((copy / "config.json").read_text())
+    generation = json.loads((copy / "generation_config.json").read_text())
+    assert generation["eos_token_id"] == config["eos_token_id"]
+    generation["eos_token_id"] = config["pad_token_id"]  # as in the release's generation_config.json
+    (copy / "generation_config.json").write_text(json.dumps(generation))
+    assert read_end_ids(copy) == (config["eos_token_id"], config["pad_token_id"])
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="workbench.model"):
+        model, _ = load_model_and_processor(copy)
+    assert model.generation_config.eos_token_id == config["pad_token_id"]  # loaded as written, not changed
+    assert str(copy) in caplog.text and "will not stop before max_new_tokens" in caplog.text
+    assert f"eos_token_id {config['eos_token_id']}" in caplog.text
+    assert f"eos_token_id {config['pad_token_id']}" in caplog.text
+    assert "generation_config.json" in caplog.text  # the fix

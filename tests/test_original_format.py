@@ -16,6 +16,7 @@ from workbench.original_convert import export_original, import_original
 from workbench.original_format import (
     EXPORT_MARKER,
     IMPORT_SIDECAR,
+    hf_config_from_original,
     hf_to_original_key,
     is_original_checkpoint,
     original_to_hf_key,
@@ -292,3 +293,169 @@ def test_boson_config_without_workbench_fields(exported: Path, tiny_model, tmp_p
     imported = json.loads((converted / "config.json").read_text())
     for field in ("audio_delay_token_id", "bos_token_id", "eos_token_id", "codebook_size", "audio_token_id"):
         assert imported[field] == getattr(tiny_model.config, field), field
+
+
+# The released bosonai/higgs-audio-v2-generation-3B-base config.json, fields that map onto the HF config.
+RELEASE_CONFIG = {
+    "architectures": ["HiggsAudioModel"],
+    "model_type": "higgs_audio",
+    "audio_adapter_type": "dual_ffn_fast_forward",
+    "audio_codebook_size": 1024,
+    "audio_decoder_proj_num_layers": 0,
+    "audio_dual_ffn_layers": list(range(28)),
+    "audio_embed_avg": False,
+    "audio_eos_token_id": 128012,
+    "audio_in_token_idx": 128015,
+    "audio_num_codebooks": 8,
+    "audio_out_bos_token_id": 128013,
+    "audio_out_token_idx": 128016,
+    "audio_stream_bos_id": 1024,
+    "audio_stream_eos_id": 1025,
+    "encode_audio_in_tokens": True,
+    "encode_whisper_embed": False,
+    "pad_token_id": 128001,
+    "skip_audio_tower": True,
+    "use_audio_out_embed_projector": False,
+    "use_audio_out_self_attention": 0,
+    "use_delay_pattern": True,
+    "use_rq_transformer": False,
+    "text_config": {
+        "model_type": "llama",
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "bos_token_id": 128000,
+        "eos_token_id": 128001,
+        "head_dim": 128,
+        "hidden_act": "silu",
+        "hidden_size": 3072,
+        "initializer_range": 0.02,
+        "intermediate_size": 8192,
+        "max_position_embeddings": 131072,
+        "mlp_bias": False,
+        "num_attention_heads": 24,
+        "num_hidden_layers": 28,
+        "num_key_value_heads": 8,
+        "pad_token_id": None,
+        "pretraining_tp": 1,
+        "rms_norm_eps": 1e-05,
+        "rope_scaling": {
+            "factor": 32.0,
+            "high_freq_factor": 4.0,
+            "low_freq_factor": 1.0,
+            "original_max_position_embeddings": 8192,
+            "rope_type": "llama3",
+        },
+        "rope_theta": 500000.0,
+        "tie_word_embeddings": True,
+        "use_cache": True,
+        "vocab_size": 128256,
+    },
+}
+LLAMA3_IDS = {
+    "<|begin_of_text|>": 128000,
+    "<|end_of_text|>": 128001,
+    "<|eot_id|>": 128009,
+    "<|reserved_special_token_6|>": 128014,
+}
+
+
+def test_release_config_maps_like_the_conversion_script():
+    """Equal to HiggsAudioV2Config(codebook_size=1026), as transformers' script builds it, except
+    the documented bos, max_position_embeddings and rope_parameters (same rotary frequencies)."""
+    from transformers import HiggsAudioV2Config
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    ours = hf_config_from_original(RELEASE_CONFIG, LLAMA3_IDS)
+    script = HiggsAudioV2Config(codebook_size=1026)
+    mine, theirs = ours.to_dict(), script.to_dict()
+    differs = {k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k)}
+    assert differs == {"bos_token_id", "max_position_embeddings", "rope_parameters", "architectures"}
+    assert (
+        (ours.eos_token_id, ours.pad_token_id)
+        == (script.eos_token_id, script.pad_token_id)
+        == (128009, 128001)
+    )
+    assert ours.bos_token_id == 128000 and ours.max_position_embeddings == 131072
+    assert ours.tie_word_embeddings is False  # the release's text_config says true
+    inv_freq, scaling = ROPE_INIT_FUNCTIONS["llama3"](ours)
+    script_inv_freq, script_scaling = ROPE_INIT_FUNCTIONS["llama3"](script)
+    assert torch.equal(inv_freq, script_inv_freq) and scaling == script_scaling
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "says"),
+    [
+        ("use_delay_pattern", False, "use_delay_pattern is false"),
+        ("use_delay_pattern", None, "use_delay_pattern is absent (boson_multimodal's default is false)"),
+        ("encode_audio_in_tokens", False, "encode_audio_in_tokens is false"),
+    ],
+)
+def test_variants_without_delay_pattern_or_audio_tokens_are_refused(flag, value, says):
+    variant = json.loads(json.dumps(RELEASE_CONFIG))
+    if value is None:
+        del variant[flag]
+    else:
+        variant[flag] = value
+    with pytest.raises(ValueError, match="cannot be represented") as info:
+        hf_config_from_original(variant, LLAMA3_IDS)
+    assert says in str(info.value)
+
+
+def test_release_ids_import_and_generation_stops_early(exported: Path, tmp_path: Path):
+    """A checkpoint with the release's ids (no top-level bos/eos, generation eos <|end_of_text|>)
+    imports with one eos in both configs, so a model forced to end stops generating at once."""
+    from transformers import GenerationConfig
+
+    from workbench.bench_generate import force_ending
+    from workbench.model import BOS, EOT, PAD_EOS, load_model_and_processor
+
+    folder = tmp_path / "release_like"
+    shutil.copytree(exported, folder)
+    ids = {t["content"]: t["id"] for t in json.loads((folder / "tokenizer.json").read_text())["added_tokens"]}
+    config = json.loads((folder / "config.json").read_text())
+    for field in ("bos_token_id", "eos_token_id", "audio_delay_token_id"):
+        del config[field]
+    config["pad_token_id"] = ids[PAD_EOS]
+    config["text_config"].update(bos_token_id=ids[BOS], eos_token_id=ids[PAD_EOS], tie_word_embeddings=True)
+    (folder / "config.json").write_text(json.dumps(config))
+    release_generation = {
+        "bos_token_id": ids[BOS],
+        "eos_token_id": ids[PAD_EOS],
+        "pad_token_id": ids[PAD_EOS],
+    }
+    (folder / "generation_config.json").write_text(
+        json.dumps({"_from_model_config": True, **release_generation})
+    )
+
+    converted = import_original(folder, tmp_path / "hf")
+    written = json.loads((converted / "config.json").read_text())
+    generation = json.loads((converted / "generation_config.json").read_text())
+    expected = {"bos_token_id": ids[BOS], "eos_token_id": ids[EOT], "pad_token_id": ids[PAD_EOS]}
+    assert {k: written[k] for k in expected} == expected
+    assert {k: generation[k] for k in expected} == expected
+    assert written["tie_word_embeddings"] is False and generation["ras_win_len"] == 7
+
+    model, processor = load_model_and_processor(converted)
+    force_ending(model)
+    conversation = [
+        {"role": "system", "content": [{"type": "text", "text": "Generate audio following instruction."}]},
+        {"role": "user", "content": [{"type": "text", "text": "Hello there."}]},
+    ]
+    inputs = processor.apply_chat_template(
+        conversation, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
+    )
+    frames = {}
+    for name, gen in (
+        ("imported", model.generation_config),
+        ("release", GenerationConfig(**release_generation)),
+    ):
+        torch.manual_seed(0)
+        with torch.no_grad():
+            frames[name] = model.generate(
+                **inputs, generation_config=gen, max_new_tokens=60, do_sample=False
+            ).shape[1]
+    assert frames["imported"] == model.config.num_codebooks + 1  # the earliest end the delay pattern allows
+    assert frames["release"] == 60  # the release's generation eos next to the converted model's: never stops
+
+    back = export_original(model, tmp_path / "back")  # the source's text_config values are kept
+    assert json.loads((back / "config.json").read_text())["text_config"]["tie_word_embeddings"] is True

@@ -115,10 +115,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
         )
         print(result.format_text())
         return EXIT_OK
+    if args.what == "generate":
+        from .bench_generate import bench_generate
+
+        if args.max_new_tokens < 1:
+            raise UsageError(f"--max-new-tokens: must be at least 1, got {args.max_new_tokens}")
+        print(bench_generate(max_new_tokens=args.max_new_tokens, workdir=args.workdir).format_text())
+        return EXIT_OK
     from .bench import bench_data
 
     if args.what != "data":
-        raise UsageError(f"unknown benchmark {args.what!r}; available: data, train")
+        raise UsageError(f"unknown benchmark {args.what!r}; available: data, train, generate")
     result = bench_data(n=args.n, pool=args.pool, workdir=args.workdir)
     print(result.format_text())
     return EXIT_OK
@@ -332,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
 
     p = add("bench", cmd_bench, "benchmarks that print throughput and ratios")
-    p.add_argument("what", choices=("data", "train"))
+    p.add_argument("what", choices=("data", "train", "generate"))
     p.add_argument("--n", type=int, default=100_000, help="data: records")
     p.add_argument("--pool", type=int, default=1000, help="data: distinct WAV files")
     p.add_argument("--workdir", help="keep the benchmark files here (default: a temporary folder)")
@@ -342,6 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=20, help="train: timed optimizer steps")
     p.add_argument(
         "--allow-cpu", action="store_true", help="train: run a full-size model without a GPU anyway"
+    )
+    p.add_argument(
+        "--max-new-tokens", type=int, default=200, help="generate: audio frames to generate at most"
     )
 
     p = add(

@@ -2,7 +2,8 @@
 
 Checks, in order: Python; torch and torchaudio (same release); transformers with Higgs Audio v2;
 peft; accelerate; GPUs (count, names, memory); bf16 support; NCCL; free disk for the output folder;
-and, when given, the model (resolvable offline) and the data files (canonical JSONL); finally the
+and, when given, the model (resolvable offline; whether its generation stops when the audio ends)
+and the data files (canonical JSONL); finally the
 ``HF_HUB_OFFLINE`` setting. A machine without a GPU gets WARN lines ("no GPU: CPU only"), not
 FAIL: the tiny model and the demo train on CPUs.
 
@@ -266,11 +267,7 @@ def check_model(model: str) -> Check:
         from .original_format import is_original_checkpoint
 
         if is_original_checkpoint(model):
-            return Check(
-                "model",
-                PASS,
-                f"{Path(model).absolute()}: original-layout checkpoint (converted offline on load)",
-            )
+            return _check_original(Path(model).expanduser())
     except ImportError:  # original-layout support is optional here
         pass
     try:
@@ -301,6 +298,72 @@ def check_model(model: str) -> Check:
         )
     source = "local folder" if Path(model).expanduser().is_dir() else "hub cache"
     return Check("model", PASS, f"{folder} ({source}; audio tokenizer {codec})")
+
+
+def _check_original(folder: Path) -> Check:
+    """An original-layout folder: its config maps onto transformers' model (nothing is converted here)."""
+    from .original_format import _read_json, _special_token_ids, hf_config_from_original
+
+    where = folder.absolute()
+    original = _read_json(folder / "config.json")
+    if original is None:
+        return Check("model", FAIL, f"{where}: original-format weights but no readable config.json", None)
+    try:
+        hf_config_from_original(original, _special_token_ids(folder))
+    except ValueError as exc:
+        return Check("model", FAIL, f"{where}: {exc}", "use a checkpoint of the released dual-FFN variant")
+    return Check("model", PASS, f"{where}: original-layout checkpoint (converted offline on load)")
+
+
+def check_end_ids(model: str) -> Check | None:
+    """Whether generation stops when the audio ends: config and generation config eos agree.
+
+    Returns:
+        A Check for a Hugging Face model folder or cached hub id (WARN when they disagree), a PASS
+        for an original-layout folder (the import writes one id into both), None for
+        ``random-full`` or a model that does not resolve (the model check says why).
+    """
+    from .model import (
+        END_IDS_HINT,
+        RANDOM_FULL,
+        ModelNotFoundError,
+        generation_stop_problem,
+        read_end_ids,
+        resolve_model_path,
+    )
+    from .original_format import (
+        _read_json,
+        _special_token_ids,
+        hf_config_from_original,
+        is_original_checkpoint,
+    )
+
+    if model == RANDOM_FULL:
+        return None
+    if is_original_checkpoint(model):
+        folder = Path(model).expanduser()
+        try:
+            config = hf_config_from_original(
+                _read_json(folder / "config.json") or {}, _special_token_ids(folder)
+            )
+        except ValueError:
+            return None  # the model check fails with the reason
+        return Check(
+            "end ids", PASS, f"eos {config.eos_token_id} in config and generation config after import"
+        )
+    try:
+        folder = resolve_model_path(model)
+        config_eos, generation_eos = read_end_ids(folder)
+    except (ModelNotFoundError, OSError, ValueError):
+        return None
+    problem = generation_stop_problem(config_eos, generation_eos)
+    if problem:
+        return Check("end ids", WARN, f"{folder}: {problem}", END_IDS_HINT)
+    return Check(
+        "end ids",
+        PASS,
+        f"eos {config_eos} in config.json and generation_config.json: generation stops at the end of audio",
+    )
 
 
 def check_data(path: str | os.PathLike[str], lines: int = DATA_LINES_CHECKED) -> Check:
@@ -427,6 +490,9 @@ def doctor(
     checks.append(check_disk(output_dir, min_free_gb))
     if model is not None:
         checks.append(check_model(str(model)))
+        end_ids = check_end_ids(str(model))
+        if end_ids is not None:
+            checks.append(end_ids)
     checks += [check_data(path) for path in data]
     checks.append(check_offline())
     for check in checks:

@@ -292,6 +292,57 @@ def _lm_config(tokenizer: Any, num_codebooks: int, codec_codebook_size: int, **s
     )
 
 
+# Ending generation. transformers' Higgs generation appends ``config.eos_token_id`` once every
+# codebook has emitted its stream eos, but stops only on ``generation_config.eos_token_id``. When
+# the two differ, every clip runs to max_new_tokens and nothing sounds wrong (decoding cuts the
+# audio at the first all-eos frame): only the time shows it (`workbench bench generate`). The
+# released checkpoint's generation_config.json has eos 128001 (<|end_of_text|>, Llama's), the
+# converted config 128009 (<|eot_id|>): every model built or imported here carries the model
+# config's bos/eos/pad ids in its generation config too, and loading warns when they disagree.
+END_IDS_HINT = (
+    "set eos_token_id in generation_config.json to config.json's eos_token_id (<|eot_id|> for Higgs "
+    "Audio v2); importing an original-layout checkpoint with the workbench does this"
+)
+
+
+def generation_stop_problem(config_eos: Any, generation_eos: Any) -> str | None:
+    """Why generation would not stop when the audio ends, or None when it does.
+
+    Args:
+        config_eos: ``eos_token_id`` of the model config: the id appended once every codebook ended.
+        generation_eos: ``eos_token_id`` of the generation config: the id(s) generation stops on.
+
+    Returns:
+        A sentence naming both ids, or None.
+    """
+    if config_eos is None:
+        return "config.json has no eos_token_id: nothing marks the end of audio, so every generation runs to max_new_tokens"
+    if isinstance(config_eos, (list, tuple)):
+        return f"config.json's eos_token_id is a list {list(config_eos)}: the end of audio is marked by one id; give one"
+    stops = generation_eos if isinstance(generation_eos, (list, tuple)) else [generation_eos]
+    if config_eos in stops:
+        return None
+    return (
+        f"generation will not stop before max_new_tokens: when every codebook has ended, transformers "
+        f"appends the model config's eos_token_id {config_eos}, but stops only on the generation config's "
+        f"eos_token_id {generation_eos}"
+    )
+
+
+def read_end_ids(model_dir: str | os.PathLike[str]) -> tuple[Any, Any]:
+    """``(config eos, generation config eos)`` of a Hugging Face model folder, from its JSON files.
+
+    Without ``generation_config.json``, transformers derives the generation config from the model
+    config, so both are the config's.
+    """
+    folder = Path(model_dir)
+    config_eos = json.loads((folder / "config.json").read_text()).get("eos_token_id")
+    gen_file = folder / "generation_config.json"
+    if not gen_file.is_file():
+        return config_eos, config_eos
+    return config_eos, json.loads(gen_file.read_text()).get("eos_token_id")
+
+
 def _set_generation_config(model: Any) -> None:
     """Generation defaults of the converted bosonai checkpoint (ids from the model config)."""
     config = model.config
@@ -299,7 +350,7 @@ def _set_generation_config(model: Any) -> None:
     gen._from_model_config = False
     gen.bos_token_id = config.bos_token_id
     gen.pad_token_id = config.pad_token_id
-    gen.eos_token_id = config.eos_token_id  # <|eot_id|>: appended once every codebook emitted stream eos
+    gen.eos_token_id = config.eos_token_id  # must equal config's: see "Ending generation" above
     gen.ras_win_len, gen.ras_win_max_num_repeat = 7, 2  # as in the converted bosonai checkpoint
 
 
@@ -678,7 +729,8 @@ def load_model_and_processor(
         device: Where to put the LM and the processor's audio tokenizer; None leaves them on CPU.
 
     Returns:
-        ``(model, processor)``, the model in eval mode.
+        ``(model, processor)``, the model in eval mode. A warning is logged when its config and
+        generation config end ids disagree (:func:`generation_stop_problem`).
 
     Raises:
         ModelNotFoundError: The model or a part of it is missing locally.
@@ -700,6 +752,9 @@ def load_model_and_processor(
         model.to(device)
         processor.audio_tokenizer.to(device)
     model.eval()
+    problem = generation_stop_problem(model.config.eos_token_id, model.generation_config.eos_token_id)
+    if problem:
+        log.warning("%s: %s. Fix: %s.", model_dir, problem, END_IDS_HINT)
     log.info(
         "loaded %s (%s, %d codebooks) on %s", model_dir, model.dtype, model.config.num_codebooks, model.device
     )

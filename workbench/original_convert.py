@@ -27,6 +27,7 @@ from workbench.original_format import (  # the mapping this module applies
     _INDEX,
     CONVERTER_VERSION,
     EXPORT_MARKER,
+    GENERATION_TOKEN_FIELDS,
     HF_MODEL_TYPE,
     IMPORT_SIDECAR,
     ORIGINAL_ARCHITECTURE,
@@ -188,15 +189,30 @@ def _write_processor(
 
 
 def _generation_config(src: Path, config: HiggsAudioV2Config) -> Any:
+    """The source's generation config (or a new one) with the model config's bos/eos/pad ids.
+
+    transformers' Higgs generation appends ``config.eos_token_id`` when every codebook has ended
+    and stops only on ``generation_config.eos_token_id``; the release's ``generation_config.json``
+    says 128001 (``<|end_of_text|>``), so it is replaced, or generation never stops early.
+    """
     from transformers import GenerationConfig
 
-    if (src / "generation_config.json").is_file():
-        gen = GenerationConfig.from_pretrained(src, local_files_only=True)
-    else:  # as transformers' conversion script sets it
-        gen = GenerationConfig(
-            bos_token_id=config.bos_token_id,
-            eos_token_id=config.eos_token_id,
-            pad_token_id=config.pad_token_id,
+    source = src / "generation_config.json"
+    gen = (
+        GenerationConfig.from_pretrained(src, local_files_only=True)
+        if source.is_file()
+        else GenerationConfig()
+    )
+    replaced = {}
+    for field in GENERATION_TOKEN_FIELDS:
+        value = getattr(config, field)
+        if getattr(gen, field, None) != value:
+            if source.is_file():
+                replaced[field] = f"{getattr(gen, field, None)} -> {value}"
+            setattr(gen, field, value)
+    if replaced:
+        log.info(
+            "%s: ids set to the model config's so generation stops at the end of audio: %s", source, replaced
         )
     gen._from_model_config = False
     if getattr(gen, "ras_win_len", None) is None and getattr(gen, "ras_win_max_num_repeat", None) is None:
@@ -222,6 +238,8 @@ def import_original(
     reused. The folder is built next to its destination and renamed into place, and its
     ``original_format.json`` (source config, frozen/trainable split sizes, fingerprint) is what
     marks it complete, so an interrupted or concurrent conversion is never picked up half-written.
+    ``generation_config.json`` is the source's (or a new one) with the model config's bos/eos/pad
+    ids, so generation stops when the audio ends (see :mod:`workbench.original_format`).
 
     Args:
         src_dir: The original checkpoint folder (``config.json`` with ``model_type: "higgs_audio"``,

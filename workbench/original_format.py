@@ -27,13 +27,41 @@ Config (original ``HiggsAudioConfig`` -> ``HiggsAudioV2Config``): the Llama ``te
 keep their names (``rope_theta`` + ``rope_scaling`` become ``rope_parameters``);
 ``audio_num_codebooks`` -> ``num_codebooks``; ``audio_codebook_size`` (1024) -> ``codebook_size`` =
 size + 2 (1026, stream bos/eos included); ``audio_out_token_idx`` -> ``audio_token_id``;
-``audio_out_bos_token_id`` -> ``audio_bos_token_id``; ``audio_stream_bos_id`` / ``_eos_id`` and
-``pad_token_id`` unchanged. The HF-only ``audio_delay_token_id`` is read from the same-named field
-(written by :func:`export_original`) or the tokenizer's ``<|reserved_special_token_6|>``;
-``bos_token_id`` / ``eos_token_id`` from the top-level fields or the tokenizer's
-``<|begin_of_text|>`` / ``<|eot_id|>``. Each falls back to transformers' default (the values the
-conversion script uses). Only the dual-FFN adapter with an audio FFN in *every* layer (as released)
-maps onto the HF model; other variants are refused with a message that says why.
+``audio_out_bos_token_id`` -> ``audio_bos_token_id``; ``audio_stream_bos_id`` / ``_eos_id``
+unchanged. The HF-only ``audio_delay_token_id`` is read from the same-named field (written by
+:func:`export_original`) or the tokenizer's ``<|reserved_special_token_6|>``. Only the dual-FFN
+adapter with an audio FFN in *every* layer (as released), with the delay pattern and audio codes
+in the token stream (``use_delay_pattern`` and ``encode_audio_in_tokens`` true; both default to
+false in ``boson_multimodal``), maps onto the HF model; other variants are refused with a message
+that says why.
+
+Special-token ids. A converted model carries the same ``eos_token_id``, ``pad_token_id`` and
+``bos_token_id`` in ``config.json`` and ``generation_config.json``: eos = ``<|eot_id|>`` (128009),
+pad = ``<|end_of_text|>`` (128001), bos = ``<|begin_of_text|>`` (128000), each from the top-level
+field of the original config when present (:func:`export_original` writes them; the release has
+only ``pad_token_id``), else the tokenizer's token, else transformers' default. Why: transformers'
+Higgs generation appends ``config.eos_token_id`` once every codebook has emitted its stream eos,
+but stops only on ``generation_config.eos_token_id``. The release's ``generation_config.json``
+copies Llama's ``<|end_of_text|>`` (128001) as eos, so keeping it next to the conversion script's
+model eos (128009) makes every clip run to ``max_new_tokens`` (the audio is still cut right at
+decode, so nothing sounds wrong). The generation config's other settings are kept.
+
+Where the result differs from transformers' conversion script (which builds
+``HiggsAudioV2Config(codebook_size=1026)`` and sets the generation config to bos 1, eos 128009,
+pad 128001, ``ras_win_len`` 7, ``ras_win_max_num_repeat`` 2):
+
+- eos and pad (in both configs), ``tie_word_embeddings`` (false; the HF model ties no weights)
+  and repetition-aware sampling: the same.
+- bos: ``<|begin_of_text|>`` (128000, the release's value) instead of the script's 1, which is
+  transformers' default and the token ``"`` in Llama 3's vocabulary. Generation never reads it:
+  every prompt starts with the chat template's own ``<|begin_of_text|>``.
+- ``max_position_embeddings``: the release's 131072 instead of the script's default 2048. Rotary
+  frequencies do not depend on it, but training and validation take it as the context limit, and
+  2048 would refuse samples the released model reads.
+- ``rope_parameters``: the release's llama3 scaling (factor 32, low/high frequency factors 1/4,
+  original context 8192, theta 500000) instead of the script's default (factor 32, 0.125/0.5,
+  1024). Both give the same rotary frequencies (the thresholds are 8192/1 = 1024/0.125 and
+  8192/4 = 1024/0.5, and the smoothing is the same ratio); a test checks it.
 
 Audio tokenizer: the original release keeps its codec in a separate repository
 (``bosonai/higgs-audio-v2-tokenizer``) in its own format. :func:`import_original` needs the codec in
@@ -73,7 +101,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CONVERTER_VERSION = 1
+CONVERTER_VERSION = 2  # 2: config and generation config carry the same special-token ids
 IMPORT_SIDECAR = "original_format.json"  # in a converted HF folder; written last = conversion complete
 EXPORT_MARKER = "workbench_export.json"  # in an exported original-format folder
 ORIGINAL_MODEL_TYPE = "higgs_audio"
@@ -124,9 +152,19 @@ _TEXT_FIELDS = (
     "mlp_bias",
     "initializer_range",
     "pretraining_tp",
-    "tie_word_embeddings",
     "use_cache",
 )
+# Special-token ids a converted model carries in config.json and generation_config.json alike:
+# field -> tokenizer token taken when the original config has no top-level value (see the module
+# docstring for why eos is <|eot_id|> and never the text_config's or the release generation config's
+# <|end_of_text|>).
+_TOKEN_FIELDS = {
+    "audio_delay_token_id": "<|reserved_special_token_6|>",
+    "bos_token_id": "<|begin_of_text|>",
+    "eos_token_id": "<|eot_id|>",
+    "pad_token_id": "<|end_of_text|>",
+}
+GENERATION_TOKEN_FIELDS = ("bos_token_id", "eos_token_id", "pad_token_id")
 # Original-config flags of variants HiggsAudioV2ForConditionalGeneration cannot represent.
 _UNSUPPORTED_FLAGS = (
     "audio_embed_avg",
@@ -446,6 +484,13 @@ def _check_supported(original: dict, num_layers: int) -> None:
             f"audio_decoder_proj_num_layers is {original['audio_decoder_proj_num_layers']} (must be 0)"
         )
     problems += [f"{flag} is set" for flag in _UNSUPPORTED_FLAGS if original.get(flag)]
+    for flag, why in (
+        ("use_delay_pattern", "transformers always generates with the delay pattern"),
+        ("encode_audio_in_tokens", "transformers always feeds audio codes back as input tokens"),
+    ):
+        if not original.get(flag):
+            state = "absent (boson_multimodal's default is false)" if flag not in original else "false"
+            problems.append(f"{flag} is {state}: {why}")
     if problems:
         raise ValueError(
             "this original Higgs Audio variant cannot be represented by transformers' "
@@ -459,7 +504,7 @@ def hf_config_from_original(original: dict, token_ids: dict[str, int] | None = N
     Args:
         original: The original ``config.json`` contents.
         token_ids: ``{token text: id}`` of the text tokenizer's special tokens, for the fields the
-            original config does not carry (delay token, bos/eos).
+            original config does not carry (delay token, bos/eos/pad; see the module docstring).
 
     Raises:
         ValueError: The variant is not representable (see :func:`_check_supported`).
@@ -469,6 +514,9 @@ def hf_config_from_original(original: dict, token_ids: dict[str, int] | None = N
     token_ids = token_ids or {}
     text = original.get("text_config") or {}
     kwargs: dict[str, Any] = {k: text[k] for k in _TEXT_FIELDS if text.get(k) is not None}
+    # The release's text_config ties (Llama 3.2's lm_head); the HF model has no tied weights and the
+    # original's text head is a weight of its own, so false, as in the conversion script.
+    kwargs["tie_word_embeddings"] = False
     if "hidden_size" in kwargs and "num_attention_heads" in kwargs:
         kwargs.setdefault("head_dim", kwargs["hidden_size"] // kwargs["num_attention_heads"])
         kwargs.setdefault("num_key_value_heads", kwargs["num_attention_heads"])  # Llama's default
@@ -482,21 +530,18 @@ def hf_config_from_original(original: dict, token_ids: dict[str, int] | None = N
         "audio_stream_eos_id": "audio_stream_eos_id",
         "audio_out_token_idx": "audio_token_id",
         "audio_out_bos_token_id": "audio_bos_token_id",
-        "audio_delay_token_id": "audio_delay_token_id",  # workbench extension; absent in boson configs
-        "pad_token_id": "pad_token_id",
-        "bos_token_id": "bos_token_id",
-        "eos_token_id": "eos_token_id",
     }
     kwargs.update({new: original[old] for old, new in renamed.items() if original.get(old) is not None})
     if original.get("audio_codebook_size") is not None:
         kwargs["codebook_size"] = int(original["audio_codebook_size"]) + 2  # + stream bos / eos
-    for field, token in (
-        ("audio_delay_token_id", "<|reserved_special_token_6|>"),
-        ("bos_token_id", "<|begin_of_text|>"),
-        ("eos_token_id", "<|eot_id|>"),
-    ):
-        if field not in kwargs and token in token_ids:
+    for field, token in _TOKEN_FIELDS.items():
+        # Top-level fields: pad in the release; all four in configs written by export_original.
+        if original.get(field) is not None:
+            kwargs[field] = original[field]
+        elif token in token_ids:
             kwargs[field] = token_ids[token]
+    if "bos_token_id" not in kwargs and text.get("bos_token_id") is not None:
+        kwargs["bos_token_id"] = text["bos_token_id"]  # <|begin_of_text|> in the release
     config = HiggsAudioV2Config(**kwargs)
     config.architectures = [HF_ARCHITECTURE]
     # transformers' script converts the released checkpoint with HiggsAudioV2Config(codebook_size=1026);
@@ -533,6 +578,7 @@ def original_config_from_hf(
     text.setdefault("architectures", ["LlamaForCausalLM"])
     for field in _TEXT_FIELDS:
         text[field] = getattr(config, field)
+    text.setdefault("tie_word_embeddings", config.tie_word_embeddings)  # the source's value, if any
     rope = dict(config.rope_parameters or {})
     text["rope_theta"] = rope.pop("rope_theta", 10000.0)
     text["rope_scaling"] = rope if rope.get("rope_type", "default") != "default" else None
