@@ -244,3 +244,113 @@ def test_own_voice_flow_from_a_folder_of_clips(tiny_dir: Path, launch_env, tmp_p
     assert run_json["world_size"] == 1 and run_json["result"]["global_step"] == 4
     audio, sr = sf.read(tmp_path / "hello.wav")
     assert sr == 24_000 and len(audio) > 0 and np.isfinite(audio).all()
+
+
+def _original_tooling_dataset(root: Path, n: int, split: str, seed: int) -> Path:
+    """Records as the original Higgs Audio tooling's training files write them: reference audio in
+    the user turn, the assistant turn holding [text, audio], start_index 0, instruction-prefixed
+    target text, transcripts in misc; audio paths relative to the JSON file."""
+    import numpy as np
+    import soundfile as sf
+    from conftest import voiced
+
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    records = []
+    for i in range(n):
+        k = seed + i
+        ref, target = f"ref_{k:04d}.wav", f"target_{k:04d}.wav"
+        noise = (
+            np.random.default_rng(k).normal(0.0, 0.005, 2 * 24_000).astype(np.float32)
+        )  # every clip its own
+        ref_wave = voiced(1.0 + 0.05 * (k % 4), f0=120.0 + 3 * (k % 9))
+        target_wave = voiced(1.2 + 0.1 * (k % 3), f0=140.0 + 4 * (k % 7))
+        sf.write(root / "data" / ref, ref_wave + noise[: len(ref_wave)], 24_000)
+        sf.write(root / "data" / target, target_wave + noise[-len(target_wave) :], 24_000)
+        ref_text, target_text = f"Reference sentence number {k}.", f"The target sentence {k} is spoken here."
+        records.append({
+            "messages": [
+                {"role": "system", "content": "You are a helpful assistant capable of generating speech in the "
+                 "voice of the provided reference audio."},
+                {"role": "user", "content": [
+                    {"type": "text", "text": ref_text},
+                    {"type": "audio", "audio_url": f"../data/{ref}", "raw_audio": "", "duration": None, "offset": None},
+                    {"type": "text", "text": f"Please generate speech for given text in reference audio's voice: {target_text}"}]},
+                {"role": "assistant", "content": [
+                    {"type": "text", "text": target_text},
+                    {"type": "audio", "audio_url": f"../data/{target}", "duration": 1.2}]}],
+            "start_index": 0, "speaker": f"sample_{k:04d}",
+            "misc": {"ref_transcript": ref_text, "target_transcript": target_text, "duration": 1.2},
+        })  # fmt: skip
+    path = root / "json" / f"{split}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(records, indent=1))
+    return path
+
+
+def test_original_tooling_layout_trains_end_to_end(tiny_dir: Path, launch_env, tmp_path: Path) -> None:
+    """convert -> validate -> train (2 ranks) -> evaluate -> generate on the original tooling's own
+    mixed-content layout, and what training sees: no instruction prefix, no text-only assistant turn,
+    start_index at the target, reference audio never labelled."""
+    import torch
+
+    from workbench.codes import CodesCache
+    from workbench.collate import IGNORE_INDEX, encode_sample
+    from workbench.formats.instructions import has_instruction
+    from workbench.model import load_processor
+    from workbench.sample import load_samples
+
+    _original_tooling_dataset(tmp_path / "dataset", 24, "train", seed=0)
+    _original_tooling_dataset(tmp_path / "dataset", 6, "val", seed=100)
+    cli = [sys.executable, "-m", "workbench.cli"]
+    steps = [
+        ["convert", "dataset/json/train.json", "-o", "work/train.jsonl"],
+        ["convert", "dataset/json/val.json", "-o", "work/val.jsonl"],
+        ["validate", "work/train.jsonl", "--val", "work/val.jsonl", "--model", str(tiny_dir)],
+        ["train", "--params", str(DEMO_PARAMS), "-p", "model", str(tiny_dir), "-p", "train_data", "work/train.jsonl",
+         "-p", "val_data", "work/val.jsonl", "-p", "output_dir", "runs/orig", "-p", "codes_cache_dir", "codes",
+         "-p", "max_steps", "6", "-p", "save_steps", "3", "-p", "eval_steps", "3", "-p", "merge", "false"],
+    ]  # fmt: skip
+    printed = {}
+    for step in steps:
+        proc = run(cli + step, launch_env, tmp_path)
+        assert proc.returncode == 0, (step[:2], proc.stdout[-4000:])
+        printed[" ".join(step[:2])] = proc.stdout
+    convert_out = printed["convert dataset/json/train.json"]
+    assert "24 records -> 24 trainable, 0 prompt-only, 0 rejected" in convert_out
+    assert "layouts: mixed+start_index: 24" in convert_out
+    assert "GO: 30 trainable samples, no errors" in printed["validate work/train.jsonl"]
+    run_json = json.loads((tmp_path / "runs" / "orig" / "run.json").read_text())
+    assert run_json["world_size"] == 2 and run_json["result"]["global_step"] == 6
+
+    lines = printed["train --params"].splitlines()
+    evaluate = next(line.split(":  ", 1)[1] for line in lines if "compare every checkpoint" in line)
+    proc = run(cli + shlex.split(evaluate)[1:], launch_env, tmp_path)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    rows = json.loads((tmp_path / "runs" / "orig" / "05_evaluate" / "metrics.json").read_text())["rows"]
+    assert rows and all(r["status"] == "ok" for r in rows), [r.get("error") for r in rows]
+    assert {r["candidate"] for r in rows} >= {"base", "adapter", "checkpoint-3"}
+    proc = run(cli + ["generate", "--adapter", "runs/orig/adapter", "--reference", "dataset/data/ref_0000.wav",
+                      "--reference-text", "Reference sentence number 0.", "--text", "Hello from the original layout.",
+                      "-o", "hello.wav", "--max-new-tokens", "30"], launch_env, tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert (tmp_path / "hello.wav").stat().st_size > 44
+
+    # What training saw, checked on the samples and on the collated labels themselves.
+    processor = load_processor(tiny_dir)
+    cache = CodesCache(tmp_path / "codes", processor.audio_tokenizer)
+    n = processor.audio_tokenizer.config.num_quantizers
+    for sample in load_samples(tmp_path / "work" / "train.jsonl") + load_samples(
+        tmp_path / "work" / "val.jsonl"
+    ):
+        assert not any(m.role == "assistant" and not m.is_audio for m in sample.messages), sample.id
+        assert not has_instruction(sample.target_text()) and sample.target_text().startswith(
+            "The target sentence"
+        )
+        assert sample.messages[sample.start_index].text == sample.target_text()
+        assert [Path(p).name[:7] for p in sample.target_audio()] == ["target_"]
+        assert [Path(p).name[:4] for p in sample.reference_audio()] == ["ref_"]
+        labels = encode_sample(sample, processor, cache)["audio_labels"]
+        ref_frames = cache.get(sample.reference_audio()[0]).shape[1] + n + 1
+        assert (labels[:ref_frames] == IGNORE_INDEX).all(), sample.id  # the reference: never a target
+        assert (labels[ref_frames:] != IGNORE_INDEX).any() and len(labels) > ref_frames
+        assert torch.is_tensor(labels)

@@ -81,7 +81,10 @@ def make_prompt(sample: Sample, seed: int = 0) -> EvalPrompt:
     audio = [m.audio_url for m in messages if m.is_audio]
     return EvalPrompt(
         sample=sample,
-        context=Sample(sample.id, tuple(messages), len(messages), sample.speaker, dict(sample.misc)),
+        # A prompt: start_index at its text to speak (the last message), every audio before it context.
+        context=Sample(
+            sample.id, tuple(messages), max(len(messages) - 1, 0), sample.speaker, dict(sample.misc)
+        ),
         text=last.text if problem is None else sample.target_text(),  # type: ignore[union-attr]
         reference=audio[0] if audio else None,
         target=sample.messages[cut].audio_url if targets else None,
