@@ -369,3 +369,23 @@ def test_the_convert_report_names_layouts(corpus) -> None:
     assert "layouts: " in report.summary_line()
     adjusted = [f for f in report.issues if f.code == "START_INDEX_ADJUSTED"]
     assert adjusted and all(f.severity == "warning" and "reference" in f.message for f in adjusted)
+
+
+def test_the_property_holds_over_the_demo_data(demo_run, stack) -> None:
+    """Every canonical file the demo pipeline wrote (converted, prompts, the 03 split): validate
+    without errors means the collator takes the sample; a sample the collator refuses is an error."""
+    processor, cache = stack
+    files = [p for p in sorted(demo_run.glob("0[23]_*/*.jsonl")) if not p.name.endswith(".rejected.jsonl")]
+    samples = [Sample.from_dict(d) for p in files for d in read_jsonl(p)]
+    assert len(files) >= 3 and len(samples) > 20
+    samples = list({s.id: s for s in samples}.values())  # the split repeats the converted samples
+    errors = _errors_by_sample(samples)
+    kinds = {TRAINABLE: 0, PROMPT: 0}
+    for sample in samples:
+        refusal = _collator_refusal(sample, processor, cache)
+        if refusal is not None:
+            assert errors[sample.id], f"the collator refuses {sample.id} but validate passes it: {refusal}"
+        elif not errors[sample.id]:
+            assert check_sample(sample).kind == TRAINABLE
+        kinds[check_sample(sample).kind] += 1
+    assert kinds[TRAINABLE] > 10 and kinds[PROMPT] >= 1

@@ -110,6 +110,8 @@ def test_reports_embed_playable_audio_and_plots(demo_run):
         audio, rate = sf.read(io.BytesIO(wavs[0]))
         assert rate == 24_000 and audio.ndim == 1 and len(audio) > 0
     assert "<img" in (demo_run / "01_inspect_data.html").read_text()
+    # The pipeline asks 01 for max_listen=4: the browser's stand-in embeds four clips, not fewer.
+    assert len(_embedded_wavs((demo_run / "01_inspect_data.html").read_text())) == 4
     # Every image of every report has a text alternative (nbconvert's placeholder means it had none).
     for page in [*demo_run.glob("*.html"), *demo_run.glob("*/*.html")]:
         text = page.read_text()

@@ -407,6 +407,18 @@ class SampleBrowser(_View):
         cut = f" (first {self.max_seconds:g} s)" if len(audio) > limit else ""
         return audio[:limit], f"{os.path.basename(path)}{cut}"
 
+    def report_html(self) -> str:
+        """The report's stand-in for the browser: the first samples, as many as it takes to embed the
+        listener's ``max_listen`` clips (a sample without a reference brings one clip, not two)."""
+        ids, clips = [], 0
+        room = self.listener.max_listen - self.listener.embedded
+        for sample_id, sample in self.samples.items():
+            if clips >= room:
+                break
+            ids.append(sample_id)
+            clips += bool(sample.reference_audio()) + bool(sample.target_audio())
+        return self.static_html(ids) if ids else self.static_html()
+
     def static_html(self, sample_ids: Iterable[str] | None = None) -> str:
         """Texts, embedded plots and players of the selected sample (or of ``sample_ids``)."""
         ids = list(sample_ids) if sample_ids is not None else [self.selected] if self.selected else []
