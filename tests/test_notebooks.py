@@ -20,7 +20,7 @@ NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 
 
 def test_committed_notebooks_are_clean_and_parameterised():
-    assert [p.name[:2] for p in NOTEBOOKS][:3] == ["01", "02", "03"]
+    assert [p.name[:2] for p in NOTEBOOKS][:4] == ["00", "01", "02", "03"]
     for path in NOTEBOOKS:
         nb = json.loads(path.read_text())
         assert nb["metadata"]["kernelspec"]["name"] == "python3", path.name
@@ -199,3 +199,26 @@ def test_report_command_rebuilds_the_index(demo_run, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert "02_convert_and_listen" in (copy / "index.html").read_text()
+
+
+def test_prepare_notebook_cuts_a_recording_and_its_report_shows_clips_flags_and_players(tmp_path):
+    """Notebook 00 on its default input (a demo recording with subtitles) under papermill."""
+    from workbench.report import run_notebook
+
+    out = tmp_path / "run"
+    result = run_notebook("00", out, {"output_dir": str(out / "00_prepare"), "max_listen": 3})
+    assert result.ok, result.error
+    status = notebook_status(out / "00_prepare.ipynb")
+    assert status["summary"] and "clips" in status["summary"]
+    rows = (out / "00_prepare" / "dataset" / "prepare.csv").read_text().splitlines()
+    clips = len(rows) - 1
+    assert clips >= 5 and f"-> {clips} clips" in status["summary"]
+    text = _outputs_text(out / "00_prepare.ipynb")
+    assert f"{clips} records -> {clips} trainable, 0 prompt-only, 0 rejected" in text  # converts as it is
+    html = (out / "00_prepare.html").read_text()
+    wavs = _embedded_wavs(html)
+    assert len(wavs) == 3  # max_listen caps the players; the table lists every clip
+    assert html.count("demo/clip_0") >= clips
+    assert 'alt="waveform and spectrogram of demo/clip_0001.wav"' in html
+    audio, rate = sf.read(io.BytesIO(wavs[0]))
+    assert rate == 24_000 and audio.ndim == 1 and len(audio) > 2 * 24_000

@@ -38,7 +38,16 @@ def test_console_script_runs_and_lists_commands():
     out = subprocess.run(
         [sys.executable, "-m", "workbench.cli", "--help"], capture_output=True, text=True, check=True
     )
-    for command in ("convert", "validate", "split", "inspect", "demo-data", "bench", "make-tiny-model"):
+    for command in (
+        "prepare",
+        "convert",
+        "validate",
+        "split",
+        "inspect",
+        "demo-data",
+        "bench",
+        "make-tiny-model",
+    ):
         assert command in out.stdout
 
 

@@ -49,6 +49,31 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return EXIT_DATA if report.rejected else EXIT_OK
 
 
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from .prepare import prepare
+
+    report = prepare(
+        args.inputs,
+        args.output,
+        speaker=args.speaker,
+        asr_model=args.asr_model,
+        language=args.language,
+        min_clip=args.min_clip,
+        max_clip=args.max_clip,
+        overwrite=args.overwrite,
+        device=args.device,
+        progress=not args.no_progress,
+    )
+    for item in report.inputs:
+        if item.error:
+            print(f"FAILED  {item.error}")
+    print(report.summary_line())
+    print(f"  clips: {report.dataset_dir}/<speaker>/clip_NNNN.wav + .txt")
+    print(f"  table: {report.dataset_dir}/prepare.csv")
+    print(f"  next:  workbench convert {report.dataset_dir} -o converted.jsonl")
+    return EXIT_DATA if report.failed else EXIT_OK
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from .validate import validate
 
@@ -121,6 +146,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if args.max_new_tokens < 1:
             raise UsageError(f"--max-new-tokens: must be at least 1, got {args.max_new_tokens}")
         print(bench_generate(max_new_tokens=args.max_new_tokens, workdir=args.workdir).format_text())
+        return EXIT_OK
+    if args.what == "prepare":
+        from .bench_prepare import bench_prepare
+
+        print(bench_prepare(minutes=args.minutes, asr_model=args.model, workdir=args.workdir).format_text())
         return EXIT_OK
     from .bench import bench_data
 
@@ -308,6 +338,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--progress", action="store_true", help="show a progress bar")
 
+    p = add(
+        "prepare",
+        cmd_prepare,
+        "long recordings to a clip folder: cut at pauses, text from subtitles, a transcript or local ASR",
+    )
+    p.add_argument("inputs", nargs="+", help="recordings or folders (sidecars: same-stem .srt/.vtt or .txt)")
+    p.add_argument(
+        "-o", "--output", required=True, metavar="DATASET_DIR", help="clip folder (resumed if it exists)"
+    )
+    p.add_argument("--speaker", help="speaker folder for every clip (default: the input's folder name)")
+    p.add_argument(
+        "--asr-model", help="local Whisper folder or cached hub id, for inputs without subtitles (offline)"
+    )
+    p.add_argument("--language", help="spoken language for multilingual Whisper models, e.g. en")
+    p.add_argument("--min-clip", type=float, default=2.0, metavar="S", help="shortest clip, seconds")
+    p.add_argument(
+        "--max-clip", type=float, default=15.0, metavar="S", help="longest clip, seconds (at most 30)"
+    )
+    p.add_argument("--device", help="for the ASR model: cpu, cuda, cuda:1 (default: CUDA when available)")
+    p.add_argument("--overwrite", action="store_true", help="make the given inputs' clips again")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
     p = add("validate", cmd_validate, "check canonical JSONL files; one line per finding")
     p.add_argument("data")
     p.add_argument("--val", help="validation file: also checked, and for leakage against DATA")
@@ -339,17 +391,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
 
     p = add("bench", cmd_bench, "benchmarks that print throughput and ratios")
-    p.add_argument("what", choices=("data", "train", "generate"))
+    p.add_argument("what", choices=("data", "train", "generate", "prepare"))
     p.add_argument("--n", type=int, default=100_000, help="data: records")
     p.add_argument("--pool", type=int, default=1000, help="data: distinct WAV files")
     p.add_argument("--workdir", help="keep the benchmark files here (default: a temporary folder)")
     p.add_argument(
-        "--model", default="tiny", help="train: tiny, random-full (GPU) or a model folder / cached hub id"
+        "--model",
+        default="tiny",
+        help="train: tiny, random-full (GPU) or a model folder / cached hub id; "
+        "prepare: tiny (a random tiny Whisper) or a local Whisper folder",
     )
     p.add_argument("--steps", type=int, default=20, help="train: timed optimizer steps")
     p.add_argument(
         "--allow-cpu", action="store_true", help="train: run a full-size model without a GPU anyway"
     )
+    p.add_argument("--minutes", type=float, default=10.0, help="prepare: minutes of synthetic speech")
     p.add_argument(
         "--max-new-tokens", type=int, default=200, help="generate: audio frames to generate at most"
     )
