@@ -389,3 +389,35 @@ def test_a_mono_clip_keeps_its_samples_at_24_khz(tmp_path):
     middle = slice(200, len(clip) - 200)  # the edges fade in and out over 5 ms
     assert rate == 24_000 and np.max(np.abs(clip[middle] - expected[middle])) < 1e-3
     assert rng is not None
+
+
+@needs_espeak
+@pytest.mark.slow
+def test_ten_minute_recordings_with_and_without_subtitles_become_a_dataset_that_validates_go(
+    tmp_path, tiny_whisper
+):
+    """The issue's bar: 10 minutes with subtitles and 10 without, prepared, converted, validated GO."""
+    from workbench.convert import convert
+    from workbench.validate import validate
+
+    subtitled = recording_of_length(tmp_path / "in" / "anna" / "episode1.wav", 10.0, seed=1)
+    write_srt([(u.start, u.end, u.text) for u in subtitled.utterances], subtitled.path.with_suffix(".srt"))
+    plain = recording_of_length(tmp_path / "in" / "anna" / "episode2.mp3", 10.0, seed=2, sample_rate=44_100)
+    dataset = tmp_path / "dataset"
+    proc = _cli(str(tmp_path / "in"), "-o", str(dataset), "--asr-model", str(tiny_whisper), "--no-progress")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = read_prepare_csv(dataset)
+    by_source = {
+        s: [r for r in rows if r["source_file"] == s and r["file_name"]]
+        for s in (str(subtitled.path), str(plain.path))
+    }
+    assert {r["text_source"] for r in by_source[str(subtitled.path)]} == {"subtitle"}
+    assert {r["text_source"] for r in by_source[str(plain.path)]} == {"asr"}
+    assert all(len(clips) >= 40 for clips in by_source.values())
+    assert all(2.0 <= r["duration"] <= 15.0 for r in rows if r["file_name"])
+    assert "2 input(s), 0.33 h (20." in proc.stdout
+    converted = tmp_path / "converted.jsonl"
+    result = convert([dataset], converted)
+    assert result.rejected == 0 and result.converted == sum(len(c) for c in by_source.values())
+    verdict = validate(converted)
+    assert verdict.ok and verdict.go_no_go().startswith("GO"), verdict.go_no_go()
