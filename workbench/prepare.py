@@ -411,7 +411,9 @@ class _Run:
         todo = [
             k for k, p in enumerate(plans) if str(k) not in state["heard"] and FLAG_TOO_SHORT not in p.flags
         ]
-        bar = _bar(self.progress and bool(todo), total=len(todo), desc="transcribing", unit="clip")
+        bar = _bar(
+            self.progress and bool(todo), total=len(todo), desc="transcribing", unit="clip", leave=False
+        )
         batch = self.asr.batch_size
         for n in range(0, len(todo), batch):
             chunk = todo[n : n + batch]
@@ -432,7 +434,7 @@ class _Run:
     def _write(self, item, plans, texts, audio: np.ndarray, state: dict[str, Any]) -> None:
         folder = self.store.root / item.speaker
         fade = np.linspace(0.0, 1.0, int(FADE_SECONDS * TARGET_SAMPLE_RATE), dtype=np.float32)
-        bar = _bar(self.progress, total=len(plans), desc="writing clips", unit="clip")
+        bar = _bar(self.progress, total=len(plans), desc="writing clips", unit="clip", leave=False)
         for k, (plan, (text, source, scores, extra)) in enumerate(zip(plans, texts, strict=True)):
             bar.update(1)
             key = str(k)
