@@ -124,6 +124,9 @@ def test_a_failing_rank_fails_the_launch(train_command, launch_env, tmp_path: Pa
     assert proc.returncode != 0
     assert "rank 0 failed" in proc.stdout and "DataCheckError" in proc.stdout
     assert "longer than the model's context of 64 tokens" in proc.stdout
+    # One line per failing rank, naming its notebook: the error is not repeated by the notebook runner.
+    assert proc.stdout.count("longer than the model's context of 64 tokens") <= 2, proc.stdout[-6000:]
+    assert "failed at cell" not in proc.stdout
     assert "the launch of 04_train failed" in proc.stdout
     # Rank 0 leaves its partial report, even when torchrun stops it because rank 1 failed first
     # (then the report shows the kernel it killed, unless its own DataCheckError came first).

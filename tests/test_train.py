@@ -6,6 +6,7 @@ The end-to-end launches under ``accelerate launch`` are in test_launch.py.
 from __future__ import annotations
 
 import ast
+import csv
 import dataclasses
 import json
 import os
@@ -312,10 +313,42 @@ def test_sample_without_target_audio_is_refused(
     assert rows[2]["id"] in str(info.value)
 
     params.skip_validation = True  # the validator is skipped: prepare's own check still refuses it
-    with pytest.raises(DataCheckError, match="no target audio") as info:
+    with pytest.raises(DataCheckError, match="cannot be trained on") as info:
         prepare(params)
-    assert rows[2]["id"] in str(info.value)
-    assert not (tmp_path / "out").exists()
+    assert rows[2]["id"] in str(info.value) and "MISSING_TARGET_AUDIO" in str(info.value)
+    # Only the data check's listing was written: no checkpoint, no adapter.
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["data_check.csv", "data_check.json"]
+
+
+def test_a_refusal_is_grouped_by_code_and_the_full_list_written(small_split, tmp_path: Path) -> None:
+    """Many findings print as a few lines per code (count, three examples, the hint once); every
+    finding is in output_dir/data_check.json and .csv."""
+    train, _ = small_split
+    rows = [{**json.loads(json.dumps(r)), "id": f"{r['id']}-{k}"} for k in range(4) for r in read_rows(train)]
+    for i, row in enumerate(rows):
+        if i % 2:
+            row["messages"][-1]["content"]["audio_url"] = str(tmp_path / f"missing{i}.wav")
+        else:  # a text-only assistant turn, as foreign tools write it
+            row["messages"].insert(row["start_index"] + 1, {"role": "assistant", "content": "words"})
+    bad = write_rows(tmp_path / "bad.jsonl", rows)
+    params = TrainParams(train_data=str(bad), val_data=None, output_dir=str(tmp_path / "out"))
+    with pytest.raises(DataCheckError) as info:
+        check_data(params)
+    message = str(info.value)
+    n_missing, n_structure = len(rows) // 2, len(rows) - len(rows) // 2
+    assert f"ERROR AUDIO_NOT_FOUND: {n_missing} findings" in message
+    assert f"ERROR BAD_STRUCTURE: {n_structure} findings" in message
+    assert message.count("hint: ") == 2  # once per code
+    assert message.count("  - [") == min(3, n_missing) + min(3, n_structure)
+    assert f"... and {n_missing - 3} more" in message and n_missing > 3
+    assert len(message.splitlines()) < 25
+    listing = json.loads((tmp_path / "out" / "data_check.json").read_text())
+    codes = [f["code"] for f in listing["issues"] if f["severity"] == "error"]
+    assert codes.count("AUDIO_NOT_FOUND") == n_missing and codes.count("BAD_STRUCTURE") == n_structure
+    with open(tmp_path / "out" / "data_check.csv", newline="") as fh:
+        table = list(csv.DictReader(fh))
+    assert len(table) == len(listing["issues"]) and {"code", "sample_id", "message", "hint"} <= set(table[0])
+    assert str(tmp_path / "out" / "data_check.json") in message
 
 
 def test_sequence_longer_than_max_length_is_refused(

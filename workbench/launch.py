@@ -286,7 +286,9 @@ def rank_run(job_json: str | os.PathLike) -> int:
     target = Path(job["report_dir"] if rank == 0 else job["logs_dir"])
     ipynb = target / f"{notebook}.ipynb"
     try:
-        result = run_notebook(notebook, target, params, log_output=rank == 0, export=rank == 0)
+        result = run_notebook(
+            notebook, target, params, log_output=rank == 0, export=rank == 0, log_error=False
+        )
         ok, error = result.ok, result.error
     except Exception as exc:  # the kernel died (e.g. killed on SIGTERM): keep what the notebook shows
         ok, error = False, f"{type(exc).__name__}: {exc}"
@@ -296,8 +298,10 @@ def rank_run(job_json: str | os.PathLike) -> int:
         os.replace(ipynb, target / f"{notebook}.rank{rank}.ipynb")
         ipynb = target / f"{notebook}.rank{rank}.ipynb"
     if not ok:
-        # The notebook's output (rank 0's is shown above) and its report hold the whole message.
-        first = (error or "").strip().splitlines()[0] if (error or "").strip() else error
-        print(f"rank {rank} failed: {first} (details: {ipynb})", file=sys.stderr, flush=True)
+        # Rank 0 prints the whole error once; the other ranks (usually failing the same way) its
+        # first line and where their notebook is.
+        text = (error or "").strip()
+        shown = text if rank == 0 or "\n" not in text else text.splitlines()[0] + " ..."
+        print(f"rank {rank} failed: {shown} (notebook: {ipynb})", file=sys.stderr, flush=True)
         return 143 if terminated.is_set() else 1
     return 143 if terminated.is_set() else 0

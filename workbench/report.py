@@ -171,8 +171,12 @@ def run_notebook(
     cwd: str | os.PathLike | None = None,
     log_output: bool = False,
     export: bool = True,
+    log_error: bool = True,
 ) -> NotebookRun:
     """Execute ``notebook`` with papermill into ``out_dir`` and export its HTML.
+
+    A failing cell is logged (unless ``log_error`` is false: the caller reports it) and returned
+    as ``NotebookRun.error``.
 
     Returns:
         A :class:`NotebookRun`; ``ok`` is false when a cell failed (both files are still written).
@@ -210,7 +214,8 @@ def run_notebook(
         )
     except PapermillExecutionError as exc:
         error = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
-        log.error("%s failed at %s", source.name, error)
+        if log_error:
+            log.error("%s failed at %s", source.name, error)
     finally:
         if previous_tqdm is None:
             os.environ.pop("TQDM_DISABLE", None)
