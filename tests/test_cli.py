@@ -203,3 +203,29 @@ def test_cli_convert_output_is_a_folder_is_fatal_exit_2(tmp_path, good_input, ca
     assert "is a folder" in capsys.readouterr().err
     assert folder.is_dir() and list(folder.iterdir()) == []
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp files left
+
+
+def test_cli_convert_groups_many_findings_by_code(tmp_path, make_wav, capsys):
+    """The original tooling's layout (start_index 0, reference in the user turn): one warning per record,
+    printed as a grouped summary; the report file keeps every finding."""
+    records = []
+    for i in range(25):
+        make_wav(f"r{i}.wav", f0=100.0 + i)
+        make_wav(f"t{i}.wav", f0=160.0 + i)
+        records.append({"start_index": 0, "messages": [
+            {"role": "system", "content": "Clone the voice."},
+            {"role": "user", "content": [{"type": "text", "text": f"ref {i}"}, {"type": "audio", "audio_url": f"r{i}.wav"},
+                                         {"type": "text", "text": f"Generate speech for: target {i}"}]},
+            {"role": "assistant", "content": [{"type": "text", "text": f"target {i}"}, {"type": "audio", "audio_url": f"t{i}.wav"}]}]})  # fmt: skip
+    src = write_jsonl(tmp_path / "orig.jsonl", records)
+    report = tmp_path / "report.json"
+    code = main(["convert", str(src), "-o", str(tmp_path / "o.jsonl"), "--report", str(report)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "WARNING START_INDEX_ADJUSTED: 25 findings" in out and "... and 22 more" in out
+    assert out.count("hint: ") == 1 and f"every one is in {report}" in out
+    assert (
+        "25 records -> 25 trainable, 0 prompt-only, 0 rejected (formats: mixed: 25; layouts: mixed+start_index: 25)"
+        in out
+    )
+    assert len(json.loads(report.read_text())["issues"]) == 25

@@ -25,6 +25,23 @@ def _print_json(data: object) -> None:
 
 
 # --- commands ------------------------------------------------------------------------
+MAX_LISTED_FINDINGS = 20  # more than this print grouped by code
+
+
+def print_findings(findings: list, report_path: str | None) -> None:
+    """Every finding on its own line, or, when there are many, grouped by code (count, examples, hint)."""
+    from .findings import grouped_summary
+
+    if len(findings) <= MAX_LISTED_FINDINGS:
+        for f in findings:
+            print(f.format_line())
+        return
+    for line in grouped_summary(findings):
+        print(line)
+    where = report_path or "a file: pass --report FILE.json"
+    print(f"({len(findings):,} findings, grouped; every one is in {where})")
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     from .convert import convert
 
@@ -41,8 +58,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=args.progress,
     )
-    for f in report.issues:
-        print(f.format_line())
+    print_findings(report.issues, args.report)
     print(report.summary_line())
     for kind, path in report.outputs.items():
         print(f"  {kind}: {path}")
