@@ -204,8 +204,8 @@ class Transcriber:
             logprobs = torch.log_softmax(logits, dim=-1)
         out = []
         for k, (prefix, body) in enumerate(zip(prefixes, bodies, strict=True)):
-            positions = torch.arange(len(prefix) - 1, len(prefix) - 1 + len(body))
-            targets = torch.tensor(body)
+            positions = torch.arange(len(prefix) - 1, len(prefix) - 1 + len(body), device=logprobs.device)
+            targets = torch.tensor(body, device=logprobs.device)
             mean = float(logprobs[k, positions, targets].mean())
             no_speech = float(logprobs[k, 0, no_speech_id].exp()) if no_speech_id is not None else None
             out.append((math.exp(mean), no_speech))
