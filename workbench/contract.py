@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from workbench.sample import ROLES, Sample
 
@@ -54,9 +54,8 @@ class Problem:
     hint: str | None = None  # None: the code's default hint (workbench.findings.CODES)
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """What :func:`check_sample` decided.
+class Verdict(NamedTuple):
+    """What :func:`check_sample` decided (a named tuple: built once per sample, on the hot path).
 
     Attributes:
         kind: ``trainable``, ``prompt`` or ``invalid``.
@@ -108,35 +107,36 @@ def structure_problems(sample: Sample) -> list[Problem]:
         out.append(Problem("BAD_STRUCTURE", f"the first message is {what} message, expected 'system' (text)",
                            "messages[0]"))  # fmt: skip
     transcribed = False  # a user text since the last audio
-    for i, m in enumerate(messages):
-        where = f"messages[{i}]"
-        if m.role not in ROLES:
-            out.append(Problem("BAD_STRUCTURE", f"message {i} has unknown role '{m.role}'", where))
+    for i, m in enumerate(messages):  # hot: runs once per sample in convert, validate and the collator
+        role, content = m.role, m.content
+        if role not in ROLES:
+            out.append(Problem("BAD_STRUCTURE", f"message {i} has unknown role '{role}'", f"messages[{i}]"))
             continue
-        if m.is_audio:
-            if m.role != "assistant":
+        if not isinstance(content, str):  # audio
+            if role != "assistant":
                 out.append(Problem("BAD_STRUCTURE",
-                                   f"message {i} holds audio {m.audio_url} in a '{m.role}' turn; audio belongs "
-                                   "in assistant turns", where))  # fmt: skip
+                                   f"message {i} holds audio {m.audio_url} in a '{role}' turn; audio belongs "
+                                   "in assistant turns", f"messages[{i}]"))  # fmt: skip
             elif not transcribed:
                 out.append(Problem("BAD_STRUCTURE",
                                    f"audio {m.audio_url} in message {i} has no user text (its transcript) right "
-                                   "before it", where))  # fmt: skip
+                                   "before it", f"messages[{i}]"))  # fmt: skip
             transcribed = False
             continue
-        if m.role == "assistant":
+        if role == "user":
+            transcribed = True
+        elif role == "assistant":
             out.append(Problem("BAD_STRUCTURE",
-                               f"message {i} is an assistant turn holding text ({_quote(m.text)}); assistant turns "
-                               "hold the audio, and inference never builds a text-only assistant turn", where,
+                               f"message {i} is an assistant turn holding text ({_quote(content)}); assistant turns "
+                               "hold the audio, and inference never builds a text-only assistant turn",
+                               f"messages[{i}]",
                                "Make the text the user message before the audio (its transcript), or drop it; "
                                "`workbench convert` does this for source files."))  # fmt: skip
-        elif m.role == "user":
-            transcribed = True
-        token = TEMPLATE_TOKEN.search(m.text or "")
+        token = TEMPLATE_TOKEN.search(content) if "<|" in content else None
         if token is not None:
             out.append(Problem("BAD_STRUCTURE",
                                f"the text of message {i} holds the chat-template token {token.group(0)!r}, which "
-                               "the tokenizer reads as a control token, not as words", where,
+                               "the tokenizer reads as a control token, not as words", f"messages[{i}]",
                                "Remove the markup from the text; audio belongs in assistant audio messages."))  # fmt: skip
     return out
 
@@ -155,19 +155,22 @@ def check_sample(sample: Sample, start_index: Any = _UNSET) -> Verdict:
     """
     start = sample.start_index if start_index is _UNSET else start_index
     problems = structure_problems(sample)
-    n = len(sample.messages)
+    messages = sample.messages
+    n = len(messages)
     if type(start) is not int or not 0 <= start < n:
         message = (f"start_index={start!r} is not an integer" if type(start) is not int
                    else f"start_index={start} is outside the sample's {n} messages (expected 0 to {n - 1})")  # fmt: skip
         return Verdict(INVALID, (Problem("BAD_START_INDEX", message, "start_index"), *problems))
     targets = tuple(
-        i for i, m in enumerate(sample.messages) if i >= start and m.is_audio and m.role == "assistant"
+        i
+        for i in range(start, n)
+        if messages[i].role == "assistant" and not isinstance(messages[i].content, str)
     )
     if problems:
         return Verdict(INVALID, tuple(problems), targets)
     if targets:
         return Verdict(TRAINABLE, (), targets)
-    if not any(m.is_audio for m in sample.messages):
+    if all(isinstance(m.content, str) for m in messages):
         message = (f"the sample has no audio at all (no reference, no target): {MISSING_TYPES}; "
                    "the sample can only serve as a zero-shot evaluation prompt")  # fmt: skip
         return Verdict(PROMPT, (Problem("NO_AUDIO", message),))

@@ -307,7 +307,7 @@ class Converter:
             return Outcome(raw, "rejected", format=name, findings=[f], layout=layout)
         notes = [
             finding(code, message, severity=WARNING, field=field_name, sample_id=sample.id, **where)
-            for code, message, field_name in ctx.notes
+            for code, message, field_name in ctx.notes or ()
         ]
         outcome = self._place(raw, name, sample, notes)
         outcome.layout = layout

@@ -101,10 +101,12 @@ class ConvertContext:
     path_exists: Callable[[str], bool] = os.path.isfile
     resolved: dict[tuple[str, str], str] = field(default_factory=dict)  # memo shared across records
     id_prefix: str | None = None  # default-id prefix; the converter makes it unique per input file
-    notes: list[tuple[str, str, str | None]] = field(default_factory=list)  # (code, message, field) warnings
+    notes: list[tuple[str, str, str | None]] | None = None  # (code, message, field) warnings, when any
 
     def note(self, code: str, message: str, field_name: str | None = None) -> None:
         """A warning about this record that does not stop its conversion (e.g. a re-pointed start_index)."""
+        if self.notes is None:
+            self.notes = []
         self.notes.append((code, message, field_name))
 
     def resolve(self, path: Any, field_name: str) -> str:
