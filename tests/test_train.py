@@ -318,6 +318,10 @@ def test_sample_without_target_audio_is_refused(
     assert rows[2]["id"] in str(info.value) and "MISSING_TARGET_AUDIO" in str(info.value)
     # Only the data check's listing was written: no checkpoint, no adapter.
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["data_check.csv", "data_check.json"]
+    listing = json.loads((tmp_path / "out" / "data_check.json").read_text())
+    assert [(f["code"], f["sample_id"]) for f in listing["issues"]] == [
+        ("MISSING_TARGET_AUDIO", rows[2]["id"])
+    ]
 
 
 def test_a_refusal_is_grouped_by_code_and_the_full_list_written(small_split, tmp_path: Path) -> None:

@@ -143,8 +143,8 @@ def _load_split(path: str | None) -> list[Sample]:
 def check_data(params: TrainParams) -> Any:
     """Validate the training (and validation) files; raise :class:`DataCheckError` on errors.
 
-    The main process writes every finding to ``output_dir/data_check.json`` and ``.csv``; a
-    refusal prints a summary grouped by finding code (count, a few examples, the fix hint once).
+    A refusal prints a summary grouped by finding code (count, a few examples, the fix hint once)
+    and the main process writes every finding to ``output_dir/data_check.json`` and ``.csv``.
 
     Returns:
         The :class:`~workbench.validate.ValidationReport`.
@@ -159,9 +159,9 @@ def check_data(params: TrainParams) -> Any:
             )
     report = validate(params.train_data, val=params.val_data or None)
     listing = Path(params.output_dir) / "data_check.json"
-    if is_main_process():
-        write_data_check(report, listing)
     if not report.ok and not params.skip_validation:
+        if is_main_process():
+            write_data_check(report, listing)
         errors = report.errors
         samples = len({(f.source_file, f.sample_id) for f in errors})
         summary = "\n".join(grouped_summary(errors))
@@ -185,7 +185,7 @@ def write_data_check(report: Any, path: Path) -> Path:
     return path
 
 
-def refuse_untrainable(samples: list[Sample], name: str) -> None:
+def refuse_untrainable(samples: list[Sample], name: str, output_dir: str | os.PathLike) -> None:
     """The sample contract over the loaded split (also under ``skip_validation``): the collator would
     refuse these samples mid-epoch, so they are refused here, grouped by problem.
 
@@ -201,12 +201,18 @@ def refuse_untrainable(samples: list[Sample], name: str) -> None:
             where = {"sample_id": sample.id, "source_file": sample.misc.get("source_file")}
             problems += [finding(p.code, p.message, field=p.field, **where) for p in verdict.problems]
     if problems:
+        from .validate import ValidationReport
+
+        listing = Path(output_dir) / "data_check.json"
+        if is_main_process():
+            write_data_check(ValidationReport(findings=problems, samples=len(samples)), listing)
         bad = len({f.sample_id for f in problems})
         raise DataCheckError(
             f"{bad} {name} sample(s) cannot be trained on: every label of a prompt is masked, and an invalid "
             "sample cannot be rendered as inference renders it.\n"
             + "\n".join(grouped_summary(problems))
-            + "\nHint: move prompts to an evaluation prompts file (fix recipe: move_to_prompts) or add target "
+            + f"\nEvery finding: {listing} and {listing.with_suffix('.csv')}."
+            "\nHint: move prompts to an evaluation prompts file (fix recipe: move_to_prompts) or add target "
             "audio; re-run `workbench convert` on the source for structure problems."
         )
 
@@ -239,8 +245,8 @@ def prepare(params: TrainParams) -> Prepared:
 
     train_samples = _load_split(params.train_data)
     val_samples = _load_split(params.val_data)
-    refuse_untrainable(train_samples, "training")
-    refuse_untrainable(val_samples, "validation")
+    refuse_untrainable(train_samples, "training", params.output_dir)
+    refuse_untrainable(val_samples, "validation", params.output_dir)
 
     dtype = torch.bfloat16 if params.mixed_precision == "bf16" and torch.cuda.is_available() else None
     model, processor = load_model_and_processor(params.model, dtype=dtype)
