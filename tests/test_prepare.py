@@ -308,6 +308,54 @@ def test_a_killed_run_resumes_to_the_same_dataset_and_a_second_run_skips_everyth
     assert f"{clips} clips were already done" in third.stdout and _clip_files(killed) == _clip_files(whole)
 
 
+class _Killed(BaseException):
+    """Stands in for SIGKILL: nothing in ``prepare`` catches it."""
+
+
+def test_a_run_killed_at_any_write_resumes_to_the_same_dataset(tmp_path, monkeypatch):
+    # every point a kill can land on: just before each file moves into place, and just after
+    for k, name in enumerate(("one", "two")):
+        rec = long_recording(
+            tmp_path / "in" / "anna" / f"{name}.wav", TEXTS[3 * k : 3 * k + 4], PAUSES[:3], speech="synthetic"
+        )
+        write_srt([(u.start, u.end, u.text) for u in rec.utterances], rec.path.with_suffix(".srt"))
+    settings = {"min_clip": 1.0, "max_clip": 4.0, "progress": False}
+    moves = []
+    real_replace = os.replace
+    with monkeypatch.context() as m:
+        m.setattr(os, "replace", lambda src, dst: (moves.append(dst), real_replace(src, dst)))
+        prepare([tmp_path / "in"], tmp_path / "whole", **settings)
+    whole = _clip_files(tmp_path / "whole")
+    assert len([p for p in whole if p.endswith(".wav")]) >= 4 and len(moves) > 10
+
+    def kill_at(n: int, before: bool):
+        calls = []
+
+        def replace(src, dst):
+            calls.append(dst)
+            if before and len(calls) == n:  # the temporary is complete and synced, not yet in place
+                raise _Killed
+            real_replace(src, dst)
+            if len(calls) == n:
+                raise _Killed
+
+        return replace
+
+    for n in range(1, len(moves) + 1):
+        for before in (True, False):
+            dataset = tmp_path / f"killed_{n}_{'before' if before else 'after'}"
+            with monkeypatch.context() as m, pytest.raises(_Killed):
+                m.setattr(os, "replace", kill_at(n, before))
+                prepare([tmp_path / "in"], dataset, **settings)
+            prepare([tmp_path / "in"], dataset, **settings)
+            assert _clip_files(dataset) == whole, f"killed {'before' if before else 'after'} {moves[n - 1]}"
+            assert not [p.name for p in (dataset / ".prepare").iterdir() if p.name.startswith(".")]
+            report = prepare([tmp_path / "in"], dataset, **settings)
+            assert _clip_files(dataset) == whole and report.summary_line().endswith(
+                f"{len([p for p in whole if p.endswith('.wav')])} clips were already done"
+            )
+
+
 @needs_espeak
 def test_nothing_is_written_outside_the_dataset_folder(tmp_path, tiny_whisper):
     inputs = tmp_path / "in"

@@ -46,6 +46,7 @@ CSV_COLUMNS = (
     "flags",
 )
 CLIP_NAME = re.compile(r"^clip_(\d{4,})\.(wav|txt)$")
+STATE_NAME = re.compile(r"^[0-9a-f]{16}\.json$")  # input_key(source) + ".json"
 _SPEAKER_BAD = re.compile(r"[^\w.\-]+")
 
 
@@ -105,10 +106,17 @@ class Store:
             )
 
     def load_all(self) -> dict[str, dict[str, Any]]:
-        """Every input's state, by input key."""
+        """Every input's state, by input key.
+
+        Only the states themselves: a temporary sibling left by a run killed before moving it into
+        place may be complete, and read as a state it would keep clips the real state does not record
+        and move the clip numbering on.
+        """
         states = {}
         if self.state_dir.is_dir():
-            for path in sorted(self.state_dir.glob("*.json")):
+            for path in sorted(self.state_dir.iterdir()):
+                if not STATE_NAME.match(path.name):
+                    continue
                 try:
                     states[path.stem] = json.loads(path.read_text(encoding="utf-8"))
                 except (OSError, json.JSONDecodeError):  # written atomically, so only a hand edit gets here
