@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from workbench.bench_generate import bench_generate
+from workbench.chat_template import BOS, PAD_EOS
 from workbench.cli import main
-from workbench.model import BOS, PAD_EOS
 
 
 def test_imported_model_stops_at_once_and_release_ids_run_to_the_limit(tmp_path: Path) -> None:

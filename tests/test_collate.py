@@ -26,6 +26,7 @@ from workbench.collate import (
     sequence_length,
     sequence_lengths,
 )
+from workbench.contract import check_sample
 from workbench.model import SAMPLE_RATE, load_model_and_processor, make_tiny_model
 from workbench.sample import Audio, Message, Sample
 
@@ -160,7 +161,7 @@ def test_labels_supervise_only_target_audio_with_first_eos(processor, codes_cach
 
 def test_prompt_only_batch_raises(processor, codes_cache, audio_dir: Path) -> None:
     prompt = cloning_sample(audio_dir, "prompt-7", target=None)
-    assert not prompt.is_trainable
+    assert not check_sample(prompt).trainable
     collator = HiggsAudioCollator(processor, codes_cache)
     with pytest.raises(NoSupervisedTokensError, match=r"every label is masked.*prompt-7.*workbench validate"):
         collator([prompt, cloning_sample(audio_dir, "prompt-8", target=None)])

@@ -12,6 +12,7 @@ import pytest
 import soundfile as sf
 from conftest import read_jsonl, write_jsonl
 
+from workbench.contract import check_sample
 from workbench.convert import convert, parse_remap
 from workbench.demo_data import demo_data
 from workbench.readers import InputError
@@ -65,8 +66,8 @@ def test_every_record_ends_in_exactly_one_file(tmp_path, mixed_input):
     lines = [r.get("source_line") for r in read_jsonl(rejected)]
     assert lines == [2, 4, 5, 6]
     # the canonical outputs load back as samples
-    assert all(s.is_trainable for s in load_samples(train))
-    assert not any(s.is_trainable for s in load_samples(prompts))
+    assert all(check_sample(s).trainable for s in load_samples(train))
+    assert not any(check_sample(s).trainable for s in load_samples(prompts))
 
 
 def test_rejected_file_holds_original_record_and_reasons(tmp_path, mixed_input):

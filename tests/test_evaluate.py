@@ -16,6 +16,7 @@ from tiny_audio_models import build_tiny_whisper, build_tiny_xvector
 
 from workbench import audio as audio_module
 from workbench import eval_report as er
+from workbench import eval_view
 from workbench import evaluate as ev
 from workbench.params import ParamsError
 from workbench.sample import Audio, Message, Sample, write_samples
@@ -243,15 +244,15 @@ def test_ab_check_tells_active_from_inactive_adapters(evaluation):
 
 
 def test_presentation_helpers(evaluation):
-    table = er.summary_rows(evaluation)
+    table = eval_view.summary_rows(evaluation)
     assert [r["model"] for r in table] == ["base", "checkpoint-2", "adapter", "zero_adapter"]
     assert "±" in table[0]["loss"] and "acc_cb0" not in table[0]
-    assert "acc_cb0" in er.summary_rows(evaluation, per_codebook=True)[0]
-    figure = er.metric_plots(evaluation)
+    assert "acc_cb0" in eval_view.summary_rows(evaluation, per_codebook=True)[0]
+    figure = eval_view.metric_plots(evaluation)
     assert figure is not None and any(
         ax.get_title().startswith("mel-cepstral distortion") for ax in figure.axes
     )
-    page = er.listening_html(evaluation)
+    page = eval_view.listening_html(evaluation)
     # two prompts embedded (max_listen=2): reference, target and four models each
     assert page.count("<audio") == page.count("<img") == 2 * (2 + 4)
     assert "not embedded (max_listen reached)" in page and "failed: ValueError" in page

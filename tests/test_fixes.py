@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from workbench.contract import check_sample
 from workbench.fixes import FixRecipe, Operation, RecipeError, apply_recipe, fix, trim_file
 from workbench.sample import Audio, Message, Sample, read_samples, write_samples
 
@@ -171,7 +172,7 @@ def test_move_to_prompts_removes_target_audio(samples):
     result = apply_recipe(samples, recipe)
     assert [s.id for s in result.samples] == ["a", "b", "c", "d"]
     (prompt,) = result.prompts
-    assert not prompt.is_trainable and samples[4].is_trainable
+    assert not check_sample(prompt).trainable and check_sample(samples[4]).trainable
     assert prompt.target_text() == "text of e"
     assert prompt.speaker == "spkZ"
     assert prompt.misc["removed_target_audio"] == ["/mnt/old/e.wav"]

@@ -9,6 +9,7 @@ import pytest
 from conftest import read_jsonl, write_jsonl
 
 from workbench import formats
+from workbench.contract import check_sample
 from workbench.convert import convert
 from workbench.formats.base import ConvertContext, RecordError
 from workbench.formats.sharegpt import DEFAULT_MAP, parse_map
@@ -108,7 +109,7 @@ def test_mixed_shape_with_explicit_start_index_is_mixed_and_a_prompt(tmp_path):
     assert formats.FORMATS["mixed"].layout(record) == "mixed+start_index"
     s = to_convert("mixed", record, tmp_path)
     assert layout(s) == [("system", SYS), ("user", "r"), ("assistant", "r.wav"), ("user", "t")]
-    assert s.start_index == 3 and s.target_audio() == [] and not s.is_trainable
+    assert s.start_index == 3 and s.target_audio() == [] and not check_sample(s).trainable
 
 
 # --- chatml --------------------------------------------------------------------------------
@@ -221,7 +222,7 @@ def test_chatml_empty_audio_url_is_absent_and_role_aliases(tmp_path):
     }
     s = to_convert("chatml", record, tmp_path)
     assert layout(s) == [("system", SYS), ("user", "only text")]
-    assert not s.is_trainable
+    assert not check_sample(s).trainable
 
 
 @pytest.mark.parametrize("given", [5, -1, "3", True])
@@ -371,7 +372,7 @@ def test_paired_with_target_audio_is_trainable(tmp_path):
         ("user", "tgt"),
         ("assistant", "t.wav"),
     ]
-    assert s.start_index == 3 and s.is_trainable and s.id == "p1"
+    assert s.start_index == 3 and check_sample(s).trainable and s.id == "p1"
     assert s.misc["source_format"] == "paired"
 
 
@@ -382,7 +383,7 @@ def test_paired_without_target_audio_is_prompt(tmp_path, target):
         record["target_audio"] = target
     s = to_convert("paired", record, tmp_path)
     assert layout(s) == [("system", SYS), ("user", "ref"), ("assistant", "r.wav"), ("user", "tgt")]
-    assert not s.is_trainable and s.target_text() == "tgt"
+    assert not check_sample(s).trainable and s.target_text() == "tgt"
     assert s.id == "src-000000"
 
 
@@ -411,7 +412,7 @@ def test_sharegpt_default_mapping_is_a_prompt(tmp_path):
         ("assistant", "ref.wav"),
         ("user", "target words"),
     ]
-    assert not s.is_trainable
+    assert not check_sample(s).trainable
 
 
 def test_sharegpt_two_audios_second_is_target(tmp_path):
@@ -423,7 +424,7 @@ def test_sharegpt_two_audios_second_is_target(tmp_path):
         ("user", "target words"),
         ("assistant", "tgt.wav"),
     ]
-    assert s.is_trainable and s.start_index == 3
+    assert check_sample(s).trainable and s.start_index == 3
 
 
 def test_sharegpt_audio_markers_stripped(tmp_path):
@@ -443,7 +444,7 @@ def test_sharegpt_map_override(tmp_path):
     mapping = parse_map(["human=target_text", "gpt=ignore", "audio0=target_audio"])
     s = to_convert("sharegpt", _sharegpt(audio="t.wav"), tmp_path, sharegpt_map=mapping)
     assert layout(s) == [("system", SYS), ("user", "reference words"), ("assistant", "t.wav")]
-    assert s.is_trainable and s.target_text() == "reference words"
+    assert check_sample(s).trainable and s.target_text() == "reference words"
 
 
 def test_sharegpt_map_through_convert(tmp_path, make_wav):
@@ -516,7 +517,7 @@ def test_mixed_assistant_text_wins_over_instruction_prefixed_user_text(tmp_path)
         ("user", "the target"),
         ("assistant", "t.wav"),
     ]
-    assert s.start_index == 3 and s.is_trainable
+    assert s.start_index == 3 and check_sample(s).trainable
     assert s.misc["instruction"] == INSTRUCTION.strip()
     assert s.misc["original_texts"] == [{"message": 3, "text": INSTRUCTION + "the target"}]
 
@@ -544,7 +545,7 @@ def test_mixed_without_transcript_elsewhere_uses_user_text_without_its_instructi
 )
 def test_mixed_empty_assistant_audio_is_absent_prompt(tmp_path, assistant):
     s = to_convert("mixed", _mixed(assistant), tmp_path)
-    assert not s.is_trainable
+    assert not check_sample(s).trainable
     assert s.reference_audio() == [str(tmp_path / "ref.wav")]
     assert s.messages[-1].role == "user"
 

@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 import torch
 
+from workbench.chat_template import SPECIAL_TOKENS
+from workbench.folder import AUDIO_TOKENIZER_SUBDIR, ModelNotFoundError
 from workbench.model import (
-    AUDIO_TOKENIZER_SUBDIR,
     MARKER_FILE,
     SAMPLE_RATE,
-    SPECIAL_TOKENS,
-    ModelNotFoundError,
     generation_stop_problem,
     load_model_and_processor,
     load_processor,

@@ -11,7 +11,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from workbench.model import AUDIO_TOKENIZER_SUBDIR, ModelNotFoundError, load_processor, make_tiny_model
+from workbench.folder import AUDIO_TOKENIZER_SUBDIR, ModelNotFoundError
+from workbench.model import load_processor, make_tiny_model
 from workbench.original_convert import export_original, import_original
 from workbench.original_format import (
     EXPORT_MARKER,
@@ -407,7 +408,8 @@ def test_release_ids_import_and_generation_stops_early(exported: Path, tmp_path:
     from transformers import GenerationConfig
 
     from workbench.bench_generate import force_ending
-    from workbench.model import BOS, EOT, PAD_EOS, load_model_and_processor
+    from workbench.chat_template import BOS, EOT, PAD_EOS
+    from workbench.model import load_model_and_processor
 
     folder = tmp_path / "release_like"
     shutil.copytree(exported, folder)

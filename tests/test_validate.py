@@ -422,14 +422,18 @@ def test_token_length_estimate_is_within_a_frame_per_clip_of_the_exact_count(wav
 
 def test_too_long_for_context_with_a_model(wavs, tiny_model, tmp_path):
     short, long = make("short", wavs["c"]), make("long", wavs["long"], ref=wavs["b"])  # 1.5 s vs 3.0 + 2.5 s
-    report = validate([short, long], model=str(tiny_model), max_tokens=150)
+    from workbench.context import length_check
+
+    report = validate([short, long], length=length_check(str(tiny_model), max_tokens=150))
     finding = only(report, "TOO_LONG_FOR_CONTEXT")
     assert finding.sample_id == "long" and finding.severity == "error"
     assert "over the 150-token context of" in finding.message and "2 clip(s)" in finding.message
     assert report.context["limit"] == 150 and report.context["longest_id"] == "long"
     assert report.context["longest"] > 25 * 5.5  # 25 tokens per second of audio, plus text
 
-    fits = validate([short, long], model=str(tiny_model))  # the model's own context: 4,096 tokens
+    fits = validate(
+        [short, long], length=length_check(str(tiny_model))
+    )  # the model's own context: 4,096 tokens
     assert "TOO_LONG_FOR_CONTEXT" not in codes(fits)
     assert fits.go_no_go().endswith(
         f"Longest sample about {fits.context['longest']:,} tokens of the 4,096-token context."
@@ -442,4 +446,4 @@ def test_too_long_for_context_with_a_model(wavs, tiny_model, tmp_path):
     data = write_jsonl(tmp_path / "data.jsonl", [short, long])
     assert main(["validate", data, "--model", str(tiny_model), "--max-tokens", "150"]) == 1
     with pytest.raises(Exception, match="model folder not found"):
-        validate([short], model=str(tmp_path / "nope"))
+        length_check(str(tmp_path / "nope"))

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from .bench import bench_workdir, machine_description
-from .model import BOS, PAD_EOS
+from .chat_template import BOS, PAD_EOS
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +117,10 @@ def write_release_like(exported_dir: str | os.PathLike[str]) -> Path:
     Returns:
         The folder.
     """
-    from .original_format import _special_token_ids
+    from .folder import special_token_ids
 
     folder = Path(exported_dir)
-    ids = _special_token_ids(folder)
+    ids = special_token_ids(folder)
     config = json.loads((folder / "config.json").read_text())
     for field in ("bos_token_id", "eos_token_id", "audio_delay_token_id"):  # workbench-only fields
         config.pop(field, None)

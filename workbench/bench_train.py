@@ -53,6 +53,7 @@ import torch
 
 from .audio import load_audio, write_wav
 from .codes import CodesCache
+from .contract import check_sample
 from .sample import Audio, Message, Sample
 
 log = logging.getLogger(__name__)
@@ -325,7 +326,7 @@ def _demo_samples(workdir: Path) -> list[Sample]:
     info = demo_data(workdir / "demo", overwrite=True)
     out = workdir / "demo_train.jsonl"
     convert([str(workdir / "demo" / p) for p in info["inputs"]], out, overwrite=True)  # type: ignore[union-attr]
-    return [s for s in load_samples(out) if s.is_trainable]
+    return [s for s in load_samples(out) if check_sample(s).trainable]
 
 
 def _write_voice(path: Path, seconds: float, seed: int) -> None:
@@ -522,7 +523,8 @@ def bench_padding(n: int = 2000, batch_size: int = H200X8["batch_size"], seed: i
 
 def _parameter_count_on_meta(model: str) -> int | None:
     """Parameter count of a model without loading weights (None when it cannot be determined)."""
-    from .model import RANDOM_FULL, make_random_full_model, resolve_model_path
+    from .folder import resolve_model_path
+    from .model import RANDOM_FULL, make_random_full_model
 
     try:
         if model == RANDOM_FULL:

@@ -83,7 +83,7 @@ def _trim_metrics(path: Path, resume: str | None) -> None:
     path.write_text("".join(kept) if resume else "", encoding="utf-8")
 
 
-def _resume_point(params: TrainParams, state: Any) -> str | None:
+def resume_point(params: TrainParams, state: Any) -> str | None:
     """Where to resume, decided by the main process and followed by every rank.
 
     The main process also removes incomplete checkpoints and the metrics logged after the resumed

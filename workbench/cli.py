@@ -91,6 +91,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from .context import length_check
     from .validate import validate
 
     report = validate(
@@ -99,8 +100,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         min_duration=args.min_duration,
         max_duration=args.max_duration,
         allow_placeholder=args.allow_placeholder,
-        model=args.model,
-        max_tokens=args.max_tokens,
+        length=length_check(args.model, args.max_tokens) if args.model else None,
         progress=args.progress,
     )
     for line in report.format_lines():
@@ -284,7 +284,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import run_evaluation_notebook
+    from .launch import run_evaluation_notebook
     from .report import load_notebook_params
 
     overrides = overrides_from(args)
@@ -315,7 +315,7 @@ def add_param_overrides(parser: argparse.ArgumentParser) -> None:
 
 
 def overrides_from(args: argparse.Namespace) -> dict[str, object]:
-    from .report import parse_cli_value
+    from .params import parse_cli_value
 
     return {name: parse_cli_value(value) for name, value in args.param or []}
 

@@ -249,15 +249,15 @@ def _without(text: str, part: str) -> str:
 
 def check_model(model: str) -> Check:
     """The model resolves offline: a HF folder, a cached hub id, an original-layout folder or random-full."""
-    from .model import (
+    from .folder import (
         AUDIO_TOKENIZER_SUBDIR,
         HINT,
-        RANDOM_FULL,
         ModelNotFoundError,
-        _audio_tokenizer_reference,
-        _locate_audio_tokenizer,
+        audio_tokenizer_reference,
+        locate_audio_tokenizer,
         resolve_model_path,
     )
+    from .model import RANDOM_FULL
 
     if model == RANDOM_FULL:
         return Check(
@@ -279,7 +279,7 @@ def check_model(model: str) -> Check:
         return Check(
             "model", FAIL, f"{folder}: no weight files (*.safetensors)", "copy the complete model folder"
         )
-    reference = _audio_tokenizer_reference(folder)
+    reference = audio_tokenizer_reference(folder)
     if reference is None:
         return Check(
             "model",
@@ -288,7 +288,7 @@ def check_model(model: str) -> Check:
             f"save the processor with workbench.model.save_processor (it bundles {AUDIO_TOKENIZER_SUBDIR}/)",
         )
     try:
-        codec = _locate_audio_tokenizer(folder, reference[1])
+        codec = locate_audio_tokenizer(folder, reference[1])
     except ModelNotFoundError as exc:
         return Check(
             "model",
@@ -302,14 +302,15 @@ def check_model(model: str) -> Check:
 
 def _check_original(folder: Path) -> Check:
     """An original-layout folder: its config maps onto transformers' model (nothing is converted here)."""
-    from .original_format import _read_json, _special_token_ids, hf_config_from_original
+    from .folder import read_json, special_token_ids
+    from .original_format import hf_config_from_original
 
     where = folder.absolute()
-    original = _read_json(folder / "config.json")
+    original = read_json(folder / "config.json")
     if original is None:
         return Check("model", FAIL, f"{where}: original-format weights but no readable config.json", None)
     try:
-        hf_config_from_original(original, _special_token_ids(folder))
+        hf_config_from_original(original, special_token_ids(folder))
     except ValueError as exc:
         return Check("model", FAIL, f"{where}: {exc}", "use a checkpoint of the released dual-FFN variant")
     return Check("model", PASS, f"{where}: original-layout checkpoint (converted offline on load)")
@@ -323,20 +324,9 @@ def check_end_ids(model: str) -> Check | None:
         for an original-layout folder (the import writes one id into both), None for
         ``random-full`` or a model that does not resolve (the model check says why).
     """
-    from .model import (
-        END_IDS_HINT,
-        RANDOM_FULL,
-        ModelNotFoundError,
-        generation_stop_problem,
-        read_end_ids,
-        resolve_model_path,
-    )
-    from .original_format import (
-        _read_json,
-        _special_token_ids,
-        hf_config_from_original,
-        is_original_checkpoint,
-    )
+    from .folder import ModelNotFoundError, read_json, resolve_model_path, special_token_ids
+    from .model import END_IDS_HINT, RANDOM_FULL, generation_stop_problem, read_end_ids
+    from .original_format import hf_config_from_original, is_original_checkpoint
 
     if model == RANDOM_FULL:
         return None
@@ -344,7 +334,7 @@ def check_end_ids(model: str) -> Check | None:
         folder = Path(model).expanduser()
         try:
             config = hf_config_from_original(
-                _read_json(folder / "config.json") or {}, _special_token_ids(folder)
+                read_json(folder / "config.json") or {}, special_token_ids(folder)
             )
         except ValueError:
             return None  # the model check fails with the reason

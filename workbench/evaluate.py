@@ -19,8 +19,9 @@
 
 It writes ``metrics.json`` and ``metrics.csv`` (one row per candidate and prompt) to
 ``output_dir``, with the per-model summary, the A/B verdicts and the best checkpoint computed by
-:mod:`workbench.eval_report`, which also draws notebook 05's tables, plots and listening rows.
-Notebook 05 and ``workbench evaluate`` (:func:`run_evaluation_notebook`) only call these.
+:mod:`workbench.eval_report`; :mod:`workbench.eval_view` draws notebook 05's tables, plots and
+listening rows.
+Notebook 05 and ``workbench evaluate`` (:func:`workbench.launch.run_evaluation_notebook`) only call these.
 
 Prompts split across ranks when several processes run (``RANK``/``WORLD_SIZE``, as set by
 ``accelerate launch``; ``workbench evaluate`` launches them when the parameters ask for
@@ -47,6 +48,7 @@ import numpy as np
 import torch
 
 from .candidates import ADAPTER_CONFIG, Candidate, resolve_candidates
+from .contract import check_sample
 from .eval_report import METRICS, ab_check, best_sentence, select_best, summarize
 from .synthesis import (
     EvalPrompt,
@@ -117,12 +119,12 @@ def load_eval_params(
     Raises:
         workbench.params.ParamsError: every unknown key, wrong type and bad value at once.
     """
-    from .params import ParamsError, _build
-    from .report import load_notebook_params
+    from .params import ParamsError, build_params, load_params, section_params
 
-    data = load_notebook_params("05_evaluate", path, overrides)
+    data = section_params(load_params(path), "05_evaluate")
+    data.update(overrides or {})
     problems: list[str] = []
-    params = _build(EvalParams, data, problems)
+    params = build_params(EvalParams, data, problems)
     problems.extend(params.check())
     if problems:
         raise ParamsError(problems, str(path) if path else None)
@@ -378,7 +380,7 @@ class _Session:
             "reference": prompt.reference, "target": prompt.target, "seed": prompt.seed,
             "status": "ok", "error": None, "audio": None,
         }  # fmt: skip
-        if prompt.sample.is_trainable:
+        if check_sample(prompt.sample).trainable:
             try:
                 row.update(teacher_forced_metrics(active, _to(self.collator([prompt.sample]), active)))
             except (ValueError, FileNotFoundError) as exc:
@@ -551,49 +553,3 @@ def write_metrics(result: EvalResult, out: str | os.PathLike) -> None:
 def load_result(output_dir: str | os.PathLike) -> dict[str, Any]:
     """The ``metrics.json`` of an earlier evaluation."""
     return json.loads((Path(output_dir) / "metrics.json").read_text())
-
-
-# --- the notebook, headless ------------------------------------------------------------------------
-def run_evaluation_notebook(
-    params: dict[str, Any],
-    out_dir: str | os.PathLike | None = None,
-    log_output: bool = False,
-    params_file: str | os.PathLike | None = None,
-) -> Any:
-    """``workbench evaluate``: check the parameters, then run notebook 05 with papermill.
-
-    With ``num_processes`` > 1 or an ``accelerate_config`` among ``params`` (the launch settings of
-    :class:`workbench.params.LaunchParams`, with ``env``), notebook 05 runs on every rank of an
-    ``accelerate launch``, each rank evaluating its share of the prompts; rank 0 writes the report.
-
-    Args:
-        params: Notebook parameters (e.g. from :func:`workbench.report.load_notebook_params`),
-            launch settings included.
-        out_dir: Folder for the executed notebook and its HTML (default: ``output_dir``).
-        log_output: Stream cell output to the terminal (always on for rank 0 of a launch).
-        params_file: The file ``params`` came from (a relative ``accelerate_config`` resolves beside it).
-
-    Returns:
-        The :class:`workbench.report.NotebookRun` (rank 0's notebook for a launch).
-
-    Raises:
-        workbench.params.ParamsError: every parameter problem, before anything runs.
-    """
-    from .launch import EVAL_NOTEBOOK, launch_notebook, launched_run
-    from .params import ParamsError, split_launch
-    from .report import run_notebook
-
-    problems: list[str] = []
-    launch, notebook_params = split_launch(params, problems, params_file)
-    try:
-        checked = load_eval_params(None, notebook_params)
-    except ParamsError as exc:
-        problems += exc.problems
-    if problems:
-        raise ParamsError(problems)
-    report_dir = out_dir or checked.output_dir
-    if launch.num_processes > 1 or launch.accelerate_config:
-        started = time.perf_counter()
-        code = launch_notebook(EVAL_NOTEBOOK, notebook_params, launch, checked.output_dir, report_dir)
-        return launched_run(EVAL_NOTEBOOK, report_dir, code, time.perf_counter() - started)
-    return run_notebook(EVAL_NOTEBOOK, report_dir, notebook_params, log_output=log_output)

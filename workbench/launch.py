@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .params import LaunchParams, ParamsError, load_train_params
+from .params import LaunchParams, ParamsError, load_train_params, split_launch
 
 NOTEBOOK = "04_train"
 EVAL_NOTEBOOK = "05_evaluate"
@@ -181,6 +181,50 @@ def train_launch(
     if code == 0 and not dry_run and not params.validate_data_only:
         print(next_steps(params), flush=True)
     return code
+
+
+def run_evaluation_notebook(
+    params: dict[str, Any],
+    out_dir: str | os.PathLike | None = None,
+    log_output: bool = False,
+    params_file: str | os.PathLike | None = None,
+) -> Any:
+    """``workbench evaluate``: check the parameters, then run notebook 05 with papermill.
+
+    With ``num_processes`` > 1 or an ``accelerate_config`` among ``params`` (the launch settings of
+    :class:`workbench.params.LaunchParams`, with ``env``), notebook 05 runs on every rank of an
+    ``accelerate launch``, each rank evaluating its share of the prompts; rank 0 writes the report.
+
+    Args:
+        params: Notebook parameters (e.g. from :func:`workbench.report.load_notebook_params`),
+            launch settings included.
+        out_dir: Folder for the executed notebook and its HTML (default: ``output_dir``).
+        log_output: Stream cell output to the terminal (always on for rank 0 of a launch).
+        params_file: The file ``params`` came from (a relative ``accelerate_config`` resolves beside it).
+
+    Returns:
+        The :class:`workbench.report.NotebookRun` (rank 0's notebook for a launch).
+
+    Raises:
+        workbench.params.ParamsError: every parameter problem, before anything runs.
+    """
+    from .evaluate import load_eval_params
+    from .report import run_notebook
+
+    problems: list[str] = []
+    launch, notebook_params = split_launch(params, problems, params_file)
+    try:
+        checked = load_eval_params(None, notebook_params)
+    except ParamsError as exc:
+        problems += exc.problems
+    if problems:
+        raise ParamsError(problems)
+    report_dir = out_dir or checked.output_dir
+    if launch.num_processes > 1 or launch.accelerate_config:
+        started = time.perf_counter()
+        code = launch_notebook(EVAL_NOTEBOOK, notebook_params, launch, checked.output_dir, report_dir)
+        return launched_run(EVAL_NOTEBOOK, report_dir, code, time.perf_counter() - started)
+    return run_notebook(EVAL_NOTEBOOK, report_dir, notebook_params, log_output=log_output)
 
 
 def next_steps(params: Any) -> str:

@@ -32,7 +32,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -40,107 +39,24 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from workbench.chat_template import BOS, CHAT_TEMPLATE, EOT, PAD_EOS, SPECIAL_TOKENS
+from workbench.folder import (
+    AUDIO_TOKENIZER_SUBDIR,
+    HINT,
+    ModelNotFoundError,
+    audio_tokenizer_reference,
+    locate_audio_tokenizer,
+    resolve_model_path,
+)
+
 if TYPE_CHECKING:
     from transformers import HiggsAudioV2ForConditionalGeneration, HiggsAudioV2Processor
 
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 24_000
-AUDIO_TOKENIZER_SUBDIR = "audio_tokenizer"
 MARKER_FILE = "workbench_model.json"
 MARKER_FORMAT = 1
-HINT = (
-    "Pass a local Hugging Face model folder or a hub id that is already in the local cache "
-    "(nothing is downloaded). For a small test model run `workbench make-tiny-model DIR`."
-)
-
-# Special tokens of the Higgs Audio v2 (Llama-3 based) text tokenizer that the chat template, the
-# processor and the model config refer to. The delay token is Llama-3's reserved token 6.
-BOS, PAD_EOS, EOT = "<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>"
-SPECIAL_TOKENS = (
-    BOS,
-    PAD_EOS,
-    "<|start_header_id|>",
-    "<|end_header_id|>",
-    EOT,
-    "<|scene_desc_start|>",
-    "<|scene_desc_end|>",
-    "<|audio_bos|>",  # audio *input* (understanding) markers: unused by generation, kept for parity
-    "<|AUDIO|>",
-    "<|audio_out_bos|>",  # starts an audio segment the model reads or writes
-    "<|AUDIO_OUT|>",  # one placeholder per audio frame
-    "<|reserved_special_token_6|>",  # delay-pattern tail placeholder (num_codebooks - 1 per segment)
-    "<|audio_eos|>",  # ends an audio segment
-)
-
-# Renders exactly like the template shipped with transformers' Higgs Audio v2 conversion: a
-# required system turn, an optional "scene" turn, user turns as text and assistant turns as audio.
-CHAT_TEMPLATE = """\
-{#- Higgs Audio v2 chat format: Llama-3 headers; assistant turns are audio. -#}
-{{- bos_token -}}
-{%- if not messages or messages[0]['role'] != 'system' -%}
-    {{- raise_exception('A system message is required but not provided!') -}}
-{%- endif -%}
-{%- set first = messages[0]['content'] -%}
-{%- if first is string -%}
-    {%- set system_text = first | trim -%}
-{%- elif first is iterable and first[0]['type'] == 'text' -%}
-    {%- set system_text = first[0]['text'] | trim -%}
-{%- else -%}
-    {{- raise_exception('System message content must be a string or contain text type!') -}}
-{%- endif -%}
-{{- '<|start_header_id|>system<|end_header_id|>\\n\\n' + system_text -}}
-{%- set rest = messages[1:] -%}
-{%- if rest and rest[0]['role'] == 'scene' -%}
-    {{- '\\n\\n<|scene_desc_start|>\\n' -}}
-    {%- if rest[0]['content'] is string -%}
-        {{- rest[0]['content'] | trim -}}
-    {%- else -%}
-        {%- for item in rest[0]['content'] -%}
-            {%- if item['type'] == 'text' -%}
-                {{- item['text'] | trim -}}
-                {%- if loop.first and not loop.last -%}
-                    {{- '\\n\\n' -}}
-                {%- elif not loop.first and not loop.last and loop.nextitem['type'] != 'audio' -%}
-                    {{- '\\n' -}}
-                {%- endif -%}
-            {%- elif item['type'] == 'audio' -%}
-                {{- ' <|audio_out_bos|><|AUDIO_OUT|><|audio_eos|>' -}}
-                {%- if not loop.last -%}
-                    {{- '\\n' -}}
-                {%- endif -%}
-            {%- endif -%}
-        {%- endfor -%}
-    {%- endif -%}
-    {{- '\\n<|scene_desc_end|>' -}}
-    {%- set rest = rest[1:] -%}
-{%- endif -%}
-{{- '<|eot_id|>' -}}
-{%- for message in rest -%}
-    {{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' -}}
-    {%- if message['role'] == 'assistant' -%}
-        {%- if message['content'] is string or message['content'][0]['type'] != 'audio' -%}
-            {{- raise_exception('Assistant messages must contain audio content only!') -}}
-        {%- endif -%}
-        {{- '<|audio_out_bos|><|AUDIO_OUT|><|audio_eos|>' -}}
-    {%- elif message['content'] is string -%}
-        {{- message['content'] | trim -}}
-    {%- else -%}
-        {%- for item in message['content'] -%}
-            {%- if item['type'] == 'text' -%}
-                {{- item['text'] | trim -}}
-            {%- elif item['type'] == 'audio' -%}
-                {{- raise_exception('Only assistant and scene messages may contain audio!') -}}
-            {%- endif -%}
-        {%- endfor -%}
-    {%- endif -%}
-    {{- '<|eot_id|>' -}}
-{%- endfor -%}
-{%- if add_generation_prompt -%}
-    {{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n<|audio_out_bos|>' -}}
-{%- endif -%}
-"""
-
 # Tiny stack sizes. Codec: hop 8*5*4*2*3 = 960 samples -> 25 frames/s at 24 kHz; codebooks =
 # 1000 * 1.2 kbps // (25 * log2(64)) = 8, like the real model. The LM adds stream bos/eos ids.
 TINY_LM = {
@@ -184,10 +100,6 @@ _CORPUS = (
     "[SPEAKER0] I can't believe it is already Friday. [SPEAKER1] Neither can I, honestly.",
     "Whether the weather is warm or whether the weather is cold, we will walk together.",
 )
-
-
-class ModelNotFoundError(FileNotFoundError):
-    """A model path or hub id could not be found locally (nothing is ever downloaded)."""
 
 
 # --------------------------------------------------------------------------- building
@@ -573,76 +485,7 @@ def read_marker(model_path: str | os.PathLike[str]) -> dict[str, Any] | None:
 
 # --------------------------------------------------------------------------- loading
 
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".ckpt")
-
-
-def _cached_hub_dir(repo_id: str) -> Path | None:
-    """Snapshot folder of a hub repo in the local cache (never touches the network)."""
-    from huggingface_hub import try_to_load_from_cache
-
-    if not _HUB_ID.fullmatch(repo_id):
-        return None
-    cached = try_to_load_from_cache(repo_id, "config.json")
-    return Path(cached).parent if isinstance(cached, str) else None
-
-
-def resolve_model_path(model_path: str | os.PathLike[str]) -> Path:
-    """Resolve a local model folder or a locally cached hub id to a folder.
-
-    Args:
-        model_path: A folder with ``config.json``, or a hub id (``owner/name``) in the HF cache.
-
-    Returns:
-        The absolute model folder.
-
-    Raises:
-        ModelNotFoundError: Nothing usable exists locally; the message names the path.
-    """
-    path = Path(model_path).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ModelNotFoundError(f"{path} is not a Hugging Face model folder (no config.json). {HINT}")
-        return path.resolve()
-    if path.exists():
-        raise ModelNotFoundError(f"{path} is a file, not a model folder. {HINT}")
-    if not _HUB_ID.fullmatch(str(model_path)):
-        raise ModelNotFoundError(f"model folder not found: {path}. {HINT}")
-    cached = _cached_hub_dir(str(model_path))
-    if cached is None:
-        raise ModelNotFoundError(
-            f"model not found: {str(model_path)!r} is neither a local folder nor a hub id in the local cache. {HINT}"
-        )
-    return cached
-
-
-def _audio_tokenizer_reference(model_dir: Path) -> tuple[str, str] | None:
-    """Return ``(config file name, recorded audio tokenizer path or id)``, if any."""
-    for name in ("audio_tokenizer_config.json", "processor_config.json"):
-        file = model_dir / name
-        if file.is_file():
-            data = json.loads(file.read_text())
-            entry = data if name.startswith("audio_") else data.get("audio_tokenizer")
-            if isinstance(entry, dict) and entry.get("audio_tokenizer_name_or_path"):
-                return name, str(entry["audio_tokenizer_name_or_path"])
-    return None
-
-
-def _locate_audio_tokenizer(model_dir: Path, recorded: str) -> str:
-    """Find the audio tokenizer: bundled folder first, then the recorded path or cached hub id."""
-    bundled = model_dir / AUDIO_TOKENIZER_SUBDIR
-    if (bundled / "config.json").is_file():
-        return str(bundled)
-    recorded_path = Path(recorded).expanduser()
-    for candidate in (model_dir / recorded_path, recorded_path):
-        if (candidate / "config.json").is_file():
-            return str(candidate.resolve())
-    if _cached_hub_dir(recorded) is not None:
-        return recorded
-    raise ModelNotFoundError(
-        f"audio tokenizer of {model_dir} not found: {recorded!r} (recorded in its processor config) is not "
-        f"a folder, {bundled} does not exist, and it is not a hub id in the local cache. {HINT}"
-    )
 
 
 def load_processor(model_path: str | os.PathLike[str]) -> HiggsAudioV2Processor:
@@ -665,11 +508,11 @@ def load_processor(model_path: str | os.PathLike[str]) -> HiggsAudioV2Processor:
     from transformers import AutoProcessor
 
     model_dir = resolve_model_path(model_path)
-    reference = _audio_tokenizer_reference(model_dir)
+    reference = audio_tokenizer_reference(model_dir)
     if reference is None:
         raise ModelNotFoundError(f"{model_dir} has no processor_config.json with an audio tokenizer. {HINT}")
     config_name, recorded = reference
-    location = _locate_audio_tokenizer(model_dir, recorded)
+    location = locate_audio_tokenizer(model_dir, recorded)
     try:
         if location == recorded or Path(location) == Path(recorded).expanduser():
             processor = AutoProcessor.from_pretrained(model_dir, local_files_only=True)

@@ -20,30 +20,29 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from workbench.audio import default_cache_dir
-from workbench.model import AUDIO_TOKENIZER_SUBDIR, CHAT_TEMPLATE, ModelNotFoundError, resolve_model_path
+from workbench.chat_template import CHAT_TEMPLATE
+from workbench.folder import (
+    AUDIO_TOKENIZER_SUBDIR,
+    WEIGHTS_INDEX,
+    ModelNotFoundError,
+    read_json,
+    resolve_model_path,
+    safetensors_header,
+    safetensors_keys,
+    special_token_ids,
+    weight_files,
+)
 from workbench.original_format import (  # the mapping this module applies
-    _DROPPED_PREFIXES,
-    _IGNORED_SUFFIXES,
-    _INDEX,
     CONVERTER_VERSION,
+    DROPPED_PREFIXES,
     EXPORT_MARKER,
     GENERATION_TOKEN_FIELDS,
     HF_MODEL_TYPE,
+    IGNORED_SUFFIXES,
     IMPORT_SIDECAR,
     ORIGINAL_ARCHITECTURE,
     ORIGINAL_MODEL_TYPE,
     TOKENIZER_FILES,
-    _copy_tokenizer_files,
-    _is_hf_audio_tokenizer,
-    _link_or_copy_tree,
-    _occupied,
-    _read_json,
-    _read_state_dict,
-    _safetensors_header,
-    _safetensors_keys,
-    _save_state_dict,
-    _special_token_ids,
-    _weight_files,
     hf_config_from_original,
     hf_to_original_key,
     is_original_checkpoint,
@@ -57,6 +56,109 @@ if TYPE_CHECKING:
     from transformers import HiggsAudioV2Config, HiggsAudioV2ForConditionalGeneration
 
 log = logging.getLogger(__name__)
+
+
+_MAX_SHARD_BYTES = 4 << 30
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _read_state_dict(folder: Path, only: set[str] | None = None) -> dict[str, torch.Tensor]:
+    from safetensors import safe_open
+
+    files = weight_files(folder)
+    if not files:
+        raise ModelNotFoundError(f"no *.safetensors weights in {folder}")
+    state: dict[str, torch.Tensor] = {}
+    for file in files:
+        if not file.is_file():
+            raise ModelNotFoundError(f"weight file {file} listed in {folder / WEIGHTS_INDEX} is missing")
+        with safe_open(str(file), framework="pt", device="cpu") as handle:
+            for key in handle.keys():
+                if only is None or key in only:
+                    state[key] = handle.get_tensor(key)
+    return state
+
+
+def _save_state_dict(
+    state: dict[str, torch.Tensor], folder: Path, max_shard_bytes: int = _MAX_SHARD_BYTES
+) -> None:
+    """Write ``model.safetensors`` (or numbered shards plus an index), names sorted."""
+    from safetensors.torch import save_file
+
+    seen: set[int] = set()
+    tensors: dict[str, torch.Tensor] = {}
+    for key in sorted(state):
+        tensor = state[key].detach().cpu().contiguous()
+        if tensor.untyped_storage().data_ptr() in seen:  # safetensors refuses shared storage
+            tensor = tensor.clone()
+        seen.add(tensor.untyped_storage().data_ptr())
+        tensors[key] = tensor
+    shards: list[dict[str, torch.Tensor]] = [{}]
+    size = 0
+    for key, tensor in tensors.items():
+        nbytes = tensor.numel() * tensor.element_size()
+        if shards[-1] and size + nbytes > max_shard_bytes:
+            shards.append({})
+            size = 0
+        shards[-1][key] = tensor
+        size += nbytes
+    metadata = {"format": "pt"}
+    if len(shards) == 1:
+        save_file(shards[0], str(folder / "model.safetensors"), metadata=metadata)
+        return
+    weight_map = {}
+    for i, shard in enumerate(shards, 1):
+        name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
+        save_file(shard, str(folder / name), metadata=metadata)
+        weight_map.update(dict.fromkeys(shard, name))
+    total = sum(t.numel() * t.element_size() for t in tensors.values())
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (folder / WEIGHTS_INDEX).write_text(json.dumps(index, indent=2) + "\n")
+
+
+def _link_or_copy_tree(src: Path, dst: Path) -> None:
+    """Copy a folder, hard-linking files where the filesystem allows (codec weights are large)."""
+
+    def link_or_copy(source: str, target: str) -> str:
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copy2(source, target)
+        return target
+
+    shutil.copytree(src, dst, copy_function=link_or_copy)
+
+
+def _copy_tokenizer_files(src: Path, dst: Path, for_original: bool) -> list[str]:
+    copied = []
+    for name in TOKENIZER_FILES:
+        if not (src / name).is_file():
+            continue
+        if name == "tokenizer_config.json" and for_original:
+            # Older transformers (as pinned by boson_multimodal) know neither the v5 tokenizer
+            # backend class nor HiggsAudioV2Processor; tokenizer.json itself is version-neutral.
+            data = json.loads((src / name).read_text())
+            if data.get("tokenizer_class") in (None, "TokenizersBackend"):
+                data["tokenizer_class"] = "PreTrainedTokenizerFast"
+            data.pop("backend", None)
+            data.pop("processor_class", None)
+            (dst / name).write_text(json.dumps(data, indent=2) + "\n")
+        else:
+            shutil.copyfile(src / name, dst / name)
+        copied.append(name)
+    return copied
+
+
+def _occupied(path: Path) -> bool:
+    """True for a file or a non-empty folder."""
+    return path.exists() and (not path.is_dir() or any(path.iterdir()))
+
+
+def _is_hf_audio_tokenizer(folder: Path) -> bool:
+    config = read_json(folder / "config.json")
+    return bool(config) and config.get("model_type") == "higgs_audio_v2_tokenizer"
 
 
 # --------------------------------------------------------------------------- import
@@ -85,13 +187,13 @@ def source_fingerprint(src_dir: str | os.PathLike[str], audio_tokenizer: Path | 
     """
     src = Path(src_dir)
     digest = hashlib.sha256(f"workbench-original-import/{CONVERTER_VERSION}".encode())
-    for name in ("config.json", _INDEX, "generation_config.json", *TOKENIZER_FILES):
+    for name in ("config.json", WEIGHTS_INDEX, "generation_config.json", *TOKENIZER_FILES):
         if (src / name).is_file():
             digest.update(f"\0{name}\0".encode() + (src / name).read_bytes())
-    for file in _weight_files(src):
+    for file in weight_files(src):
         stat = file.stat()
         digest.update(
-            f"\0{file.name}|{stat.st_size}|{stat.st_mtime_ns}\0".encode() + _safetensors_header(file)
+            f"\0{file.name}|{stat.st_size}|{stat.st_mtime_ns}\0".encode() + safetensors_header(file)
         )
     if audio_tokenizer is not None:
         digest.update(
@@ -107,7 +209,7 @@ def source_fingerprint(src_dir: str | os.PathLike[str], audio_tokenizer: Path | 
 
 
 def _complete_conversion(folder: Path, fingerprint: str) -> bool:
-    sidecar = _read_json(folder / IMPORT_SIDECAR)
+    sidecar = read_json(folder / IMPORT_SIDECAR)
     return bool(sidecar) and sidecar.get("fingerprint") == fingerprint and (folder / "config.json").is_file()
 
 
@@ -268,7 +370,7 @@ def import_original(
             f"{src} is not an original-format Higgs Audio checkpoint (expected config.json with model_type "
             f"{ORIGINAL_MODEL_TYPE!r} or architectures [{ORIGINAL_ARCHITECTURE!r}], and original key names)"
         )
-    original = _read_json(src / "config.json")
+    original = read_json(src / "config.json")
     if original is None:
         raise ModelNotFoundError(f"{src} has original-format weights but no readable config.json")
     codec_dir = _resolve_audio_tokenizer(src, audio_tokenizer)
@@ -283,10 +385,10 @@ def import_original(
             f"in {IMPORT_SIDECAR}); pass overwrite=True to replace it"
         )
 
-    token_ids = _special_token_ids(src)
+    token_ids = special_token_ids(src)
     config = hf_config_from_original(original, token_ids)
     state = _read_state_dict(src)
-    dropped = sorted(k for k in state if k.startswith(_DROPPED_PREFIXES))
+    dropped = sorted(k for k in state if k.startswith(DROPPED_PREFIXES))
     if dropped:
         log.warning(
             "dropping %d weights of the Whisper audio tower (%s...): not part of the HF model",
@@ -296,7 +398,7 @@ def import_original(
     state = {
         k: v
         for k, v in state.items()
-        if not k.endswith(_IGNORED_SUFFIXES) and not k.startswith(_DROPPED_PREFIXES)
+        if not k.endswith(IGNORED_SUFFIXES) and not k.startswith(DROPPED_PREFIXES)
     }
     state, splits = merge_partially_frozen(state)
     state = {original_to_hf_key(k): v for k, v in state.items()}
@@ -364,7 +466,7 @@ def _export_source(model_or_dir: Any, source_dir: str | os.PathLike[str] | None)
         folder = resolve_model_path(model_or_dir)
         if is_original_checkpoint(folder):
             raise ValueError(f"{folder} is already in the original format")
-        raw = _read_json(folder / "config.json") or {}
+        raw = read_json(folder / "config.json") or {}
         if raw.get("model_type") != HF_MODEL_TYPE:
             raise ValueError(
                 f"{folder} is not a Higgs Audio v2 model (config.json model_type {raw.get('model_type')!r})"
@@ -435,11 +537,11 @@ def export_original(
             f"{dst} already exists; pass overwrite=True to replace an earlier export (other folders are never deleted)"
         )
     state, config, gen, source = _export_source(model_or_dir, source_dir)
-    sidecar = _read_json(source / IMPORT_SIDECAR) if source else None
+    sidecar = read_json(source / IMPORT_SIDECAR) if source else None
     if (
         "text_lm_head.weight" not in state
         and source is not None
-        and "text_lm_head.weight" in _safetensors_keys(source)
+        and "text_lm_head.weight" in safetensors_keys(source)
     ):
         state["text_lm_head.weight"] = _read_state_dict(source, only={"text_lm_head.weight"})[
             "text_lm_head.weight"
@@ -453,7 +555,7 @@ def export_original(
     splits = (sidecar or {}).get("splits") or {}
     original_state = split_partially_frozen(original_state, splits)
     applied = {k: v for k, v in splits.items() if k not in original_state}
-    token_ids = _special_token_ids(source) if source else {}
+    token_ids = special_token_ids(source) if source else {}
     dtype = state["model.embed_tokens.weight"].dtype if "model.embed_tokens.weight" in state else None
     original_config = original_config_from_hf(
         config, (sidecar or {}).get("original_config"), token_ids, dtype

@@ -83,18 +83,15 @@ Examples:
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import os
 import re
-import shutil
-import struct
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from workbench.model import ModelNotFoundError
+from workbench.folder import read_json, safetensors_keys
 
 if TYPE_CHECKING:
     from transformers import HiggsAudioV2Config
@@ -116,12 +113,10 @@ TOKENIZER_FILES = (
     "added_tokens.json",
     "chat_template.jinja",
 )
-_INDEX = "model.safetensors.index.json"
-_MAX_SHARD_BYTES = 4 << 30
 
 # transformers' conversion script: KEYS_TO_IGNORE and ORIGINAL_TO_CONVERTED_KEY_MAPPING (applied in order).
-_IGNORED_SUFFIXES = ("audio_codebook_weights", "rotary_emb.inv_freq", "rotary_emb.original_inv_freq")
-_DROPPED_PREFIXES = ("audio_tower.", "audio_encoder_proj.")  # Whisper understanding path (not in HF v2)
+IGNORED_SUFFIXES = ("audio_codebook_weights", "rotary_emb.inv_freq", "rotary_emb.original_inv_freq")
+DROPPED_PREFIXES = ("audio_tower.", "audio_encoder_proj.")  # Whisper understanding path (not in HF v2)
 _ORIGINAL_TO_HF = (
     (re.compile(r"^audio_codebook_embeddings\."), "model.embed_audio_tokens.embed_audio_tokens."),
     (re.compile(r"^(embed_tokens|layers|norm)\."), r"model.\1."),
@@ -285,141 +280,6 @@ def split_partially_frozen(
 # --------------------------------------------------------------------------- files
 
 
-def _read_json(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _weight_files(folder: Path) -> list[Path]:
-    index = _read_json(folder / _INDEX)
-    if index and isinstance(index.get("weight_map"), dict):
-        return [folder / name for name in sorted(set(index["weight_map"].values()))]
-    return sorted(folder.glob("*.safetensors"))
-
-
-def _safetensors_header(path: Path) -> bytes:
-    with open(path, "rb") as handle:
-        (length,) = struct.unpack("<Q", handle.read(8))
-        return handle.read(length)
-
-
-def _safetensors_keys(folder: Path) -> list[str]:
-    keys: list[str] = []
-    for file in _weight_files(folder):
-        try:
-            header = json.loads(_safetensors_header(file))
-        except (OSError, ValueError, struct.error):
-            continue
-        keys.extend(k for k in header if k != "__metadata__")
-    return keys
-
-
-def _read_state_dict(folder: Path, only: set[str] | None = None) -> dict[str, torch.Tensor]:
-    from safetensors import safe_open
-
-    files = _weight_files(folder)
-    if not files:
-        raise ModelNotFoundError(f"no *.safetensors weights in {folder}")
-    state: dict[str, torch.Tensor] = {}
-    for file in files:
-        if not file.is_file():
-            raise ModelNotFoundError(f"weight file {file} listed in {folder / _INDEX} is missing")
-        with safe_open(str(file), framework="pt", device="cpu") as handle:
-            for key in handle.keys():
-                if only is None or key in only:
-                    state[key] = handle.get_tensor(key)
-    return state
-
-
-def _save_state_dict(
-    state: dict[str, torch.Tensor], folder: Path, max_shard_bytes: int = _MAX_SHARD_BYTES
-) -> None:
-    """Write ``model.safetensors`` (or numbered shards plus an index), names sorted."""
-    from safetensors.torch import save_file
-
-    seen: set[int] = set()
-    tensors: dict[str, torch.Tensor] = {}
-    for key in sorted(state):
-        tensor = state[key].detach().cpu().contiguous()
-        if tensor.untyped_storage().data_ptr() in seen:  # safetensors refuses shared storage
-            tensor = tensor.clone()
-        seen.add(tensor.untyped_storage().data_ptr())
-        tensors[key] = tensor
-    shards: list[dict[str, torch.Tensor]] = [{}]
-    size = 0
-    for key, tensor in tensors.items():
-        nbytes = tensor.numel() * tensor.element_size()
-        if shards[-1] and size + nbytes > max_shard_bytes:
-            shards.append({})
-            size = 0
-        shards[-1][key] = tensor
-        size += nbytes
-    metadata = {"format": "pt"}
-    if len(shards) == 1:
-        save_file(shards[0], str(folder / "model.safetensors"), metadata=metadata)
-        return
-    weight_map = {}
-    for i, shard in enumerate(shards, 1):
-        name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
-        save_file(shard, str(folder / name), metadata=metadata)
-        weight_map.update(dict.fromkeys(shard, name))
-    total = sum(t.numel() * t.element_size() for t in tensors.values())
-    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
-    (folder / _INDEX).write_text(json.dumps(index, indent=2) + "\n")
-
-
-def _link_or_copy_tree(src: Path, dst: Path) -> None:
-    """Copy a folder, hard-linking files where the filesystem allows (codec weights are large)."""
-
-    def link_or_copy(source: str, target: str) -> str:
-        try:
-            os.link(source, target)
-        except OSError:
-            shutil.copy2(source, target)
-        return target
-
-    shutil.copytree(src, dst, copy_function=link_or_copy)
-
-
-def _special_token_ids(folder: Path) -> dict[str, int]:
-    """``{token text: id}`` of the added tokens in ``tokenizer.json`` (empty when absent)."""
-    data = _read_json(folder / "tokenizer.json") or {}
-    return {t["content"]: int(t["id"]) for t in data.get("added_tokens", []) if "content" in t and "id" in t}
-
-
-def _copy_tokenizer_files(src: Path, dst: Path, for_original: bool) -> list[str]:
-    copied = []
-    for name in TOKENIZER_FILES:
-        if not (src / name).is_file():
-            continue
-        if name == "tokenizer_config.json" and for_original:
-            # Older transformers (as pinned by boson_multimodal) know neither the v5 tokenizer
-            # backend class nor HiggsAudioV2Processor; tokenizer.json itself is version-neutral.
-            data = json.loads((src / name).read_text())
-            if data.get("tokenizer_class") in (None, "TokenizersBackend"):
-                data["tokenizer_class"] = "PreTrainedTokenizerFast"
-            data.pop("backend", None)
-            data.pop("processor_class", None)
-            (dst / name).write_text(json.dumps(data, indent=2) + "\n")
-        else:
-            shutil.copyfile(src / name, dst / name)
-        copied.append(name)
-    return copied
-
-
-def _occupied(path: Path) -> bool:
-    """True for a file or a non-empty folder."""
-    return path.exists() and (not path.is_dir() or any(path.iterdir()))
-
-
-def _is_hf_audio_tokenizer(folder: Path) -> bool:
-    config = _read_json(folder / "config.json")
-    return bool(config) and config.get("model_type") == "higgs_audio_v2_tokenizer"
-
-
 # --------------------------------------------------------------------------- detection
 
 
@@ -443,7 +303,7 @@ def is_original_checkpoint(path: str | os.PathLike[str]) -> bool:
     folder = Path(path).expanduser()
     if not folder.is_dir():
         return False
-    config = _read_json(folder / "config.json")
+    config = read_json(folder / "config.json")
     if config is not None:
         if config.get("model_type") == ORIGINAL_MODEL_TYPE or ORIGINAL_ARCHITECTURE in (
             config.get("architectures") or []
@@ -451,7 +311,7 @@ def is_original_checkpoint(path: str | os.PathLike[str]) -> bool:
             return True
         if config.get("model_type"):
             return False
-    return _keys_look_original(_safetensors_keys(folder))
+    return _keys_look_original(safetensors_keys(folder))
 
 
 # --------------------------------------------------------------------------- config

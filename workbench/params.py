@@ -13,6 +13,7 @@ import difflib
 import os
 import types
 import typing
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,75 @@ class LaunchParams:
     )  # environment for every rank (OMP_NUM_THREADS, NCCL_*...)
 
 
+# Words YAML 1.1 reads as booleans. On the command line they stay words (``-p mixed_precision no``
+# means the string "no"); a boolean parameter still takes them (:func:`as_flag`).
+FLAG_WORDS = {
+    "true": True,
+    "false": False,
+    "yes": True,
+    "no": False,
+    "on": True,
+    "off": False,
+    "y": True,
+    "n": False,
+}
+
+
+def parse_cli_value(text: str) -> Any:
+    """``-p NAME VALUE``: VALUE is read as YAML (numbers, lists, true/false), else kept as text.
+
+    yes/no/on/off stay text: YAML 1.1 would read them as booleans, and on a command line there is
+    no way to quote them (the shell strips the quotes).
+    """
+    if text.strip().lower() in FLAG_WORDS.keys() - {"true", "false"}:
+        return text.strip()
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def as_flag(value: Any) -> Any:
+    """``value`` as a bool when it is a yes/no/on/off/true/false word, else unchanged."""
+    if isinstance(value, str) and value.strip().lower() in FLAG_WORDS:
+        return FLAG_WORDS[value.strip().lower()]
+    return value
+
+
+def load_params(
+    params_file: str | os.PathLike | None, overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Parameters from a YAML file, then ``overrides`` on top."""
+    params: dict[str, Any] = {}
+    if params_file:
+        with open(params_file, encoding="utf-8") as fh:
+            loaded = yaml.safe_load(fh) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{params_file}: expected a mapping of parameter names to values")
+        params.update(loaded)
+    params.update(overrides or {})
+    return params
+
+
+def notebook_sections(raw: dict[str, Any]) -> set[str]:
+    """The keys of a params file that hold one notebook's parameters (``02_convert_and_listen: {...}``)."""
+    return {k for k, v in raw.items() if isinstance(v, dict) and k[:2].isdigit() and "_" in k}
+
+
+def section_params(raw: dict[str, Any], stem: str, declared: Collection[str] | None = None) -> dict[str, Any]:
+    """The parameters a params file gives notebook ``stem``: its top-level keys, then its section.
+
+    A file may hold several notebooks' parameters in sections named after them
+    (``02_convert_and_listen: {...}``). With ``declared`` (the notebook's parameter names), only
+    the top-level keys the notebook declares apply to it.
+    """
+    params = {k: v for k, v in raw.items() if k not in notebook_sections(raw)}
+    if declared is not None:
+        params = {k: v for k, v in params.items() if k in declared}
+    params.update(raw.get(stem) or {})
+    return params
+
+
 def _type_ok(value: Any, annotation: Any) -> tuple[bool, Any]:
     """Check (and gently coerce: int -> float, scalar -> list) ``value`` against an annotation."""
     if isinstance(annotation, str):
@@ -155,8 +225,6 @@ def _type_ok(value: Any, annotation: Any) -> tuple[bool, Any]:
     if annotation is int:
         return isinstance(value, int) and not isinstance(value, bool), value
     if annotation is bool:
-        from .report import as_flag
-
         value = as_flag(value)  # -p merge yes
         return isinstance(value, bool), value
     if annotation is str:
@@ -164,7 +232,10 @@ def _type_ok(value: Any, annotation: Any) -> tuple[bool, Any]:
     return True, value
 
 
-def _build(cls: type, data: dict[str, Any], problems: list[str], prefix: str = "") -> Any:
+def build_params(cls: type, data: dict[str, Any], problems: list[str], prefix: str = "") -> Any:
+    """A parameter dataclass ``cls`` from ``data``: unknown keys and wrong types are appended to
+    ``problems`` (each naming the key, with a "did you mean" when one is close) and left at their
+    defaults, so a caller reports every problem at once."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in data.items():
@@ -207,7 +278,7 @@ def split_launch(
 
     ``source``: the params file, against which a relative ``accelerate_config`` also resolves.
     """
-    launch = _build(LaunchParams, {k: v for k, v in data.items() if k in LAUNCH_KEYS}, problems)
+    launch = build_params(LaunchParams, {k: v for k, v in data.items() if k in LAUNCH_KEYS}, problems)
     if launch.num_processes < 1:
         problems.append(f"num_processes: must be at least 1, got {launch.num_processes}")
     if launch.accelerate_config:
@@ -235,7 +306,7 @@ def load_train_params(
     data.update(overrides or {})
     problems: list[str] = []
     launch, rest = split_launch(data, problems, path)
-    params = _build(TrainParams, rest, problems)
+    params = build_params(TrainParams, rest, problems)
     problems.extend(params.check())
     if problems:
         raise ParamsError(problems, source)

@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .display import SUMMARY_KEY
+from .params import as_flag, load_params, notebook_sections, section_params
 
 log = logging.getLogger(__name__)
 
@@ -66,56 +65,6 @@ def notebook_parameters(notebook: str | os.PathLike) -> dict[str, Any]:
     return {name: info["default"] for name, info in papermill.inspect_notebook(str(notebook)).items()}
 
 
-# Words YAML 1.1 reads as booleans. On the command line they stay words (``-p mixed_precision no``
-# means the string "no"); a boolean parameter still takes them (:func:`as_flag`).
-FLAG_WORDS = {
-    "true": True,
-    "false": False,
-    "yes": True,
-    "no": False,
-    "on": True,
-    "off": False,
-    "y": True,
-    "n": False,
-}
-
-
-def parse_cli_value(text: str) -> Any:
-    """``-p NAME VALUE``: VALUE is read as YAML (numbers, lists, true/false), else kept as text.
-
-    yes/no/on/off stay text: YAML 1.1 would read them as booleans, and on a command line there is
-    no way to quote them (the shell strips the quotes).
-    """
-    if text.strip().lower() in FLAG_WORDS.keys() - {"true", "false"}:
-        return text.strip()
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
-def as_flag(value: Any) -> Any:
-    """``value`` as a bool when it is a yes/no/on/off/true/false word, else unchanged."""
-    if isinstance(value, str) and value.strip().lower() in FLAG_WORDS:
-        return FLAG_WORDS[value.strip().lower()]
-    return value
-
-
-def load_params(
-    params_file: str | os.PathLike | None, overrides: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """Parameters from a YAML file, then ``overrides`` on top."""
-    params: dict[str, Any] = {}
-    if params_file:
-        with open(params_file, encoding="utf-8") as fh:
-            loaded = yaml.safe_load(fh) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{params_file}: expected a mapping of parameter names to values")
-        params.update(loaded)
-    params.update(overrides or {})
-    return params
-
-
 def load_notebook_params(
     notebook: str | os.PathLike,
     params_file: str | os.PathLike | None,
@@ -127,15 +76,10 @@ def load_notebook_params(
     (``02_convert_and_listen: {...}``); its top-level keys then apply to every notebook that
     declares them. Without sections, every key must be a parameter of the notebook.
     """
-    stem = Path(notebook).stem
     raw = load_params(params_file)
-    sections = {k for k, v in raw.items() if isinstance(v, dict) and k[:2].isdigit() and "_" in k}
-    params = {k: v for k, v in raw.items() if k not in sections}
-    if sections and Path(notebook).is_file():
-        # Shared top-level keys apply to the notebooks that declare them; section keys must exist.
-        declared = notebook_parameters(notebook)
-        params = {k: v for k, v in params.items() if k in declared}
-    params.update(raw.get(stem) or {})
+    # Shared top-level keys apply to the notebooks that declare them; section keys must exist.
+    declared = notebook_parameters(notebook) if notebook_sections(raw) and Path(notebook).is_file() else None
+    params = section_params(raw, Path(notebook).stem, declared)
     params.update(overrides or {})
     return params
 

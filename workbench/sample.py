@@ -98,14 +98,6 @@ class Sample:
         """Indices of audio messages that are context (before ``start_index``)."""
         return [i for i, m in enumerate(self.messages) if m.is_audio and i < self.start_index]
 
-    @property
-    def is_trainable(self) -> bool:
-        """Trainable by the sample contract (:func:`workbench.contract.check_sample`): well formed,
-        with assistant audio at or after ``start_index``."""
-        from workbench.contract import check_sample
-
-        return check_sample(self).trainable
-
     def target_audio(self) -> list[str]:
         return [self.messages[i].audio_url for i in self.target_indices()]  # type: ignore[misc]
 

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from workbench.contract import check_sample
 from workbench.sample import AtomicJsonlWriter, Sample, read_samples_with_lines
 from workbench.validate import SampleSource
 
@@ -196,7 +197,7 @@ def split(
     # Pass 1: speakers, and which samples share target audio.
     speakers: set[str] = set()
     for sample in _iter(path, samples):
-        if sample.is_trainable:
+        if check_sample(sample).trainable:
             speakers.add(sample.speaker or UNKNOWN_SPEAKER)
     if by == "speaker" and len(speakers) == 1:
         only = next(iter(speakers))
@@ -218,7 +219,7 @@ def split(
     owner: dict[str, str] = {}  # target path -> first unit using it
     units: Counter[str] = Counter()
     for sample in _iter(path, samples):
-        if not sample.is_trainable:
+        if not check_sample(sample).trainable:
             continue
         key = unit(sample)
         units[key] += 1
@@ -244,7 +245,7 @@ def split(
         AtomicJsonlWriter(val_path, overwrite=overwrite) as val_writer,
     ):
         for sample in _iter(path, samples):
-            if not sample.is_trainable:
+            if not check_sample(sample).trainable:
                 result.prompts_skipped += 1
                 continue
             speaker = sample.speaker or UNKNOWN_SPEAKER

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .audio import probe_many
+from .contract import check_sample
 from .findings import Finding
 from .sample import Sample
 
@@ -44,7 +45,7 @@ def sample_rows(samples: Iterable[Sample], probe: bool = True) -> list[dict[str,
                 "id": s.id,
                 "speaker": s.speaker,
                 "format": s.misc.get("source_format"),
-                "kind": "trainable" if s.is_trainable else "prompt",
+                "kind": "trainable" if check_sample(s).trainable else "prompt",
                 "text": text,
                 "duration": duration,
                 "sample_rate": info.sample_rate if info is not None else None,

@@ -32,11 +32,11 @@ import torch
 from .checkpoints import (  # noqa: F401 - re-exported: the run's checkpoint API
     COMPLETE_MARKER,
     ResumeError,
-    _resume_point,
     check_resume,
     latest_complete_checkpoint,
     remove_incomplete_checkpoints,
     resolve_resume,
+    resume_point,
 )
 from .findings import finding, grouped_summary
 from .params import TrainParams, save_resolved
@@ -564,7 +564,7 @@ def fit(prepared: Prepared) -> TrainResult | None:
     state = _state()
     out = Path(params.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    resume = _resume_point(params, state)  # checks against the earlier run's params before they are replaced
+    resume = resume_point(params, state)  # checks against the earlier run's params before they are replaced
     if state.is_main_process:
         save_resolved(params, out / "params.resolved.yaml")
     model = prepared.model

@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -338,8 +339,7 @@ def validate(
     max_duration: float = 30.0,
     max_silence: float = 1.0,
     allow_placeholder: bool = False,
-    model: str | os.PathLike | None = None,
-    max_tokens: int | None = None,
+    length: LengthCheck | None = None,
     progress: bool = False,
 ) -> ValidationReport:
     """Check canonical samples for everything that would break or spoil training.
@@ -352,10 +352,10 @@ def validate(
         max_duration: longest allowed target audio, seconds.
         max_silence: longest leading or trailing silence before LONG_SILENCE, seconds.
         allow_placeholder: report placeholder audio as a warning instead of an error.
-        model: a model folder (or cached hub id, or original-layout folder): also estimate each
-            sample's token length with its processor and report TOO_LONG_FOR_CONTEXT above its
-            context (``max_position_embeddings``). Loads the processor, not the model weights.
-        max_tokens: the context to check against instead (e.g. the training's ``max_length``).
+        length: the context-length rule for a model: estimate each sample's token length and
+            report TOO_LONG_FOR_CONTEXT above the model's context. Build it with
+            :func:`workbench.context.length_check` (``length_check(model, max_tokens)``: the
+            model's processor, not its weights).
         progress: show tqdm progress bars.
 
     Returns:
@@ -369,7 +369,7 @@ def validate(
         max_duration,
         max_silence,
         allow_placeholder,
-        length_check(model, max_tokens) if model else None,
+        dataclasses.replace(length, longest=(0, "")) if length is not None else None,
     )
     sources = [Source(data)] + ([Source(val)] if val is not None else [])
     paths: set[str] = set()
@@ -413,24 +413,3 @@ def validate(
                           "longest_id": sample_id}  # fmt: skip
     log.info("validation done: %s", report.go_no_go())
     return report
-
-
-def length_check(model: str | os.PathLike, max_tokens: int | None = None) -> LengthCheck:
-    """The context-length rule's setup: the model's processor and its context in tokens.
-
-    Raises:
-        workbench.model.ModelNotFoundError: the model is not available locally.
-        ValueError: no ``max_tokens`` and the model's config names no ``max_position_embeddings``.
-    """
-    from workbench.model import load_processor, local_model_dir
-
-    folder = local_model_dir(model)
-    config = json.loads((folder / "config.json").read_text())
-    limit = (
-        max_tokens
-        or config.get("max_position_embeddings")
-        or (config.get("text_config") or {}).get("max_position_embeddings")
-    )
-    if not limit:
-        raise ValueError(f"{folder}/config.json names no max_position_embeddings: pass max_tokens")
-    return LengthCheck(load_processor(folder), int(limit), str(model))

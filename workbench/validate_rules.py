@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import statistics
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,18 +30,21 @@ RATE_MAD_FLOOR = 0.05  # MAD is at least 5% of the median, so near-identical rat
 
 @dataclass
 class LengthCheck:
-    """Token lengths against a model's context, estimated with its processor (see :func:`rule_length`)."""
+    """Token lengths against a model's context (see :func:`rule_length`).
 
-    processor: Any
+    ``tokens`` estimates a sample's token count from the durations of its audio (seconds by path),
+    None when a duration is unknown. It comes from the stage that knows the model's tokenization:
+    :func:`workbench.context.length_check` builds one from a model's processor.
+    """
+
+    tokens: Callable[[Sample, Mapping[str, float]], int | None]
     limit: int  # tokens
     model: str  # for messages
     longest: tuple[int, str] = (0, "")  # (tokens, sample id) of the longest sample seen
 
     def estimate(self, item: Item) -> int | None:
-        from workbench.collate import estimated_length
-
         seconds = {p: i.duration for p, i in item.probes.items() if i.readable and i.duration is not None}
-        tokens = estimated_length(item.sample, self.processor, seconds)
+        tokens = self.tokens(item.sample, seconds)
         if tokens is not None and tokens > self.longest[0]:
             self.longest = (tokens, item.sample.id)
         return tokens
@@ -302,7 +305,7 @@ def rule_ref_is_target(item: Item) -> list[Finding]:
 def rule_length(item: Item) -> list[Finding]:
     """TOO_LONG_FOR_CONTEXT: the sample's tokens (text plus 25 per second of audio) exceed the model's context.
 
-    Only with a model (``validate(..., model=...)``); the count is estimated from durations, at most
+    Only with a model (``validate(..., length=length_check(model))``); the count is estimated from durations, at most
     one frame per clip above the exact one training computes before its first step.
     """
     check = item.options.length
