@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from workbench import audio as audio_module
+from workbench.data import audio as audio_module
 
 
 @pytest.fixture(autouse=True)
@@ -58,7 +58,7 @@ def make_wav(tmp_path):
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory):
     """The demo pipeline (notebooks 01-03 under papermill) run once per test session."""
-    from workbench.pipeline import run_demo
+    from workbench.notebook.pipeline import run_demo
 
     run = tmp_path_factory.mktemp("demo") / "run"
     result = run_demo(run)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from workbench.cli import main
+from workbench.data.sample import Audio, Message, Sample, write_samples
 from workbench.doctor import (
     FAIL,
     NO_GPU,
@@ -26,8 +27,7 @@ from workbench.doctor import (
     doctor,
     format_checks,
 )
-from workbench.model import make_tiny_model
-from workbench.sample import Audio, Message, Sample, write_samples
+from workbench.models.model import make_tiny_model
 
 STATUSES = (PASS, WARN, FAIL)
 
@@ -222,7 +222,7 @@ def test_end_ids_warn_when_generation_would_not_stop(tiny: Path, tmp_path: Path,
 
 
 def test_original_layout_model_checks(tiny: Path, tmp_path: Path) -> None:
-    from workbench.original_convert import export_original
+    from workbench.models.original_convert import export_original
 
     original = export_original(tiny, tmp_path / "original")
     assert check_model(str(original)).status == PASS

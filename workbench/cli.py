@@ -30,7 +30,7 @@ MAX_LISTED_FINDINGS = 20  # more than this print grouped by code
 
 def print_findings(findings: list, report_path: str | None) -> None:
     """Every finding on its own line, or, when there are many, grouped by code (count, examples, hint)."""
-    from .findings import grouped_summary
+    from workbench.data.findings import grouped_summary
 
     if len(findings) <= MAX_LISTED_FINDINGS:
         for f in findings:
@@ -43,7 +43,7 @@ def print_findings(findings: list, report_path: str | None) -> None:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from .convert import convert
+    from workbench.data.convert import convert
 
     report = convert(
         args.inputs,
@@ -66,7 +66,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from .prepare import prepare
+    from workbench.data.prepare import prepare
 
     report = prepare(
         args.inputs,
@@ -91,8 +91,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .context import length_check
-    from .validate import validate
+    from workbench.data.validate import validate
+    from workbench.training.context import length_check
 
     report = validate(
         args.data,
@@ -112,7 +112,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_split(args: argparse.Namespace) -> int:
-    from .split import split
+    from workbench.data.split import split
 
     result = split(
         args.data,
@@ -128,7 +128,7 @@ def cmd_split(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from .inspection import inspect
+    from workbench.data.inspection import inspect
 
     stats = inspect(args.data)
     if args.json:
@@ -139,7 +139,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_demo_data(args: argparse.Namespace) -> int:
-    from .demo_data import demo_data
+    from workbench.data.demo_data import demo_data
 
     info = demo_data(args.dir, overwrite=args.overwrite)
     print(f"demo dataset written to {os.path.abspath(args.dir)}")
@@ -149,7 +149,7 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "train":
-        from .bench_train import bench_train
+        from workbench.bench.train import bench_train
 
         result = bench_train(
             model=args.model, steps=args.steps, allow_cpu=args.allow_cpu, workdir=args.workdir
@@ -157,18 +157,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(result.format_text())
         return EXIT_OK
     if args.what == "generate":
-        from .bench_generate import bench_generate
+        from workbench.bench.generate import bench_generate
 
         if args.max_new_tokens < 1:
             raise UsageError(f"--max-new-tokens: must be at least 1, got {args.max_new_tokens}")
         print(bench_generate(max_new_tokens=args.max_new_tokens, workdir=args.workdir).format_text())
         return EXIT_OK
     if args.what == "prepare":
-        from .bench_prepare import bench_prepare
+        from workbench.bench.prepare import bench_prepare
 
         print(bench_prepare(minutes=args.minutes, asr_model=args.model, workdir=args.workdir).format_text())
         return EXIT_OK
-    from .bench import bench_data
+    from workbench.bench.data import bench_data
 
     if args.what != "data":
         raise UsageError(f"unknown benchmark {args.what!r}; available: data, train, generate")
@@ -178,7 +178,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from .doctor import all_passed, doctor, format_checks
+    from workbench.doctor import all_passed, doctor, format_checks
 
     checks = doctor(
         model=args.model, data=args.data or (), output_dir=args.output_dir, params_file=args.params
@@ -188,7 +188,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_make_tiny_model(args: argparse.Namespace) -> int:
-    from .model import make_tiny_model
+    from workbench.models.model import make_tiny_model
 
     path = make_tiny_model(args.dir, seed=args.seed, overwrite=args.overwrite)
     print(f"tiny Higgs Audio v2 model written to {path}")
@@ -196,7 +196,7 @@ def cmd_make_tiny_model(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .report import find_notebook, load_notebook_params, run_notebook
+    from workbench.notebook.report import find_notebook, load_notebook_params, run_notebook
 
     notebook = find_notebook(args.notebook)
     overrides = overrides_from(args)
@@ -216,14 +216,14 @@ def _notebook_exit(result, command: str) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import write_index
+    from workbench.notebook.report import write_index
 
     print(write_index(args.run_dir, title=args.title))
     return EXIT_OK
 
 
 def cmd_fix(args: argparse.Namespace) -> int:
-    from .fixes import fix
+    from workbench.data.fixes import fix
 
     result = fix(args.data, args.recipe, args.output, output_dir=args.output_dir, overwrite=args.overwrite)
     for line in result.log:
@@ -233,7 +233,7 @@ def cmd_fix(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .launch import train_launch
+    from workbench.notebook.launch import train_launch
 
     overrides = overrides_from(args)
     code = train_launch(args.params, overrides, dry_run=args.dry_run)
@@ -241,7 +241,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import export
+    from workbench.models.export import export
 
     path = export(
         args.source, args.output, format=args.format, base_model=args.base, overwrite=args.overwrite
@@ -251,7 +251,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from .generate import speak
+    from workbench.evaluation.generate import speak
 
     texts = list(args.text or [])
     if args.text_file:
@@ -284,8 +284,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .launch import run_evaluation_notebook
-    from .report import load_notebook_params
+    from workbench.notebook.launch import run_evaluation_notebook
+    from workbench.notebook.report import load_notebook_params
 
     overrides = overrides_from(args)
     params = load_notebook_params("05_evaluate", args.params, overrides)
@@ -294,7 +294,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .pipeline import run_demo
+    from workbench.notebook.pipeline import run_demo
 
     result = run_demo(args.out, overwrite=True)
     print(result.format_text())
@@ -315,14 +315,14 @@ def add_param_overrides(parser: argparse.ArgumentParser) -> None:
 
 
 def overrides_from(args: argparse.Namespace) -> dict[str, object]:
-    from .params import parse_cli_value
+    from workbench.training.params import parse_cli_value
 
     return {name: parse_cli_value(value) for name, value in args.param or []}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .convert import MISSING_AUDIO_POLICIES, REFERENCE_POLICIES
-    from .formats import FORMAT_NAMES
+    from workbench.data.convert import MISSING_AUDIO_POLICIES, REFERENCE_POLICIES
+    from workbench.data.formats import FORMAT_NAMES
 
     parser = argparse.ArgumentParser(prog="workbench", description="Higgs Audio v2 LoRA workbench")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -527,8 +527,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
-    from .readers import InputError
-    from .sample import CanonicalFormatError
+    from workbench.data.readers import InputError
+    from workbench.data.sample import CanonicalFormatError
 
     try:
         return args.func(args)

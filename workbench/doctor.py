@@ -249,51 +249,44 @@ def _without(text: str, part: str) -> str:
 
 def check_model(model: str) -> Check:
     """The model resolves offline: a HF folder, a cached hub id, an original-layout folder or random-full."""
-    from .folder import (
-        AUDIO_TOKENIZER_SUBDIR,
-        HINT,
-        ModelNotFoundError,
-        audio_tokenizer_reference,
-        locate_audio_tokenizer,
-        resolve_model_path,
-    )
-    from .model import RANDOM_FULL
+    from workbench.models import folder as model_folder
+    from workbench.models.model import RANDOM_FULL
 
     if model == RANDOM_FULL:
         return Check(
             "model", PASS, f"{RANDOM_FULL}: full-size random weights built in memory (benchmarks only)"
         )
     try:
-        from .original_format import is_original_checkpoint
+        from workbench.models.original_format import is_original_checkpoint
 
         if is_original_checkpoint(model):
             return _check_original(Path(model).expanduser())
     except ImportError:  # original-layout support is optional here
         pass
     try:
-        folder = resolve_model_path(model)
-    except ModelNotFoundError as exc:
-        return Check("model", FAIL, _without(str(exc), f" {HINT}"), HINT)
+        folder = model_folder.resolve_model_path(model)
+    except model_folder.ModelNotFoundError as exc:
+        return Check("model", FAIL, _without(str(exc), f" {model_folder.HINT}"), model_folder.HINT)
     weights = [p.name for p in folder.iterdir() if p.name.endswith((".safetensors", ".bin"))]
     if not weights:
         return Check(
             "model", FAIL, f"{folder}: no weight files (*.safetensors)", "copy the complete model folder"
         )
-    reference = audio_tokenizer_reference(folder)
+    reference = model_folder.audio_tokenizer_reference(folder)
     if reference is None:
         return Check(
             "model",
             FAIL,
             f"{folder}: no processor_config.json naming an audio tokenizer",
-            f"save the processor with workbench.model.save_processor (it bundles {AUDIO_TOKENIZER_SUBDIR}/)",
+            f"save the processor with workbench.models.model.save_processor (it bundles {model_folder.AUDIO_TOKENIZER_SUBDIR}/)",
         )
     try:
-        codec = locate_audio_tokenizer(folder, reference[1])
-    except ModelNotFoundError as exc:
+        codec = model_folder.locate_audio_tokenizer(folder, reference[1])
+    except model_folder.ModelNotFoundError as exc:
         return Check(
             "model",
             FAIL,
-            _without(str(exc), f" {HINT}"),
+            _without(str(exc), f" {model_folder.HINT}"),
             "put the audio tokenizer in the local HF cache or the model folder",
         )
     source = "local folder" if Path(model).expanduser().is_dir() else "hub cache"
@@ -302,8 +295,8 @@ def check_model(model: str) -> Check:
 
 def _check_original(folder: Path) -> Check:
     """An original-layout folder: its config maps onto transformers' model (nothing is converted here)."""
-    from .folder import read_json, special_token_ids
-    from .original_format import hf_config_from_original
+    from workbench.models.folder import read_json, special_token_ids
+    from workbench.models.original_format import hf_config_from_original
 
     where = folder.absolute()
     original = read_json(folder / "config.json")
@@ -324,9 +317,9 @@ def check_end_ids(model: str) -> Check | None:
         for an original-layout folder (the import writes one id into both), None for
         ``random-full`` or a model that does not resolve (the model check says why).
     """
-    from .folder import ModelNotFoundError, read_json, resolve_model_path, special_token_ids
-    from .model import END_IDS_HINT, RANDOM_FULL, generation_stop_problem, read_end_ids
-    from .original_format import hf_config_from_original, is_original_checkpoint
+    from workbench.models.folder import ModelNotFoundError, read_json, resolve_model_path, special_token_ids
+    from workbench.models.model import END_IDS_HINT, RANDOM_FULL, generation_stop_problem, read_end_ids
+    from workbench.models.original_format import hf_config_from_original, is_original_checkpoint
 
     if model == RANDOM_FULL:
         return None
@@ -358,7 +351,7 @@ def check_end_ids(model: str) -> Check | None:
 
 def check_data(path: str | os.PathLike[str], lines: int = DATA_LINES_CHECKED) -> Check:
     """A data file exists and its first ``lines`` records parse as canonical samples."""
-    from .sample import CanonicalFormatError, read_samples_with_lines
+    from workbench.data.sample import CanonicalFormatError, read_samples_with_lines
 
     name = "data"
     absolute = Path(path).expanduser().absolute()
@@ -398,12 +391,12 @@ def check_params(params_file: str | os.PathLike[str]) -> tuple[list[Check], Any]
     """A training params file: valid, its launch fits this machine, its precision runs here.
 
     Returns:
-        The checks, and the :class:`workbench.params.TrainParams` (None when the file is invalid).
+        The checks, and the :class:`workbench.training.params.TrainParams` (None when the file is invalid).
     """
     import torch
 
-    from .launch import check_gpu_fit, processes_per_machine, visible_gpus
-    from .params import ParamsError, load_train_params
+    from workbench.notebook.launch import check_gpu_fit, processes_per_machine, visible_gpus
+    from workbench.training.params import ParamsError, load_train_params
 
     try:
         params, launch = load_train_params(params_file)

@@ -1,0 +1,23 @@
+"""Data: from source files and long recordings to canonical samples that training can trust.
+
+Takes in audio with transcripts in any of the source formats (``formats/``, read by ``readers``),
+or long recordings to cut into clips (``prepare`` with ``segment``, ``subtitles``, ``transcribe``).
+Gives out canonical samples (``sample``: JSON Lines, split by ``convert`` into trainable, prompts
+and rejected), the one sample contract that decides what is trainable (``contract``, shared by
+convert, validate and the training collator), validation findings with stable codes (``validate``,
+``validate_rules``, ``findings``), replayable fix recipes (``fixes``), a leak-free train/validation
+split (``split``), per-sample tables (``inspection``, ``survey``, ``tables``) and the synthetic demo
+set (``demo_data``, ``recordings``). Each step is a function named like its module, as the CLI
+names it: ``convert.convert``, ``validate.validate``, ``split.split``, ``prepare.prepare``,
+``fixes.fix``, ``inspection.inspect``. Nothing here loads a model or torch.
+"""
+
+from workbench import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    sample=("Audio", "Message", "Sample", "read_samples", "write_samples"),
+    contract=("check_sample", "Verdict"),
+    findings=("Finding",),
+    validate=("ValidationReport",),
+)

@@ -1,0 +1,19 @@
+"""Evaluation: a base model and its adapters in, audio you can hear and numbers you can compare out.
+
+Takes in the base model, adapters, checkpoint folders or training runs (``candidates``) and
+canonical samples as prompts. Gives out generated speech built from the same prompt as training,
+with a fixed seed per prompt (``synthesis``; ``generate`` for ``workbench generate``),
+teacher-forced loss and accuracy, audio metrics (``quality``: duration, speaking rate, silence,
+clipping, mel-cepstral distortion, pitch distance, optional WER/CER and speaker similarity), the
+per-model summary, the A/B check ("is my LoRA even active?") and the best checkpoint
+(``eval_report``), all from ``evaluate.evaluate`` with its ``metrics.json`` and ``metrics.csv``.
+"""
+
+from workbench import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    evaluate=("EvalParams", "EvalResult", "load_eval_params"),
+    candidates=("Candidate", "resolve_candidates"),
+    generate=("speak",),
+)

@@ -1,0 +1,555 @@
+"""Evaluation: the base model against LoRA adapters and checkpoints, by ear and by numbers.
+
+:func:`evaluate` runs, for the base model and every candidate adapter (see
+:func:`workbench.evaluation.candidates.resolve_candidates`), with the prompts and generation of
+:mod:`workbench.evaluation.synthesis`:
+
+- **teacher-forced metrics** on samples with target audio: the loss (summed over codebooks, as in
+  training) and top-1 accuracy per codebook, from one forward pass per sample;
+- **generation** for every prompt with the same seed for every candidate, so differences come from
+  the weights; the codes are decoded by the processor to 24 kHz WAV files under
+  ``output_dir/audio/<candidate>/<sample id>.wav``. A generation that yields no decodable audio
+  becomes a failure row with its reason;
+- **audio metrics** from :mod:`workbench.evaluation.quality`: duration, speaking rate, silence, clipping and,
+  against the target when there is one, duration ratio and mel-cepstral distortion; the pitch distance
+  to the reference and target voices (semitones, no model needed); WER/CER with
+  ``asr_model`` and speaker similarity with ``speaker_model`` when they are given;
+- **an A/B check** per adapter ("is my LoRA even active?"): max |Δlogit| against the base on the
+  first prompt and the fraction of generated code frames that differ.
+
+It writes ``metrics.json`` and ``metrics.csv`` (one row per candidate and prompt) to
+``output_dir``, with the per-model summary, the A/B verdicts and the best checkpoint computed by
+:mod:`workbench.evaluation.eval_report`; :mod:`workbench.notebook.eval_view` draws notebook 05's tables, plots and
+listening rows.
+Notebook 05 and ``workbench evaluate`` (:func:`workbench.notebook.launch.run_evaluation_notebook`) only call these.
+
+Prompts split across ranks when several processes run (``RANK``/``WORLD_SIZE``, as set by
+``accelerate launch``; ``workbench evaluate`` launches them when the parameters ask for
+``num_processes`` > 1 or an ``accelerate_config``): each rank generates its share on its own GPU
+(``LOCAL_RANK``) and writes its rows to ``output_dir/shards/``; rank 0 merges them and writes the
+metrics and the report. The rows do not depend on the number of ranks: every prompt has its own seed.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from workbench.data.contract import check_sample
+from workbench.evaluation.candidates import ADAPTER_CONFIG, Candidate, resolve_candidates
+from workbench.evaluation.eval_report import METRICS, ab_check, best_sentence, select_best, summarize
+from workbench.evaluation.synthesis import (
+    EvalPrompt,
+    NoAudioError,
+    Sampling,
+    decode_audio,
+    generation_config,
+    generation_inputs,
+    make_prompt,
+)
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 24_000
+__all__ = [  # the candidates and prompt helpers live in their own modules; notebook 05 reaches them here
+    "ADAPTER_CONFIG", "Candidate", "EvalParams", "EvalPrompt", "EvalResult", "NoAudioError", "Sampling",
+    "decode_audio", "evaluate", "generation_config", "generation_inputs", "make_prompt", "resolve_candidates",
+]  # fmt: skip
+
+
+# --- parameters --------------------------------------------------------------------------------------
+@dataclass
+class EvalParams:
+    """Everything an evaluation needs; the names are notebook 05's parameters."""
+
+    base_model: str = "runs/demo/tiny-model"  # HF folder or cached hub id the adapters were trained on
+    # adapter folders, checkpoint-N folders, or training output_dirs (their checkpoints and adapter/)
+    adapters: list[str] = field(default_factory=lambda: ["runs/demo/04_train"])
+    eval_data: str = "runs/demo/03_validate/val.jsonl"  # canonical JSONL; prompt-only samples are fine
+    output_dir: str = "runs/demo/05_evaluate"
+    max_samples: int | None = 8  # None: every sample of eval_data
+    max_new_tokens: int = 500  # audio frames to generate at most (25 per second)
+    temperature: float = 0.3  # 0: greedy
+    top_k: int | None = 50
+    top_p: float | None = 0.95
+    seed: int = 0  # each prompt's seed derives from it and the sample id: identical for every candidate
+    ras_win_len: int | None = None  # repetition-aware sampling window; None: the model's setting, 0: off
+    asr_model: str | None = None  # local ASR model (transformers pipeline) for WER/CER
+    speaker_model: str | None = None  # local x-vector model (AutoModelForAudioXVector) for speaker similarity
+    max_listen: int = 4  # prompts whose clips are embedded in the report
+    select_by: str = "auto"  # names the best checkpoint; auto: speaker similarity, else mcd, loss, pitch_ref
+    codes_cache_dir: str | None = None  # default: <WORKBENCH_CACHE_DIR>/codes
+
+    def check(self) -> list[str]:
+        """Problems with values, each naming the parameter."""
+        problems = []
+        if not self.adapters:
+            problems.append("adapters: empty; give at least one adapter, checkpoint or training output_dir")
+        if self.max_samples is not None and self.max_samples < 1:
+            problems.append(f"max_samples: must be at least 1 (or None for all), got {self.max_samples}")
+        problems += Sampling(*(getattr(self, f.name) for f in dataclasses.fields(Sampling))).check()
+        if self.max_listen < 0:
+            problems.append(f"max_listen: must be >= 0, got {self.max_listen}")
+        selectable = ["auto", *(k for k, v in METRICS.items() if v[1])]
+        if self.select_by not in selectable:
+            problems.append(f"select_by: expected one of {', '.join(selectable)}, got {self.select_by!r}")
+        return problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_eval_params(
+    path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None
+) -> EvalParams:
+    """Parameters from a YAML file (a ``05_evaluate:`` section is used when present) and overrides.
+
+    Raises:
+        workbench.training.params.ParamsError: every unknown key, wrong type and bad value at once.
+    """
+    from workbench.training.params import ParamsError, build_params, load_params, section_params
+
+    data = section_params(load_params(path), "05_evaluate")
+    data.update(overrides or {})
+    problems: list[str] = []
+    params = build_params(EvalParams, data, problems)
+    problems.extend(params.check())
+    if problems:
+        raise ParamsError(problems, str(path) if path else None)
+    return params
+
+
+def eval_params_from_namespace(namespace: dict[str, Any]) -> EvalParams:
+    """The :class:`EvalParams` held by a notebook's globals (its parameters cell's names)."""
+    names = {f.name for f in dataclasses.fields(EvalParams)}
+    return load_eval_params(None, {k: v for k, v in namespace.items() if k in names})
+
+
+# --- model passes ------------------------------------------------------------------------------------
+@torch.no_grad()
+def teacher_forced_metrics(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Loss and per-codebook top-1 accuracy of one collated batch (targets given).
+
+    Returns:
+        ``{"loss", "acc_mean", "acc_cb0", ...}``.
+    """
+    from workbench.training.metrics import codebook_hits
+
+    out = model(**batch)
+    correct, total = codebook_hits(model, batch, out.logits)
+    acc = (correct.float() / total.clamp(min=1).float()).tolist()
+    metrics = {"loss": float(out.loss), "acc_mean": float(sum(acc) / len(acc))}
+    metrics.update({f"acc_cb{k}": float(a) for k, a in enumerate(acc)})
+    return metrics
+
+
+# --- optional model metrics --------------------------------------------------------------------------
+class _Scorers:
+    """The optional ASR and speaker models, loaded up front (a model asked for must load)."""
+
+    def __init__(self, params: EvalParams, device: str | None):
+        from workbench.evaluation import quality
+
+        self.notes: list[str] = []
+        self.asr = self.speaker = None
+        if params.asr_model:
+            self.asr = quality.AsrScorer(params.asr_model, device=device)
+        else:
+            self.notes.append(
+                "WER/CER left out: no asr_model given (set asr_model to a local speech-recognition model, "
+                "e.g. a Whisper folder, to score intelligibility)"
+            )
+        if params.speaker_model:
+            self.speaker = quality.SpeakerScorer(params.speaker_model, device=device)
+        else:
+            self.notes.append(
+                "speaker similarity left out: no speaker_model given (set speaker_model to a local x-vector model, "
+                "e.g. a WavLM x-vector folder, to score the voice)"
+            )
+        self._embeddings: dict[str, np.ndarray] = {}
+
+    def embedding_of_file(self, path: str) -> np.ndarray:
+        from workbench.data.audio import load_audio
+
+        if path not in self._embeddings:
+            audio = load_audio(path, SAMPLE_RATE)
+            self._embeddings[path] = np.asarray(self.speaker.embed(audio, SAMPLE_RATE))  # type: ignore[union-attr]
+        return self._embeddings[path]
+
+    def score(self, audio: np.ndarray, prompt: EvalPrompt) -> dict[str, Any]:
+        row: dict[str, Any] = {}
+        if self.asr is not None and prompt.text:
+            row.update(self.asr.scores(audio, SAMPLE_RATE, prompt.text))
+        if self.speaker is not None:
+            from workbench.evaluation import quality
+
+            emb = np.asarray(self.speaker.embed(audio, SAMPLE_RATE)).reshape(-1)
+            for key, path in (("speaker_sim_ref", prompt.reference), ("speaker_sim_target", prompt.target)):
+                if path:
+                    row[key] = quality.cosine(emb, self.embedding_of_file(path))
+        return row
+
+
+# --- the evaluation ----------------------------------------------------------------------------------
+@dataclass
+class EvalResult:
+    """What :func:`evaluate` measured (rank 0 holds every rank's rows)."""
+
+    params: EvalParams
+    candidates: list[Candidate]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    summary: list[dict[str, Any]] = field(default_factory=list)
+    ab: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+    metrics_json: str | None = None
+    metrics_csv: str | None = None
+    seconds: float = 0.0
+
+    def best_sentence(self) -> str:
+        return best_sentence(self.best)
+
+    def summary_line(self) -> str:
+        """One line for the run index."""
+        prompts = len({r["sample_id"] for r in self.rows})
+        failed = sum(r["status"] != "ok" for r in self.rows)
+        inactive = [a["candidate"] for a in self.ab if a["no_effect"]]
+        parts = [f"{len(self.candidates)} models x {prompts} prompts", self.best_sentence()]
+        if failed:
+            parts.append(f"{failed} generation(s) failed")
+        if inactive:
+            parts.append(f"no effect: {', '.join(inactive)}")
+        return "; ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "params": self.params.to_dict(),
+            "candidates": [c.to_dict() for c in self.candidates],
+            "summary": self.summary,
+            "ab": self.ab,
+            "best": self.best,
+            "best_sentence": self.best_sentence(),
+            "notes": self.notes,
+            "seconds": self.seconds,
+            "rows": self.rows,
+        }
+
+
+def _rank_and_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    rank = int(os.environ.get("RANK", "0")) if rank is None else rank
+    world_size = int(os.environ.get("WORLD_SIZE", "1")) if world_size is None else world_size
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in [0, world_size): got rank={rank}, world_size={world_size}")
+    return rank, world_size
+
+
+def shard(items: Sequence[Any], rank: int, world_size: int) -> list[Any]:
+    """This rank's share of ``items`` (round-robin, so every rank gets similar lengths)."""
+    return list(items[rank::world_size])
+
+
+def _barrier() -> None:
+    from accelerate import PartialState
+
+    PartialState(cpu=not torch.cuda.is_available()).wait_for_everyone()
+
+
+def load_prompts(params: EvalParams) -> list[EvalPrompt]:
+    """The first ``max_samples`` samples of ``eval_data`` as prompts.
+
+    Raises:
+        FileNotFoundError: ``eval_data`` does not exist.
+        ValueError: it holds no sample.
+    """
+    from workbench.data.sample import read_samples
+
+    if not os.path.isfile(params.eval_data):
+        raise FileNotFoundError(f"eval_data: file not found: {os.path.abspath(params.eval_data)}")
+    prompts = []
+    for sample in read_samples(params.eval_data):
+        if params.max_samples is not None and len(prompts) >= params.max_samples:
+            break
+        prompts.append(make_prompt(sample, params.seed))
+    if not prompts:
+        raise ValueError(f"eval_data: {params.eval_data} holds no sample")
+    return prompts
+
+
+class _Session:
+    """What one :func:`evaluate` call loads once and shares across candidates.
+
+    Holds the base model (wrapped by PEFT once the first adapter is loaded; later adapters are
+    swapped in with ``load_adapter``/``set_adapter`` and the previous one deleted, so the base
+    weights are loaded once), the processor, codes cache and collator, every prompt's generation
+    inputs, and the base model's outputs that adapters are compared with.
+    """
+
+    def __init__(self, params: EvalParams, prompts: list[EvalPrompt]):
+        from workbench.data.audio import load_audio
+        from workbench.models.model import load_model_and_processor
+        from workbench.training.codes import CodesCache
+        from workbench.training.collate import HiggsAudioCollator
+        from workbench.training.train import default_codes_cache_dir
+
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available() else None
+        self.params, self.prompts = params, prompts
+        self.out = Path(params.output_dir)
+        self.scorers = _Scorers(params, device)  # before the long work: a missing optional model fails now
+        dtype = torch.bfloat16 if device else None
+        self.model, self.processor = load_model_and_processor(params.base_model, dtype=dtype, device=device)
+        cache_dir = Path(params.codes_cache_dir) if params.codes_cache_dir else default_codes_cache_dir()
+        self.codes_cache = CodesCache(cache_dir, self.processor.audio_tokenizer)
+        paths = [m.audio_url for p in prompts for m in p.sample.messages if m.is_audio]
+        self.codes_cache.encode_missing([p for p in paths if os.path.isfile(p)], progress=False)
+        self.collator = HiggsAudioCollator(self.processor, self.codes_cache, require_targets=True)
+        self.gen_config = generation_config(self.model, params)
+        self.inputs: dict[str, dict[str, torch.Tensor] | Exception] = {}
+        for prompt in prompts:
+            try:
+                self.inputs[prompt.sample.id] = generation_inputs(prompt, self.processor, self.codes_cache)
+            except (ValueError, FileNotFoundError, KeyError) as exc:  # becomes the prompt's failure row
+                self.inputs[prompt.sample.id] = exc
+        # The A/B logits probe: the first prompt that has inputs.
+        self.probe = next((p for p in prompts if isinstance(self.inputs[p.sample.id], dict)), None)
+        # Target and reference clips, loaded once for the metrics that compare with them.
+        self.clips = {
+            path: load_audio(path, SAMPLE_RATE)
+            for p in prompts
+            for path in (p.target, p.reference)
+            if path and os.path.isfile(path)
+        }
+        self.base_codes: dict[str, torch.Tensor] = {}
+        self.base_logits: torch.Tensor | None = None
+        self.peft_model: Any = None
+        self.adapter_name: str | None = None
+
+    def activate(self, candidate: Candidate, index: int) -> torch.nn.Module:
+        """The model to run for ``candidate``: the plain base model, or the PEFT model with its adapter."""
+        if candidate.is_base:
+            if self.peft_model is not None:
+                raise RuntimeError("the base model must be evaluated before any adapter is loaded")
+            return self.model
+        from peft import PeftModel
+
+        name = f"candidate{index}"
+        try:
+            if self.peft_model is None:
+                self.peft_model = PeftModel.from_pretrained(self.model, candidate.path, adapter_name=name)
+            else:
+                self.peft_model.load_adapter(candidate.path, adapter_name=name)
+                self.peft_model.set_adapter(name)
+                self.peft_model.delete_adapter(self.adapter_name)
+        except (RuntimeError, ValueError, KeyError, OSError) as exc:
+            raise RuntimeError(
+                f"cannot load adapter {candidate.path} onto {self.params.base_model}: {type(exc).__name__}: {exc}. "
+                "Hint: was it trained on this base model? (its adapter_config.json names the base)"
+            ) from exc
+        self.adapter_name = name
+        return self.peft_model.eval()
+
+    @torch.no_grad()
+    def probe_dlogit(self, candidate: Candidate, active: torch.nn.Module) -> float | None:
+        """Max |Δlogit| against the base model on the probe prompt (None for the base itself)."""
+        if self.probe is None:
+            return None
+        logits = active(**_to(self.inputs[self.probe.sample.id], active)).logits.float().cpu()
+        if candidate.is_base:
+            self.base_logits = logits
+            return None
+        return float((logits - self.base_logits).abs().max()) if self.base_logits is not None else None
+
+    def prompt_row(self, candidate: Candidate, active: torch.nn.Module, prompt: EvalPrompt) -> dict[str, Any]:
+        """Teacher-forced metrics, generation, decoding and audio metrics of one candidate on one prompt."""
+        from workbench.data.audio import write_wav
+
+        sid = prompt.sample.id
+        row: dict[str, Any] = {
+            "candidate": candidate.name, "step": candidate.step, "sample_id": sid, "text": prompt.text,
+            "reference": prompt.reference, "target": prompt.target, "seed": prompt.seed,
+            "status": "ok", "error": None, "audio": None,
+        }  # fmt: skip
+        if check_sample(prompt.sample).trainable:
+            try:
+                row.update(teacher_forced_metrics(active, _to(self.collator([prompt.sample]), active)))
+            except (ValueError, FileNotFoundError) as exc:
+                row["tf_error"] = str(exc)
+        audio_dir = self.out / "audio" / candidate.slug
+        inputs = self.inputs[sid]
+        try:
+            if isinstance(inputs, Exception):
+                raise inputs
+            torch.manual_seed(prompt.seed)  # the same for every candidate: differences come from the weights
+            started = time.perf_counter()
+            with torch.no_grad():
+                audio_ids = active.generate(**_to(inputs, active), generation_config=self.gen_config)
+            row["gen_seconds"] = time.perf_counter() - started
+            prompt_frames = inputs["audio_input_ids"].shape[1] if "audio_input_ids" in inputs else 0
+            codes = audio_ids[0, prompt_frames:].cpu()
+            row["gen_frames"] = len(codes)
+            audio_dir.mkdir(parents=True, exist_ok=True)
+            np.save(audio_dir / f"{_file_name(sid)}.codes.npy", codes.numpy())
+            if candidate.is_base:
+                self.base_codes[sid] = codes
+            elif sid in self.base_codes:
+                row["frames_differ"] = frames_differ(codes, self.base_codes[sid])
+            audio = decode_audio(self.processor, audio_ids)
+            row["audio"] = str(
+                write_wav(audio_dir / f"{_file_name(sid)}.wav", np.clip(audio, -1, 1), SAMPLE_RATE)
+            )
+        except Exception as exc:  # a failed generation is a result row, never a crash
+            debug = log.isEnabledFor(logging.DEBUG)
+            log.warning("%s on %s: generation failed: %s", candidate.name, sid, exc, exc_info=debug)
+            row["status"], row["error"] = "failed", f"{type(exc).__name__}: {exc}"
+            return row
+        try:
+            row.update(_basic_metrics(audio, prompt, self.clips))
+            row.update(self.scorers.score(audio, prompt))
+        except Exception as exc:  # e.g. an ASR model that chokes on noise: keep the clip, note it
+            log.warning("%s on %s: metrics failed: %s", candidate.name, sid, exc)
+            row["metrics_error"] = f"{type(exc).__name__}: {exc}"
+        return row
+
+
+def evaluate(
+    params: EvalParams, rank: int | None = None, world_size: int | None = None, progress: bool = True
+) -> EvalResult:
+    """Evaluate the base model and every adapter of ``params`` (see the module docstring).
+
+    Args:
+        params: The evaluation parameters.
+        rank: This process's index; None reads ``RANK`` (0 when unset).
+        world_size: Number of processes sharing the prompts; None reads ``WORLD_SIZE`` (1).
+        progress: Show a progress bar.
+
+    Returns:
+        The :class:`EvalResult`; on rank 0 of a multi-process run it holds every rank's rows.
+
+    Raises:
+        workbench.training.params.ParamsError: bad parameter values.
+        FileNotFoundError: the base model, an adapter or ``eval_data`` is missing.
+        workbench.evaluation.quality.OptionalModelError: ``asr_model`` or ``speaker_model`` is given but
+            cannot be loaded.
+    """
+    started = time.perf_counter()
+    problems = params.check()
+    if problems:
+        from workbench.training.params import ParamsError
+
+        raise ParamsError(problems)
+    rank, world_size = _rank_and_world(rank, world_size)
+    candidates = resolve_candidates(params.base_model, params.adapters)
+    all_prompts = load_prompts(params)
+    prompts = shard(all_prompts, rank, world_size)
+    Path(params.output_dir).mkdir(parents=True, exist_ok=True)
+    session = _Session(params, prompts)
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(candidates) * len(prompts), desc="evaluating", unit="generation")
+    rows: list[dict[str, Any]] = []
+    for index, candidate in enumerate(candidates):
+        active = session.activate(candidate, index)
+        max_dlogit = session.probe_dlogit(candidate, active)
+        for prompt in prompts:
+            row = session.prompt_row(candidate, active, prompt)
+            if prompt is session.probe and max_dlogit is not None:
+                row["max_dlogit"] = max_dlogit
+            rows.append(row)
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
+    session.codes_cache.flush()
+
+    result = EvalResult(params=params, candidates=candidates, notes=list(session.scorers.notes))
+    if world_size > 1:
+        rows = _gather_rows(rows, Path(params.output_dir), rank, world_size)
+        if rank != 0:
+            result.rows = rows
+            return result
+    order = {p.sample.id: i for i, p in enumerate(all_prompts)}
+    names = [c.name for c in candidates]
+    result.rows = sorted(rows, key=lambda r: (names.index(r["candidate"]), order.get(r["sample_id"], 0)))
+    if not any(p.target for p in all_prompts):
+        result.notes.append(
+            "no sample of eval_data has target audio: teacher-forced loss/accuracy, duration ratio and "
+            "mel-cepstral distortion are left out"
+        )
+    result.summary = summarize(result.rows, candidates)
+    result.ab = ab_check(result.rows, candidates)
+    result.best = select_best(result.summary, params.select_by)
+    result.seconds = time.perf_counter() - started
+    write_metrics(result, params.output_dir)
+    log.info("%s", result.summary_line())
+    return result
+
+
+def _gather_rows(rows: list[dict[str, Any]], out: Path, rank: int, world_size: int) -> list[dict[str, Any]]:
+    """Every rank writes its rows to ``out/shards``; rank 0 returns all of them, the others their own."""
+    shards = out / "shards"
+    shards.mkdir(exist_ok=True)
+    (shards / f"rows.rank{rank}.json").write_text(json.dumps(rows, default=str))
+    _barrier()
+    if rank != 0:
+        return rows
+    return [r for k in range(world_size) for r in json.loads((shards / f"rows.rank{k}.json").read_text())]
+
+
+def _to(batch: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    device = next(model.parameters()).device
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def _file_name(sample_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", sample_id)[:120] or "sample"
+
+
+def _basic_metrics(audio: np.ndarray, prompt: EvalPrompt, clips: dict[str, np.ndarray]) -> dict[str, Any]:
+    from workbench.evaluation.quality import basic_metrics
+
+    target = clips.get(prompt.target) if prompt.target else None
+    reference = clips.get(prompt.reference) if prompt.reference else None
+    return dict(basic_metrics(audio, SAMPLE_RATE, prompt.text or "", target=target, reference=reference))
+
+
+def frames_differ(codes: torch.Tensor, base: torch.Tensor) -> float:
+    """Fraction of generated frames ``(T, N)`` that differ from the base's (length differences count)."""
+    length = max(len(codes), len(base))
+    if length == 0:
+        return 0.0
+    common = min(len(codes), len(base))
+    same = int((codes[:common] == base[:common]).all(dim=-1).sum()) if common else 0
+    return 1.0 - same / length
+
+
+# --- output files ----------------------------------------------------------------------------------
+def write_metrics(result: EvalResult, out: str | os.PathLike) -> None:
+    """``metrics.json`` (everything) and ``metrics.csv`` (one row per candidate and prompt)."""
+    out = Path(out)
+    result.metrics_json = str(out / "metrics.json")
+    result.metrics_csv = str(out / "metrics.csv")
+    Path(result.metrics_json).write_text(json.dumps(result.to_dict(), indent=1, default=str) + "\n")
+    columns = list(dict.fromkeys(k for r in result.rows for k in r))
+    with open(result.metrics_csv, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(result.rows)
+
+
+def load_result(output_dir: str | os.PathLike) -> dict[str, Any]:
+    """The ``metrics.json`` of an earlier evaluation."""
+    return json.loads((Path(output_dir) / "metrics.json").read_text())

@@ -1,0 +1,188 @@
+"""Prompts and generation shared by ``workbench evaluate`` and ``workbench generate``.
+
+A canonical sample is cut into a prompt (:func:`make_prompt`), encoded as training encodes it
+(:func:`generation_inputs`), generated with :class:`Sampling` settings (:func:`generation_config`)
+and decoded to a waveform (:func:`decode_audio`), so what ``workbench generate`` says is what
+notebook 05 measures.
+"""
+
+from __future__ import annotations
+
+import copy
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from workbench.data.sample import Sample
+
+
+@dataclass
+class Sampling:
+    """How audio is generated (fields shared by :class:`EvalParams` and ``workbench generate``)."""
+
+    max_new_tokens: int = 500  # audio frames to generate at most (25 per second)
+    temperature: float = 0.3  # 0: greedy
+    top_k: int | None = 50
+    top_p: float | None = 0.95
+    ras_win_len: int | None = None  # repetition-aware sampling window; None: the model's setting, 0: off
+
+    def check(self) -> list[str]:
+        """Problems with values, each naming the parameter."""
+        problems = []
+        if self.max_new_tokens < 1:
+            problems.append(f"max_new_tokens: must be at least 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            problems.append(f"temperature: must be >= 0 (0 is greedy), got {self.temperature}")
+        if self.top_k is not None and self.top_k < 1:
+            problems.append(f"top_k: must be at least 1 or None, got {self.top_k}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            problems.append(f"top_p: must be in (0, 1] or None, got {self.top_p}")
+        if self.ras_win_len is not None and self.ras_win_len < 0:
+            problems.append(f"ras_win_len: must be >= 0 (0 turns it off) or None, got {self.ras_win_len}")
+        return problems
+
+
+@dataclass
+class EvalPrompt:
+    """One evaluation prompt derived from a canonical sample.
+
+    Attributes:
+        sample: The sample as read from ``eval_data``.
+        context: The sample cut before its last target audio (all of it when prompt-only); the
+            model continues it with audio.
+        text: The text to speak (the last user message of ``context``).
+        reference: The first audio of the context (the voice to clone), if any.
+        target: The last target audio, if any.
+        seed: Generation seed, from ``params.seed`` and the sample id (same for every candidate).
+        problem: Why this prompt cannot be generated from, if it cannot.
+    """
+
+    sample: Sample
+    context: Sample
+    text: str | None
+    reference: str | None
+    target: str | None
+    seed: int
+    problem: str | None = None
+
+
+def make_prompt(sample: Sample, seed: int = 0) -> EvalPrompt:
+    """Cut a sample into a generation prompt (see :class:`EvalPrompt`)."""
+    targets = sample.target_indices()
+    cut = targets[-1] if targets else len(sample.messages)
+    messages = sample.messages[:cut]
+    last = messages[-1] if messages else None
+    problem = None
+    if last is None or last.role != "user" or last.text is None:
+        problem = "the prompt does not end with a user text message (the text to speak)"
+    audio = [m.audio_url for m in messages if m.is_audio]
+    return EvalPrompt(
+        sample=sample,
+        # A prompt: start_index at its text to speak (the last message), every audio before it context.
+        context=Sample(
+            sample.id, tuple(messages), max(len(messages) - 1, 0), sample.speaker, dict(sample.misc)
+        ),
+        text=last.text if problem is None else sample.target_text(),  # type: ignore[union-attr]
+        reference=audio[0] if audio else None,
+        target=sample.messages[cut].audio_url if targets else None,
+        seed=(seed * 1_000_003 + zlib.crc32(sample.id.encode())) % 2**31,
+        problem=problem,
+    )
+
+
+def generation_inputs(prompt: EvalPrompt, processor: Any, codes_cache: Any) -> dict[str, torch.Tensor]:
+    """Model inputs for generating the prompt's audio, built as training builds sequences.
+
+    The context is encoded by :func:`workbench.training.collate.encode_sample` (reference audio codes from
+    the codes cache) and followed by the chat template's generation prompt (assistant header and
+    ``<|audio_out_bos|>``), exactly what ``processor.apply_chat_template(...,
+    add_generation_prompt=True)`` gives for the same audio.
+
+    Returns:
+        ``input_ids`` and ``attention_mask`` ``(1, L)``; with context audio also
+        ``audio_input_ids`` ``(1, F, N)`` and ``audio_input_ids_mask`` ``(1, F)``.
+
+    Raises:
+        ValueError: the prompt cannot be generated from (names the sample and the problem).
+    """
+    from workbench.training.collate import encode_sample, sample_to_conversation
+
+    if prompt.problem:
+        raise ValueError(f"sample {prompt.sample.id!r}: {prompt.problem}")
+    encoded = encode_sample(prompt.context, processor, codes_cache)
+    conversation = sample_to_conversation(prompt.context)
+    plain = processor.apply_chat_template(conversation, tokenize=False)
+    with_prompt = processor.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+    if not with_prompt.startswith(plain):
+        raise ValueError("the chat template's generation prompt does not extend the rendered conversation")
+    suffix = processor.tokenizer(with_prompt[len(plain) :], add_special_tokens=False)["input_ids"]
+    input_ids = torch.cat([encoded["input_ids"], torch.tensor(suffix, dtype=torch.long)])[None]
+    inputs = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
+    if len(encoded["audio_input_ids"]):
+        inputs["audio_input_ids"] = encoded["audio_input_ids"][None]
+        inputs["audio_input_ids_mask"] = torch.ones(inputs["audio_input_ids"].shape[:2], dtype=torch.bool)
+    return inputs
+
+
+# --- generation -------------------------------------------------------------------------------------
+def generation_config(model: torch.nn.Module, params: Any) -> Any:
+    """A copy of the model's generation config with the sampling settings of ``params``.
+
+    ``params``: a :class:`Sampling`, or anything with its fields (``EvalParams``).
+    """
+    config = copy.deepcopy(model.generation_config)
+    config.max_new_tokens = params.max_new_tokens
+    config.do_sample = params.temperature > 0
+    if config.do_sample:
+        config.temperature = params.temperature
+        config.top_k = params.top_k
+        config.top_p = params.top_p
+    else:
+        config.temperature, config.top_k, config.top_p = None, None, None
+    if params.ras_win_len is not None:
+        config.ras_win_len = params.ras_win_len or None
+        if config.ras_win_len and getattr(config, "ras_win_max_num_repeat", None) is None:
+            config.ras_win_max_num_repeat = 2
+    return config
+
+
+class NoAudioError(RuntimeError):
+    """Generated codes that decode to no audio."""
+
+
+def decode_audio(processor: Any, audio_ids: torch.Tensor) -> np.ndarray:
+    """Decode generated codes ``(1, frames, N)`` to a float32 waveform at 24 kHz.
+
+    Raises:
+        NoAudioError: the codes hold no decodable audio (the reason is in the message).
+    """
+    frames = audio_ids[0].cpu()
+    num_codebooks = frames.shape[-1]
+    bos, eos = processor.audio_stream_bos_id, processor.audio_stream_eos_id
+    starts = (frames == bos).all(dim=-1).nonzero()
+    if len(starts) == 0:
+        raise NoAudioError("the generated codes have no all-bos frame where audio starts")
+    generated = frames[int(starts[-1]) + 1 :]
+    ends = (generated == eos).all(dim=-1).nonzero()
+    count = int(ends[0]) if len(ends) else len(generated)
+    if count < num_codebooks:
+        raise NoAudioError(
+            f"only {count} audio frame(s) were generated before the end; the delay pattern over {num_codebooks} "
+            f"codebooks needs at least {num_codebooks} to yield any audio (raise max_new_tokens, or the model "
+            "stops too early)"
+        )
+    try:
+        waveform = processor.decode(audio_ids)
+    except Exception as exc:  # the processor raises various errors on degenerate codes
+        raise NoAudioError(
+            f"the processor could not decode the generated codes ({type(exc).__name__}: {exc})"
+        ) from exc
+    audio = waveform.detach().float().cpu().numpy().reshape(-1)
+    if audio.size == 0:
+        raise NoAudioError("the generated codes decode to no samples (the model stopped at once)")
+    if not np.isfinite(audio).all():
+        raise NoAudioError("the decoded audio has NaN or infinite samples")
+    return audio

@@ -1,0 +1,191 @@
+"""Notebook 05's view of an evaluation: the per-model table, metric plots, listening rows.
+
+:func:`summary_rows` (``mean ± std`` per metric), :func:`metric_plots` (each metric against the
+training step, the base model as a dashed line) and :func:`listening_html` (one row of players and
+spectrograms per prompt) present an :class:`~workbench.evaluation.evaluate.EvalResult`; the numbers behind
+them come from :mod:`workbench.evaluation.eval_report`.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from workbench.evaluation.eval_report import METRICS, SAMPLE_RATE, metric_names
+
+if TYPE_CHECKING:
+    from workbench.evaluation.candidates import Candidate
+    from workbench.evaluation.evaluate import EvalResult
+
+
+def summary_rows(result: EvalResult, per_codebook: bool = False) -> list[dict[str, Any]]:
+    """The per-candidate table for display: ``mean ± std`` per metric.
+
+    Args:
+        result: The evaluation.
+        per_codebook: Show only the per-codebook accuracies (``acc_cb<k>``) instead of the rest.
+    """
+    names = [n for n in metric_names(result.rows) if n.startswith("acc_cb") == per_codebook]
+    table = []
+    for s in result.summary:
+        row: dict[str, Any] = {
+            "model": s["candidate"],
+            "step": s["step"],
+            "prompts": s["prompts"],
+            "failed": s["failed"],
+        }
+        for name in names:
+            mean, std = s.get(f"{name}_mean"), s.get(f"{name}_std")
+            row[name] = "" if mean is None else f"{mean:.3g}" + (f" ± {std:.2g}" if std is not None else "")
+        table.append(row)
+    return table
+
+
+def metric_plots(result: EvalResult, metrics: Sequence[str] | None = None) -> Any:
+    """Each metric's mean (± std) against the checkpoint step, base model as a dashed line.
+
+    Returns:
+        A matplotlib Figure, or None when no adapter has a known step.
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    stepped = [s for s in result.summary if s["candidate"] != "base" and s["step"] is not None]
+    if not stepped:
+        return None
+    names = [m for m in (metrics or metric_names(result.rows)) if not m.startswith("acc_cb")]
+    names = [m for m in names if any(s.get(f"{m}_mean") is not None for s in stepped)]
+    if not names:
+        return None
+    runs: dict[str | None, list[Candidate]] = {}
+    for c in result.candidates:
+        if not c.is_base and c.step is not None:
+            runs.setdefault(c.run, []).append(c)
+    by_name = {s["candidate"]: s for s in result.summary}
+    base = by_name.get("base", {})
+    cols = min(3, len(names))
+    rows = -(-len(names) // cols)
+    fig = Figure(figsize=(4.2 * cols, 3.0 * rows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols)).reshape(-1)
+    for ax, name in zip(axes, names, strict=False):
+        label, direction, unit = METRICS.get(name, (name, None, ""))
+        for run, members in runs.items():
+            members = sorted(members, key=lambda c: c.step)  # type: ignore[arg-type, return-value]
+            xs = [c.step for c in members if by_name[c.name].get(f"{name}_mean") is not None]
+            ys = [
+                by_name[c.name][f"{name}_mean"]
+                for c in members
+                if by_name[c.name].get(f"{name}_mean") is not None
+            ]
+            es = [
+                by_name[c.name].get(f"{name}_std") or 0
+                for c in members
+                if by_name[c.name].get(f"{name}_mean") is not None
+            ]
+            ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=Path(run).name if run else "adapters")
+        if base.get(f"{name}_mean") is not None:
+            ax.axhline(base[f"{name}_mean"], color="gray", linestyle="--", label="base")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        better = f" ({direction} is better)" if direction else ""
+        ax.set(title=f"{label}{better}", xlabel="step", ylabel=unit.strip() or None)
+        ax.legend(fontsize="x-small")
+    for ax in axes[len(names) :]:
+        ax.set_visible(False)
+    return fig
+
+
+def _spectrogram_img(audio: np.ndarray, title: str) -> str:
+    from workbench.notebook.display import img_html
+    from workbench.notebook.plots import figure_png, waveform_and_spectrogram
+
+    return img_html(
+        figure_png(waveform_and_spectrogram(audio, SAMPLE_RATE, title=title)), title, "width:300px"
+    )
+
+
+def _clip_cell(
+    label: str, path: str | None, listener: Any, embed: bool, metrics: str = "", error: str | None = None
+) -> str:
+    from workbench.data.audio import load_audio
+
+    head = f"<b>{html.escape(label)}</b>"
+    if error:
+        return f'<td style="vertical-align:top">{head}<div class="wb-note">failed: {html.escape(error)}</div></td>'
+    if not path:
+        return f'<td style="vertical-align:top">{head}<div class="wb-note">no audio</div></td>'
+    body = ""
+    if embed:
+        body = listener.player(path, label=label)
+        try:
+            audio = load_audio(path, SAMPLE_RATE)[: int(listener.max_seconds * SAMPLE_RATE)]
+            body += _spectrogram_img(audio, label)
+        except (FileNotFoundError, ValueError) as exc:
+            body += f'<div class="wb-note">no spectrogram ({html.escape(str(exc))})</div>'
+    else:
+        body = '<div class="wb-note">not embedded (max_listen reached)</div>'
+    note = f'<div style="font-size:small">{html.escape(metrics)}</div>' if metrics else ""
+    return f'<td style="vertical-align:top">{head}{body}{note}</td>'
+
+
+def _short_metrics(row: dict[str, Any]) -> str:
+    shown = []
+    for key, fmt in (
+        ("duration", "{:.2f} s"),
+        ("mcd", "mcd {:.2f} dB"),
+        ("wer", "wer {:.2f}"),
+        ("speaker_sim_target", "sim {:.2f}"),
+        ("loss", "loss {:.2f}"),
+        ("frames_differ", "{:.0%} frames ≠ base"),
+    ):
+        if isinstance(row.get(key), (int, float)):
+            shown.append(fmt.format(row[key]))
+    return " · ".join(shown)
+
+
+def listening_html(result: EvalResult, max_listen: int | None = None) -> str:
+    """One table row per prompt: reference | target | base | adapters, with players and spectrograms.
+
+    Clips of the first ``max_listen`` prompts (default ``params.max_listen``) are embedded; the
+    others show their metrics only, so the report stays small.
+    """
+    from workbench.notebook.display import Listener
+
+    max_listen = result.params.max_listen if max_listen is None else max_listen
+    names = [c.name for c in result.candidates]
+    by_prompt: dict[str, dict[str, dict[str, Any]]] = {}
+    for row in result.rows:
+        by_prompt.setdefault(row["sample_id"], {})[row["candidate"]] = row
+    has_ref = any(r.get("reference") for r in result.rows)
+    has_target = any(r.get("target") for r in result.rows)
+    listener = Listener(max_listen=10**9)  # the cap is per prompt row, below
+    parts = []
+    for number, (sid, cells) in enumerate(by_prompt.items()):
+        first = next(iter(cells.values()))
+        embed = number < max_listen
+        tds = []
+        if has_ref:
+            tds.append(_clip_cell("reference", first.get("reference"), listener, embed))
+        if has_target:
+            tds.append(_clip_cell("target", first.get("target"), listener, embed))
+        for name in names:
+            row = cells.get(name)
+            if row is None:
+                continue
+            tds.append(
+                _clip_cell(name, row.get("audio"), listener, embed, _short_metrics(row), row.get("error"))
+            )
+        text = html.escape(first.get("text") or "")
+        parts.append(
+            f'<h4 style="margin-bottom:0.2em">{html.escape(sid)}</h4><div style="font-size:small">“{text}”</div>'
+            f'<table class="wb-table"><tr>{"".join(tds)}</tr></table>'
+        )
+    if len(by_prompt) > max_listen:
+        parts.append(
+            f"<p>Clips of {len(by_prompt) - max_listen} more prompt(s) not embedded (max_listen={max_listen}); "
+            f"the WAV files are in {html.escape(str(Path(result.params.output_dir) / 'audio'))}.</p>"
+        )
+    return "\n".join(parts)

@@ -1,0 +1,21 @@
+"""Training: canonical samples and a model in, a LoRA adapter and its checkpoints out.
+
+Takes in the training parameters (``params``: one typed schema, YAML files, ``-p NAME VALUE``
+overrides, launch settings), trainable samples from the data stage and a model from the models
+stage. Gives out the audio codes of every clip, encoded once into a content-addressed cache
+(``codes``), batches built exactly as inference builds them with labels only on target audio
+(``collate``), the validator's context-length rule for a model (``context``), per-codebook accuracy
+(``metrics``), resumable checkpoints (``checkpoints``) and the adapter, metrics and run record of a
+``transformers.Trainer`` run on one rank (``train``). ``workbench.notebook.launch`` starts that run
+on every rank.
+"""
+
+from workbench import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    params=("ParamsError", "TrainParams", "LaunchParams", "load_train_params"),
+    codes=("CodesCache",),
+    collate=("HiggsAudioCollator",),
+    context=("length_check",),
+)
