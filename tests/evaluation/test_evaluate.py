@@ -280,22 +280,49 @@ def test_optional_models_add_columns_and_drive_selection(workspace):
     assert isinstance(info.value, OptionalModelError)
 
 
-def test_too_short_generation_is_a_failure_row(workspace):
+def test_too_short_generation_is_a_no_audio_row(workspace):
     params = _params(
         workspace, "eval_short", adapters=[str(workspace / "zero_adapter")], max_samples=1, max_new_tokens=4
     )
     result = ev.evaluate(params, progress=False)
-    assert [r["status"] for r in result.rows] == ["failed", "failed"]
+    assert [r["status"] for r in result.rows] == ["no_audio", "no_audio"]
     assert (
         "audio frame(s) were generated" in result.rows[0]["error"]
         and "max_new_tokens" in result.rows[0]["error"]
     )
+    assert [(s["failed"], s["no_audio"]) for s in result.summary] == [(0, 1), (0, 1)]
+    assert "2 generation(s) ended before any audio" in result.summary_line()
+    assert "failed" not in result.summary_line()
+    assert [r["no audio"] for r in eval_view.summary_rows(result)] == [1, 1]
+    assert eval_view.listening_html(result).count("no audio: only") == 2
     # no audio, so no mcd: the best adapter is chosen by the teacher-forced loss
     assert (
         result.best["metric"] == "loss"
         and "by teacher-forced loss (lower is better)" in result.best_sentence()
     )
     assert er.best_sentence(None).startswith("best: none")
+
+
+def test_a_checkpoint_that_falls_silent_is_never_chosen():
+    from workbench.evaluation.candidates import Candidate
+
+    cands = [Candidate("base"), Candidate("checkpoint-2", step=2), Candidate("checkpoint-4", step=4)]
+
+    def row(name, sid, status, mcd):
+        return {"candidate": name, "sample_id": sid, "status": status, "mcd": mcd}
+
+    rows = [row("base", "a", "ok", 9.0), row("base", "b", "ok", 9.0)]
+    rows += [row("checkpoint-2", "a", "ok", 8.0), row("checkpoint-2", "b", "ok", 8.5)]
+    rows += [row("checkpoint-4", "a", "ok", 5.0), row("checkpoint-4", "b", "no_audio", None)]
+    summary = er.summarize(rows, cands)
+    assert [(s["failed"], s["no_audio"]) for s in summary] == [(0, 0), (0, 0), (0, 1)]
+    assert summary[2]["mcd_mean"] == 5.0  # the best mean, from one clip of two
+    best = er.select_best(summary)
+    assert best["candidate"] == "checkpoint-2" and best["value"] == 8.25
+    # all silent somewhere: the fewest silent prompts win, then the metric
+    rows[2]["status"], rows[2]["mcd"] = "failed", None
+    best = er.select_best(er.summarize(rows, cands))
+    assert best["candidate"] == "checkpoint-4"
 
 
 def test_notebook_parameters_match_the_schema():

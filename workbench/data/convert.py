@@ -550,7 +550,7 @@ def convert(
         result.outputs["rejected"] = str(rejected_path)
     if report:
         write_json_atomic(report, result.to_dict())
-    log.info(result.summary_line())
+    log.debug(result.summary_line())  # callers show the summary (the CLI prints it)
     return result
 
 

@@ -73,7 +73,8 @@ def summarize(rows: Sequence[dict[str, Any]], candidates: Sequence[Candidate]) -
     """Per candidate: mean and standard deviation of every metric, and counts.
 
     Returns:
-        One dict per candidate: ``candidate``, ``step``, ``prompts``, ``failed``, and
+        One dict per candidate: ``candidate``, ``step``, ``prompts``, ``failed`` (generations that
+        raised), ``no_audio`` (generations the model ended before any audio frame), and
         ``<metric>_mean`` / ``<metric>_std`` (std None with fewer than two values).
     """
     names = metric_names(rows)
@@ -84,7 +85,8 @@ def summarize(rows: Sequence[dict[str, Any]], candidates: Sequence[Candidate]) -
             "candidate": c.name,
             "step": c.step,
             "prompts": len(mine),
-            "failed": sum(r["status"] != "ok" for r in mine),
+            "failed": sum(r["status"] == "failed" for r in mine),
+            "no_audio": sum(r["status"] == "no_audio" for r in mine),
         }
         for name in names:
             values = [
@@ -149,6 +151,9 @@ def ab_check(rows: Sequence[dict[str, Any]], candidates: Sequence[Candidate]) ->
 def select_best(summary: Sequence[dict[str, Any]], select_by: str = "auto") -> dict[str, Any] | None:
     """The adapter with the best mean of ``select_by`` (auto: the first of :data:`AUTO_SELECT_ORDER` measured).
 
+    Only the adapters with the fewest prompts left without audio (failed or ended at once) compete:
+    a checkpoint that falls silent on some prompts never wins on the metrics of the others.
+
     Returns:
         ``{"candidate", "step", "metric", "label", "direction", "unit", "value", "base",
         "beats_base"}``, or None when no adapter has a value of the metric.
@@ -160,6 +165,8 @@ def select_best(summary: Sequence[dict[str, Any]], select_by: str = "auto") -> d
         scored = [s for s in adapters if s.get(f"{metric}_mean") is not None]
         if not scored:
             continue
+        fewest = min(_without_audio(s) for s in scored)
+        scored = [s for s in scored if _without_audio(s) == fewest]
         label, direction, unit = METRICS[metric]
         pick = min if direction == "lower" else max
         best = pick(scored, key=lambda s: s[f"{metric}_mean"])
@@ -180,6 +187,11 @@ def select_best(summary: Sequence[dict[str, Any]], select_by: str = "auto") -> d
             "beats_base": beats,
         }
     return None
+
+
+def _without_audio(entry: dict[str, Any]) -> int:
+    """Prompts a candidate left without audio: generations that failed or ended at once."""
+    return entry.get("failed", 0) + entry.get("no_audio", 0)
 
 
 def best_sentence(best: dict[str, Any] | None) -> str:

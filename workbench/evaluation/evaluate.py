@@ -224,11 +224,14 @@ class EvalResult:
     def summary_line(self) -> str:
         """One line for the run index."""
         prompts = len({r["sample_id"] for r in self.rows})
-        failed = sum(r["status"] != "ok" for r in self.rows)
+        failed = sum(r["status"] == "failed" for r in self.rows)
+        silent = sum(r["status"] == "no_audio" for r in self.rows)
         inactive = [a["candidate"] for a in self.ab if a["no_effect"]]
         parts = [f"{len(self.candidates)} models x {prompts} prompts", self.best_sentence()]
         if failed:
             parts.append(f"{failed} generation(s) failed")
+        if silent:
+            parts.append(f"{silent} generation(s) ended before any audio")
         if inactive:
             parts.append(f"no effect: {', '.join(inactive)}")
         return "; ".join(parts)
@@ -408,6 +411,12 @@ class _Session:
             row["audio"] = str(
                 write_wav(audio_dir / f"{_file_name(sid)}.wav", np.clip(audio, -1, 1), SAMPLE_RATE)
             )
+        except (
+            NoAudioError
+        ) as exc:  # the model ended before any audio: a finding about the model, not a crash
+            log.warning("%s on %s: no audio: %s", candidate.name, sid, exc)
+            row["status"], row["error"] = "no_audio", str(exc)
+            return row
         except Exception as exc:  # a failed generation is a result row, never a crash
             debug = log.isEnabledFor(logging.DEBUG)
             log.warning("%s on %s: generation failed: %s", candidate.name, sid, exc, exc_info=debug)

@@ -37,6 +37,7 @@ def summary_rows(result: EvalResult, per_codebook: bool = False) -> list[dict[st
             "step": s["step"],
             "prompts": s["prompts"],
             "failed": s["failed"],
+            "no audio": s.get("no_audio", 0),
         }
         for name in names:
             mean, std = s.get(f"{name}_mean"), s.get(f"{name}_std")
@@ -108,13 +109,20 @@ def _spectrogram_img(audio: np.ndarray, title: str) -> str:
 
 
 def _clip_cell(
-    label: str, path: str | None, listener: Any, embed: bool, metrics: str = "", error: str | None = None
+    label: str,
+    path: str | None,
+    listener: Any,
+    embed: bool,
+    metrics: str = "",
+    error: str | None = None,
+    status: str = "failed",
 ) -> str:
     from workbench.data.audio import load_audio
 
     head = f"<b>{html.escape(label)}</b>"
     if error:
-        return f'<td style="vertical-align:top">{head}<div class="wb-note">failed: {html.escape(error)}</div></td>'
+        what = "no audio" if status == "no_audio" else "failed"
+        return f'<td style="vertical-align:top">{head}<div class="wb-note">{what}: {html.escape(error)}</div></td>'
     if not path:
         return f'<td style="vertical-align:top">{head}<div class="wb-note">no audio</div></td>'
     body = ""
@@ -176,7 +184,15 @@ def listening_html(result: EvalResult, max_listen: int | None = None) -> str:
             if row is None:
                 continue
             tds.append(
-                _clip_cell(name, row.get("audio"), listener, embed, _short_metrics(row), row.get("error"))
+                _clip_cell(
+                    name,
+                    row.get("audio"),
+                    listener,
+                    embed,
+                    _short_metrics(row),
+                    row.get("error"),
+                    row["status"],
+                )
             )
         text = html.escape(first.get("text") or "")
         parts.append(
