@@ -267,10 +267,11 @@ def test_optional_models_add_columns_and_drive_selection(workspace):
     )  # fmt: skip
     result = ev.evaluate(params, progress=False)
     row = next(r for r in result.rows if r["candidate"] == "checkpoint-2" and r["sample_id"] == "s4")
+    assert row["status"] == "ok" and "metrics_error" not in row, row
     assert 0 <= row["cer"] and 0 <= row["wer"] and isinstance(row["transcript"], str)
     assert -1 <= row["speaker_sim_ref"] <= 1 and -1 <= row["speaker_sim_target"] <= 1
-    assert not result.notes
-    assert result.best["metric"] == "speaker_sim_target"
+    assert not result.notes, result.notes
+    assert result.best["metric"] == "speaker_sim_target", (result.best, result.summary)
     assert "by speaker similarity to the target (higher is better)" in result.best_sentence()
 
     with pytest.raises(Exception, match="asr_model") as info:
