@@ -11,6 +11,7 @@ assistant turn holds text.
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 from pathlib import Path
@@ -34,6 +35,7 @@ from workbench.training.collate import (
     HiggsAudioCollator,
     NoSupervisedTokensError,
     encode_sample,
+    sample_to_conversation,
 )
 
 INSTRUCTIONS = (
@@ -82,10 +84,28 @@ def _audio(url: str, style: str):
     return [part] if style == "list" else part
 
 
+SCENE = "\n\n<|scene_desc_start|>\nAudio is recorded from a quiet room.\n<|scene_desc_end|>"
+
+
+def _wild_audio(data: Path, url: str, n: int) -> dict:
+    """The target audio part as exporters in the wild write it, rotating with ``n``: a plain path, a
+    ``file://`` URL, base64 bytes behind a "placeholder" url, or a slice of a longer recording."""
+    if n % 7 == 2:
+        return {"type": "audio", "audio_url": f"file://{data / url}"}
+    if n % 11 == 3:
+        raw = base64.b64encode((data / url).read_bytes()).decode()
+        return {"type": "audio", "audio_url": "placeholder", "raw_audio": raw}
+    if n % 13 == 4:
+        return {"type": "audio", "audio_url": f"long_{n % 6}.wav", "offset": 0.4, "duration": 0.9}
+    return {"type": "audio", "audio_url": url}
+
+
 def chat_variants(data: Path) -> list[tuple[dict, str]]:
     """``(record, expected kind)`` for the chat layouts: ChatML (reference in a user turn or in an
     assistant turn) and mixed content (the original tooling's layout). Reference files are named
-    ``ref_*`` when they sit in a user turn: they must never be labelled."""
+    ``ref_*`` when they sit in a user turn: they must never be labelled. Rotating with the variant
+    number: a scene description in the system text, capitalised roles, and target audio as a
+    ``file://`` URL, base64 bytes or a slice (see :func:`_wild_audio`)."""
     out = []
     axes = itertools.product(
         ("chatml-user-ref", "chatml-assistant-ref", "mixed"),
@@ -100,7 +120,8 @@ def chat_variants(data: Path) -> list[tuple[dict, str]]:
         instruction = INSTRUCTIONS[n % len(INSTRUCTIONS)] if (n + flip) % 2 else ""
         ref_url = f"{'ctx' if shape == 'chatml-assistant-ref' else 'ref'}_{n % 6}.wav"
         tgt_url = f"tgt_{n % 6}.wav"
-        messages = [{"role": "system", "content": _text(SYSTEM, style)}] if system else []
+        scene = SCENE if n % 4 == 0 else ""
+        messages = [{"role": "system", "content": _text(SYSTEM + scene, style)}] if system else []
         if shape == "chatml-user-ref":
             user = [{"type": "text", "text": ref_text}, _audio(ref_url, "part")]
             if flip:
@@ -119,7 +140,7 @@ def chat_variants(data: Path) -> list[tuple[dict, str]]:
             target_index = len(messages) - 1
             if target:
                 answer = (
-                    [{"type": "text", "text": tgt_text}, _audio(tgt_url, "part")]
+                    [{"type": "text", "text": tgt_text}, _wild_audio(data, tgt_url, n)]
                     if flip
                     else _audio(tgt_url, style)
                 )
@@ -131,7 +152,10 @@ def chat_variants(data: Path) -> list[tuple[dict, str]]:
             messages.append({"role": "user", "content": _text(instruction + tgt_text, style)})
             target_index = len(messages) - 1
             if target:
-                messages.append({"role": "assistant", "content": _audio(tgt_url, style)})
+                part = _wild_audio(data, tgt_url, n) if flip else _audio(tgt_url, style)
+                messages.append({"role": "assistant", "content": [part] if style == "list" else part})
+        if n % 5 == 1:  # "User", "Assistant", "System", as some exporters write them
+            messages = [{**m, "role": m["role"].capitalize()} for m in messages]
         record: dict = {"id": f"chat-{n:04d}", "messages": messages}
         if start is not None:
             record["start_index"] = target_index if start == "target-text" else 0
@@ -200,6 +224,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory):
         _clip(root / f"ref_{k}.wav", seed=k)
         _clip(root / f"ctx_{k}.wav", seed=10 + k)
         _clip(root / f"tgt_{k}.wav", seed=20 + k, seconds=0.9)
+        _clip(root / f"long_{k}.wav", seed=40 + k, seconds=1.6)
     variants = chat_variants(root) + flat_variants(root)
     lj = root / "LJ"
     for k in range(3):
@@ -268,6 +293,52 @@ def test_converted_samples_keep_the_sources_meaning(corpus) -> None:
             assert sample.target_indices()[0] == sample.start_index + 1
         originals = [o["text"] for o in d["misc"].get("original_texts", [])]
         assert all(strip_instruction(o)[0] in {m.text for m in sample.messages} or o == "" for o in originals)
+
+
+def test_records_as_written_in_the_wild_keep_their_meaning(corpus, stack) -> None:
+    """Scene descriptions in the system text become a scene turn that renders as the same tokens;
+    base64 and sliced target audio become plain files holding exactly those samples."""
+    processor, _ = stack
+    _, _, train, prompts, _, out = corpus
+    by_id = {d["id"]: d for d in train + prompts}
+    sources = {r["id"]: r for r in map(json.loads, (out.parents[1] / "records.jsonl").read_text().splitlines())
+               if "id" in r}  # fmt: skip
+    scenes = [
+        i for i, r in sources.items() if i.startswith("chat-") and "<|scene_desc_start|>" in json.dumps(r)
+    ]
+    assert len(scenes) > 10
+    for sid in scenes:
+        sample = Sample.from_dict(by_id[sid])
+        assert [(m.role, m.text) for m in sample.messages[:2]] == [
+            ("system", SYSTEM),
+            ("scene", "Audio is recorded from a quiet room."),
+        ], sid
+        rendered = processor.apply_chat_template(sample_to_conversation(sample), tokenize=False)
+        assert rendered.startswith(
+            f"<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n{SYSTEM}{SCENE}<|eot_id|>"
+        )
+    extracted = [(d["id"], e) for d in train for e in d["misc"].get("extracted_audio", [])]
+    raw = [e for _, e in extracted if "raw_audio_bytes" in e["from"]]
+    cut = [e for _, e in extracted if "offset" in e["from"]]
+    assert raw and cut and len(raw) + len(cut) == len(extracted)
+    for entry in raw:
+        path = Path(entry["audio_url"])
+        assert path.parent == out.with_name("data.jsonl.clips")
+        decoded, sr = sf.read(path, dtype="int16")
+        originals = [sf.read(out.parents[1] / f"tgt_{k}.wav", dtype="int16")[0] for k in range(6)]
+        assert sr == SAMPLE_RATE and any(np.array_equal(decoded, o) for o in originals)
+    for entry in cut:
+        source, offset, duration = (
+            entry["from"]["audio_url"],
+            entry["from"]["offset"],
+            entry["from"]["duration"],
+        )
+        whole, sr = sf.read(source, dtype="int16")
+        piece, _ = sf.read(entry["audio_url"], dtype="int16")
+        begin = round(offset * sr)
+        assert np.array_equal(piece, whole[begin : begin + round(duration * sr)])
+    for sid, _ in extracted:
+        assert check_sample(Sample.from_dict(by_id[sid])).trainable
 
 
 def test_trainable_and_valid_is_what_the_collator_accepts(corpus, stack) -> None:

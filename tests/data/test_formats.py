@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import read_jsonl, write_jsonl
 
@@ -855,3 +856,141 @@ def test_sharegpt_explicit_map_wins_over_default_slot_with_same_role(tmp_path):
 def test_sharegpt_two_explicit_slots_with_same_role_rejected():
     with pytest.raises(ValueError, match="'human' and 'gpt' are both mapped to 'target_text'"):
         parse_map(["human=target_text", "gpt=target_text"])
+
+
+# --- records as exporters in the wild write them ---------------------------------------------------
+def _chat(audio_part, system: str = SYS, user_role: str = "user", assistant_role: str = "assistant"):
+    return {
+        "messages": [
+            {"role": "system", "content": system},
+            {"role": user_role, "content": "Words to say."},
+            {"role": assistant_role, "content": [audio_part]},
+        ]
+    }
+
+
+def test_scene_description_in_the_system_text_becomes_a_scene_turn(tmp_path, make_wav):
+    make_wav("t.wav")
+    system = (
+        "Generate audio following instruction.\n\n<|scene_desc_start|>\nA quiet room.\n<|scene_desc_end|>"
+    )
+    unclosed = "Generate audio.\n\n<|scene_desc_start|>\nA quiet room."
+    report, train, _, rejected = run(
+        tmp_path, [_chat({"type": "audio", "audio_url": "t.wav"}, s) for s in (system, unclosed)]
+    )
+    sample = Sample.from_dict(train[0])
+    assert layout(sample)[:3] == [
+        ("system", "Generate audio following instruction."),
+        ("scene", "A quiet room."),
+        ("user", "Words to say."),
+    ]
+    assert sample.start_index == 2 and check_sample(sample).trainable
+    # a block that does not close is left as written: the contract names the token and the fix
+    assert len(rejected) == 1 and rejected[0]["reasons"][0]["code"] == "BAD_STRUCTURE"
+    assert "'scene' turn" in rejected[0]["reasons"][0]["hint"]
+
+
+def test_roles_are_read_case_insensitively(tmp_path, make_wav):
+    make_wav("t.wav")
+    record = _chat({"type": "audio", "audio_url": "t.wav"}, user_role="User", assistant_role=" ASSISTANT")
+    sample = to_convert("chatml", record, tmp_path)
+    assert [m.role for m in sample.messages] == ["system", "user", "assistant"]
+
+
+def test_file_urls_and_placeholders(tmp_path, make_wav):
+    path = make_wav("my clips/t 1.wav")
+    url = "file://" + str(path).replace(" ", "%20")
+    sample = to_convert("chatml", _chat({"type": "audio", "audio_url": url}), tmp_path)
+    assert sample.messages[-1].audio_url == str(path)
+    # "placeholder" with no raw_audio is no audio (NO_AUDIO), not a missing file named "placeholder"
+    _, train, _, rejected = run(tmp_path, [_chat({"type": "audio", "audio_url": "placeholder"})])
+    assert train == [] and [r["code"] for r in rejected[0]["reasons"]] == ["NO_AUDIO"]
+
+
+def test_raw_audio_is_decoded_into_the_outputs_clips_folder(tmp_path, make_wav):
+    import base64
+
+    import soundfile as sf
+
+    flac = make_wav("t.flac", seconds=0.8, sr=22_050)
+    raw = base64.b64encode(flac.read_bytes()).decode()
+    records = [
+        _chat({"type": "audio", "audio_url": "", "raw_audio": raw}),
+        _chat({"type": "audio", "audio_url": "placeholder", "raw_audio": raw}),  # the same bytes: one file
+        _chat({"type": "audio", "raw_audio": "not base64 !"}),
+        _chat({"type": "audio", "raw_audio": base64.b64encode(b"not audio").decode()}),
+    ]
+    report, train, _, rejected = run(tmp_path, records)
+    assert len(train) == 2
+    # the source keeps its bytes: nothing the user gave is modified
+    assert [json.loads(line) for line in (tmp_path / "in.jsonl").read_text().splitlines()] == records
+    urls = {Sample.from_dict(d).messages[-1].audio_url for d in train}
+    assert len(urls) == 1
+    (url,) = urls
+    assert Path(url).parent == tmp_path / "out" / "data.jsonl.clips"
+    decoded, sr = sf.read(url, dtype="int16")
+    original, sr0 = sf.read(flac, dtype="int16")
+    assert sr == sr0 == 22_050 and np.array_equal(decoded, original)
+    assert train[0]["misc"]["extracted_audio"] == [
+        {"audio_url": url, "from": {"raw_audio_bytes": len(flac.read_bytes())}}
+    ]
+    assert [r["reasons"][0]["code"] for r in rejected] == ["BAD_FIELD", "AUDIO_UNREADABLE"]
+    assert "raw_audio is not base64" in rejected[0]["reasons"][0]["message"]
+    assert rejected[1]["reasons"][0]["message"] == (
+        "messages[2].content: cannot decode the audio bytes: Format not recognised."
+    )
+
+
+def test_an_offset_makes_a_slice_and_a_duration_alone_does_not(tmp_path, make_wav):
+    import soundfile as sf
+
+    long = make_wav("long.wav", seconds=3.0)
+    whole, sr = sf.read(long, dtype="int16")
+    records = [
+        _chat({"type": "audio", "audio_url": "long.wav", "offset": 1.0, "duration": 1.5}),
+        _chat({"type": "audio", "audio_url": "long.wav", "offset": 2.5}),  # to the end
+        _chat(
+            {"type": "audio", "audio_url": "long.wav", "duration": 2.0}
+        ),  # metadata, as the original tooling reads it
+        _chat({"type": "audio", "audio_url": "long.wav", "offset": 3.5}),  # past the end
+        _chat({"type": "audio", "audio_url": "gone.wav", "offset": 1.0}),
+        _chat({"type": "audio", "audio_url": "long.wav", "offset": "soon"}),
+    ]
+    _, train, _, rejected = run(tmp_path, records)
+    urls = [Sample.from_dict(d).messages[-1].audio_url for d in train]
+    assert urls[2] == str(long) and "extracted_audio" not in train[2]["misc"]
+    assert np.array_equal(sf.read(urls[0], dtype="int16")[0], whole[sr : sr + int(1.5 * sr)])
+    assert np.array_equal(sf.read(urls[1], dtype="int16")[0], whole[int(2.5 * sr) :])
+    assert train[0]["misc"]["extracted_audio"][0]["from"] == {
+        "audio_url": str(long),
+        "offset": 1.0,
+        "duration": 1.5,
+    }
+    reasons = [r["reasons"][0] for r in rejected]
+    assert [r["code"] for r in reasons] == ["AUDIO_UNREADABLE", "AUDIO_NOT_FOUND", "BAD_FIELD"]
+    assert "past the end" in reasons[0]["message"] and "gone.wav" in reasons[1]["message"]
+    assert "offset" in reasons[2]["message"]
+
+
+def test_manifest_offset_is_a_slice_of_a_long_recording(tmp_path, make_wav):
+    import soundfile as sf
+
+    long = make_wav("book.wav", seconds=4.0)
+    whole, sr = sf.read(long, dtype="int16")
+    records = [
+        {"audio_filepath": "book.wav", "offset": 0.5, "duration": 1.2, "text": "First line.", "speaker": "b"},
+        {
+            "audio_filepath": "book.wav",
+            "offset": 2.0,
+            "duration": 1.5,
+            "text": "Second line.",
+            "speaker": "b",
+        },
+    ]
+    _, train, _, _ = run(tmp_path, records)
+    samples = [Sample.from_dict(d) for d in train]
+    targets = [s.messages[s.target_indices()[0]].audio_url for s in samples]
+    assert np.array_equal(sf.read(targets[0], dtype="int16")[0], whole[sr // 2 : sr // 2 + int(1.2 * sr)])
+    # the same-speaker reference of one line is the other line's slice, never the whole book
+    refs = [m.audio_url for s in samples for m in s.messages[: s.start_index] if m.is_audio]
+    assert sorted(refs) == sorted(targets)

@@ -10,6 +10,7 @@ reads no audio at all. Probes of distinct files run in a thread pool (libsndfile
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -266,9 +267,53 @@ def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = TAR
     return path
 
 
+def write_segment(
+    source: str | os.PathLike | io.BytesIO,
+    out_dir: str | os.PathLike,
+    name: str,
+    offset: float = 0.0,
+    duration: float | None = None,
+) -> Path:
+    """Copy ``duration`` seconds from ``offset`` of ``source`` (a file or bytes) to ``out_dir/name.wav``.
+
+    Keeps the rate and channels (16-bit PCM, or 32-bit float for a float source). Written to a
+    temporary file and moved into place, so a concurrent or killed writer never leaves half a file;
+    an existing file (the same name is the same content) is kept.
+
+    Raises:
+        ValueError: the source cannot be decoded, or the offset is at or past its end; the message
+            says which.
+    """
+    out = Path(out_dir) / f"{name}.wav"
+    if out.is_file():
+        return out
+    try:
+        with sf.SoundFile(source) as f:
+            sr, frames, subtype = f.samplerate, f.frames, f.subtype
+            start = int(round(offset * sr))
+            if start >= frames:
+                raise ValueError(
+                    f"offset {offset:g} s is at or past the end of the audio ({frames / sr:.3f} s)"
+                )
+            count = frames - start if duration is None else min(int(round(duration * sr)), frames - start)
+            f.seek(start)
+            data = f.read(count, dtype="float32", always_2d=True)
+    except ValueError:
+        raise
+    except Exception as exc:
+        if isinstance(source, io.BytesIO):  # soundfile names the buffer object: keep only the reason
+            raise ValueError(f"cannot decode the audio bytes: {str(exc).split(': ', 1)[-1]}") from None
+        raise ValueError(f"cannot decode audio file {source}: {exc}") from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    kind = "FLOAT" if subtype in ("FLOAT", "DOUBLE") else "PCM_16"
+    sf.write(str(tmp), data, sr, subtype=kind, format="WAV")
+    os.replace(tmp, out)
+    return out
+
+
 def wav_bytes(audio: np.ndarray, sample_rate: int = TARGET_SAMPLE_RATE) -> bytes:
     """16-bit PCM WAV file content, for embedding audio players in reports."""
-    import io
 
     buf = io.BytesIO()
     sf.write(buf, np.asarray(audio), sample_rate, format="WAV", subtype="PCM_16")

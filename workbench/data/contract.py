@@ -137,7 +137,9 @@ def structure_problems(sample: Sample) -> list[Problem]:
             out.append(Problem("BAD_STRUCTURE",
                                f"the text of message {i} holds the chat-template token {token.group(0)!r}, which "
                                "the tokenizer reads as a control token, not as words", f"messages[{i}]",
-                               "Remove the markup from the text; audio belongs in assistant audio messages."))  # fmt: skip
+                               "Remove the markup from the text; audio belongs in assistant audio messages, and a "
+                               "scene description in a 'scene' turn right after the system turn (`workbench "
+                               "convert` moves a system text's <|scene_desc_start|> block there)."))  # fmt: skip
     return out
 
 

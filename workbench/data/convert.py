@@ -175,13 +175,19 @@ class _ExistsCache:
 class Converter:
     """Turns :class:`RawRecord` objects into :class:`Outcome` objects under fixed options."""
 
-    def __init__(self, options: ConvertOptions, placeholder_dir: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        options: ConvertOptions,
+        placeholder_dir: str | os.PathLike | None = None,
+        clips_dir: str | os.PathLike | None = None,
+    ):
         options.check()
         self.options = options
         self.exists = _ExistsCache()
         self.resolved: dict[tuple[str, str], str] = {}
         self.pool = ReferencePool() if options.reference == "same-speaker" else None
         self.placeholder_dir = Path(placeholder_dir) if placeholder_dir is not None else None
+        self.clips_dir = str(clips_dir) if clips_dir is not None else None
         self._id_prefixes: dict[str, str] = {}  # source file -> default-id prefix, unique per run
 
     # -- passes ---------------------------------------------------------------------
@@ -200,6 +206,7 @@ class Converter:
             path_exists=self.exists,
             resolved=self.resolved,
             id_prefix=self.id_prefix(raw.source_file),
+            clips_dir=self.clips_dir,
         )
 
     def id_prefix(self, source_file: str) -> str:
@@ -516,7 +523,11 @@ def convert(
         )
 
     started = time.perf_counter()
-    converter = Converter(options, placeholder_dir=output.parent / f"{output.name}.placeholders")
+    converter = Converter(
+        options,
+        placeholder_dir=output.parent / f"{output.name}.placeholders",
+        clips_dir=output.parent / f"{output.name}.clips",
+    )
     converter.collect_references(iter_inputs(paths))
     result = ConvertReport()
     bar = None

@@ -84,6 +84,37 @@ class ReferencePool:
         return candidates[int.from_bytes(digest, "little") % len(candidates)]
 
 
+@dataclass(frozen=True)
+class AudioPart:
+    """An audio part as a source writes it: a file (``url``) or base64 bytes (``raw``), whole or a slice."""
+
+    url: str | None = None
+    raw: str | None = None
+    offset: float | None = None
+    duration: float | None = None
+
+    @property
+    def is_slice(self) -> bool:
+        """A part that starts inside its file; a ``duration`` alone is taken as the file's length,
+        as the original Higgs Audio tooling takes it."""
+        return bool(self.offset)
+
+
+def seconds_field(value: Any, name: str) -> float | None:
+    """An optional, non-negative number of seconds (``offset``, ``duration``), or a BAD_FIELD error."""
+    if value in (None, ""):
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if isinstance(value, bool) or not seconds >= 0 or seconds == float("inf"):
+        raise RecordError(
+            "BAD_FIELD", f"field '{name}' should be a number of seconds >= 0, got {value!r}", name
+        )
+    return seconds
+
+
 @dataclass
 class ConvertContext:
     """Where a record came from and the options that shape its conversion."""
@@ -102,6 +133,58 @@ class ConvertContext:
     resolved: dict[tuple[str, str], str] = field(default_factory=dict)  # memo shared across records
     id_prefix: str | None = None  # default-id prefix; the converter makes it unique per input file
     notes: list[tuple[str, str, str | None]] | None = None  # (code, message, field) warnings, when any
+    clips_dir: str | None = None  # where audio cut from a slice or decoded from base64 goes (None: the cache)
+    extracted: list[dict[str, Any]] | None = None  # what was written there for this record
+
+    def audio_path(self, part: AudioPart, field_name: str) -> str:
+        """The audio file of ``part``: its resolved path, or a file cut or decoded into :attr:`clips_dir`.
+
+        A slice (``offset`` > 0, optional ``duration``) is copied out of its file and base64 bytes
+        are decoded, so that every sample names a plain audio file; :attr:`extracted` records each
+        (the source keeps the original). A slice of a missing file is AUDIO_NOT_FOUND.
+        """
+        import io
+
+        from workbench.data.audio import default_cache_dir, write_segment
+
+        if part.url is None and part.raw is None:
+            raise RecordError("BAD_FIELD", f"{field_name}: the audio part names no file", field_name)
+        source: str | io.BytesIO
+        origin: dict[str, Any]
+        if part.url is not None:
+            path = self.resolve(part.url, field_name)
+            if not part.is_slice:
+                return path
+            if not self.path_exists(path):
+                raise RecordError("AUDIO_NOT_FOUND", f"{field_name}: audio to cut a slice from not found: {path}",
+                                  field_name, hint="Check the path; use --audio-root DIR or --remap OLD=NEW.")  # fmt: skip
+            source, origin = path, {"audio_url": path}
+            key = f"{path}\0{os.path.getmtime(path)}\0{os.path.getsize(path)}"
+        else:
+            import base64
+            import binascii
+
+            try:
+                data = base64.b64decode(part.raw or "", validate=True)
+            except (binascii.Error, ValueError):
+                raise RecordError(
+                    "BAD_FIELD", f"{field_name}: raw_audio is not base64 text", field_name
+                ) from None
+            source, origin = io.BytesIO(data), {"raw_audio_bytes": len(data)}
+            key = hashlib.blake2b(data, digest_size=16).hexdigest()
+        clips_dir = self.clips_dir or str(default_cache_dir() / "clips")  # a preview without an output
+        span = (part.offset or 0.0, part.duration)
+        name = hashlib.blake2b(f"{key}\0{span}".encode(), digest_size=12).hexdigest()
+        try:
+            out = str(write_segment(source, clips_dir, name, *span))
+        except ValueError as exc:
+            raise RecordError("AUDIO_UNREADABLE", f"{field_name}: {exc}", field_name) from None
+        if part.is_slice:
+            origin.update(offset=part.offset, duration=part.duration)
+        if self.extracted is None:
+            self.extracted = []
+        self.extracted.append({"audio_url": out, "from": origin})
+        return out
 
     def note(self, code: str, message: str, field_name: str | None = None) -> None:
         """A warning about this record that does not stop its conversion (e.g. a re-pointed start_index)."""
@@ -121,6 +204,10 @@ class ConvertContext:
             return hit
         original = path
         path = path.strip()
+        if path.startswith("file://"):  # file:///abs/x.wav, file://localhost/abs/x.wav
+            from urllib.parse import unquote, urlparse
+
+            path = unquote(urlparse(path).path)
         for old, new in self.remap:
             if _has_prefix(path, old):
                 rest = path[len(old) :]
@@ -145,6 +232,8 @@ class ConvertContext:
         if self.source_line is not None:
             out["source_line"] = self.source_line
         out.update({k: v for k, v in extra.items() if v is not None})
+        if self.extracted:
+            out["extracted_audio"] = list(self.extracted)
         return out
 
     def default_id(self) -> str:

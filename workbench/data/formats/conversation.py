@@ -2,9 +2,16 @@
 
 Content may be a string, a single part object (``{"type": "audio", "audio_url": ...}`` or
 ``{"type": "text", "text": ...}``), or a list of parts; audio parts may name the file with
-``audio_url``, ``url`` or ``path``. Roles ``human``, ``gpt`` and ``model`` are aliases. The source's
-meaning is kept, as the original Higgs Audio tooling reads it:
+``audio_url``, ``url`` or ``path`` (a ``file://`` URL too), or, when that is empty or
+``"placeholder"``, carry it base64-encoded in ``raw_audio``, as the original tooling reads them. An
+audio part with an ``offset`` (seconds, and an optional ``duration``) is a slice; a ``duration``
+alone is the file's length, not a cut. Slices and decoded bytes are written as WAV files into the
+output's ``.clips`` folder (``misc.extracted_audio`` says where each came from). Roles are read case-insensitively; ``human``, ``gpt`` and
+``model`` are aliases. The source's meaning is kept, as the original Higgs Audio tooling reads it:
 
+- **A scene description in the system text** (``...\\n\\n<|scene_desc_start|>\\n...\\n<|scene_desc_end|>``,
+  the original tooling's system prompt) becomes a ``scene`` turn after the system turn, which the
+  chat template renders as the same block.
 - **Audio in a user turn is context** (a reference). The Higgs Audio v2 chat template only takes
   audio from the assistant, so it moves into an assistant turn right after its transcript, and
   ``start_index`` is re-pointed to after it, whatever index the source gave (a START_INDEX_ADJUSTED
@@ -34,17 +41,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..sample import ROLES, Audio, Message, Sample
-from .base import ConvertContext, RecordError, speaker_of
+from .base import AudioPart, ConvertContext, RecordError, seconds_field, speaker_of
 from .instructions import strip_instruction
 
 AUDIO_KEYS = ("audio_url", "url", "path")
+SCENE_START, SCENE_END = "<|scene_desc_start|>", "<|scene_desc_end|>"
 ROLE_ALIASES = {"human": "user", "gpt": "assistant", "model": "assistant"}
 TARGET_TEXT_KEYS = ("target_text", "target_transcript", "transcript", "text")
 REF_TEXT_KEYS = ("reference_text", "ref_transcript", "reference_transcript", "ref_text")
 
 
-def content_parts(content: Any, where: str) -> list[tuple[str, str | None]]:
-    """``content`` as ``[("text", str) | ("audio", url_or_None)]``; an empty audio url is ``None``."""
+def content_parts(content: Any, where: str) -> list[tuple[str, Any]]:
+    """``content`` as ``[("text", str) | ("audio", AudioPart | None)]``.
+
+    An audio part with no file (an empty or ``"placeholder"`` url and no ``raw_audio``) is ``None``.
+    """
     if content is None:
         return []
     if isinstance(content, str):
@@ -52,12 +63,20 @@ def content_parts(content: Any, where: str) -> list[tuple[str, str | None]]:
     if isinstance(content, dict):
         kind = content.get("type")
         if kind == "audio" or (kind is None and any(k in content for k in AUDIO_KEYS)):
-            url = next((content[k] for k in AUDIO_KEYS if content.get(k) not in (None, "")), None)
+            url = next(
+                (content[k] for k in AUDIO_KEYS if content.get(k) not in (None, "", "placeholder")), None
+            )
             if url is not None and not isinstance(url, str):
                 raise RecordError(
                     "BAD_FIELD", f"{where}: audio path should be text, got {type(url).__name__}", where
                 )
-            return [("audio", url)]
+            raw = content.get("raw_audio")
+            raw = raw if url is None and isinstance(raw, str) and raw.strip() else None
+            if url is None and raw is None:
+                return [("audio", None)]
+            offset = seconds_field(content.get("offset"), f"{where}.offset")
+            duration = seconds_field(content.get("duration"), f"{where}.duration")
+            return [("audio", AudioPart(url, raw, offset, duration))]
         if kind == "text" or "text" in content:
             text = content.get("text")
             if not isinstance(text, str):
@@ -81,12 +100,31 @@ def message_role(message: Any, i: int) -> str:
             "BAD_FIELD", f"messages[{i}] should be an object, got {type(message).__name__}", f"messages[{i}]"
         )
     role = message.get("role")
+    if isinstance(role, str):
+        role = role.strip().lower()  # "User", "ASSISTANT " as some exporters write them
     role = ROLE_ALIASES.get(role, role)
     if role not in ROLES:
         raise RecordError(
             "BAD_FIELD", f"messages[{i}].role should be one of {ROLES}, got {role!r}", f"messages[{i}].role"
         )
     return role
+
+
+def split_scene(system: str) -> tuple[str, str | None]:
+    """A system text as the original tooling writes it, split into the system text and its scene.
+
+    ``"Generate audio following instruction.\\n\\n<|scene_desc_start|>\\nA quiet room.\\n<|scene_desc_end|>"``
+    gives ``("Generate audio following instruction.", "A quiet room.")``: the chat template renders a
+    ``scene`` turn after the system text as exactly that block, so the tokens are the same. A text
+    without one well-formed block at its end is returned as it is (the contract reports the markup).
+    """
+    if SCENE_START not in system:
+        return system, None
+    head, _, rest = system.partition(SCENE_START)
+    scene, end, tail = rest.partition(SCENE_END)
+    if not end or tail.strip() or SCENE_START in scene or SCENE_START in tail:
+        return system, None
+    return head.strip(), scene.strip()
 
 
 def sample_id(record: dict[str, Any], ctx: ConvertContext) -> str:
@@ -178,7 +216,11 @@ def build_messages(raw: list[Any], ctx: ConvertContext) -> _Conversation:
             if any(kind == "audio" and value for kind, value in parts):
                 raise RecordError("BAD_FIELD", f"messages[{i}]: a '{role}' turn holds audio", where,
                                   hint="Move the audio into a user turn (a reference) or an assistant turn (a target).")  # fmt: skip
-            conv.messages.append(Message(role, _joined([v or "" for _, v in parts])))
+            text = _joined([v or "" for _, v in parts])
+            system, scene = split_scene(text) if role == "system" else (text, None)
+            conv.messages.append(Message(role, system))
+            if scene is not None:
+                conv.messages.append(Message("scene", scene))
         elif role == "user":
             texts: list[str] | None = None  # None: no text part since the last audio
             for kind, value in parts:
@@ -189,7 +231,7 @@ def build_messages(raw: list[Any], ctx: ConvertContext) -> _Conversation:
                         conv.messages.append(Message("user", _joined(texts)))
                         texts = None
                     conv.from_user.add(len(conv.messages))
-                    conv.messages.append(Message("assistant", Audio(ctx.resolve(value, where))))
+                    conv.messages.append(Message("assistant", Audio(ctx.audio_path(value, where))))
             if texts is not None:  # an empty text turn is kept: the validator reports it
                 conv.messages.append(Message("user", _joined(texts)))
         else:
@@ -213,7 +255,7 @@ def build_messages(raw: list[Any], ctx: ConvertContext) -> _Conversation:
                 if texts_here:
                     conv.transcribe(_joined(texts_here))
                     texts_here = []
-                conv.messages.append(Message("assistant", Audio(ctx.resolve(value, where))))
+                conv.messages.append(Message("assistant", Audio(ctx.audio_path(value, where))))
                 seen_audio = True
             pending, pending_at = texts_here, i
     conv.first_of.append(len(conv.messages))
