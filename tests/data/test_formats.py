@@ -994,3 +994,12 @@ def test_manifest_offset_is_a_slice_of_a_long_recording(tmp_path, make_wav):
     # the same-speaker reference of one line is the other line's slice, never the whole book
     refs = [m.audio_url for s in samples for m in s.messages[: s.start_index] if m.is_audio]
     assert sorted(refs) == sorted(targets)
+
+
+def test_relative_paths_written_on_windows_resolve(tmp_path, make_wav):
+    make_wav("wavs/sub/a.wav")
+    sample = to_convert("manifest", {"audio_filepath": "wavs\\sub\\a.wav", "text": "Hi."}, tmp_path)
+    assert sample.messages[-1].audio_url == str(tmp_path / "wavs" / "sub" / "a.wav")
+    # no such file either way: the path stays as written, and validation reports it missing
+    sample = to_convert("manifest", {"audio_filepath": "wavs\\none.wav", "text": "Hi."}, tmp_path)
+    assert sample.messages[-1].audio_url == str(tmp_path / "wavs\\none.wav")

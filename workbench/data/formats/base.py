@@ -219,6 +219,11 @@ class ConvertContext:
         if not os.path.isabs(path):
             path = os.path.join(base, path)
         path = os.path.normpath(os.path.abspath(path))
+        if "\\" in path and os.sep == "/" and not self.path_exists(path):
+            # a relative path written on Windows (``wavs\\a.wav``): its separators, when that file exists
+            forward = path.replace("\\", "/")
+            if self.path_exists(forward):
+                path = forward
         if len(self.resolved) < 1_000_000:
             self.resolved[(original, base)] = path
         return path
