@@ -62,6 +62,7 @@ def _embedded_wavs(html: str) -> list[bytes]:
 
 
 STEPS = (
+    "00_prepare",
     "01_inspect_data",
     "02_convert_and_listen",
     "03_validate",
@@ -201,13 +202,9 @@ def test_report_command_rebuilds_the_index(demo_run, tmp_path):
     assert "02_convert_and_listen" in (copy / "index.html").read_text()
 
 
-def test_prepare_notebook_cuts_a_recording_and_its_report_shows_clips_flags_and_players(tmp_path):
-    """Notebook 00 on its default input (a demo recording with subtitles) under papermill."""
-    from workbench.notebook.report import run_notebook
-
-    out = tmp_path / "run"
-    result = run_notebook("00", out, {"output_dir": str(out / "00_prepare"), "max_listen": 3})
-    assert result.ok, result.error
+def test_prepare_notebook_cuts_a_recording_and_its_report_shows_clips_flags_and_players(demo_run):
+    """Notebook 00 on its default input (a demo recording with subtitles), as the demo runs it."""
+    out = demo_run
     status = notebook_status(out / "00_prepare.ipynb")
     assert status["summary"] and "clips" in status["summary"]
     rows = (out / "00_prepare" / "dataset" / "prepare.csv").read_text().splitlines()

@@ -48,6 +48,8 @@ def demo_steps(
     """
     converted = run / "02_convert_and_listen" / "converted.jsonl"
     return [
+        # a demo recording with subtitles cut into a clip folder (the synthetic dataset feeds 01-05)
+        ("00_prepare", {"output_dir": str(run / "00_prepare"), "max_listen": 3}),
         (
             "01_inspect_data",
             {"input_data": data_inputs, "output_dir": str(run / "01_inspect_data"), "max_listen": 4},
