@@ -232,9 +232,14 @@ def test_own_voice_flow_from_a_folder_of_clips(tiny_dir: Path, launch_env, tmp_p
             assert "GO: 4 trainable samples" in proc.stdout and "-token context." in proc.stdout
     # The launcher ends with the next commands; the comparison it prints runs as printed.
     lines = printed["train"].splitlines()
-    assert "next:" in lines and any(
-        line.strip().startswith("listen:  workbench generate --adapter") for line in lines
+    assert "next:" in lines
+    listen = shlex.split(
+        next(line.split(":  ", 1)[1] for line in lines if line.strip().startswith("listen:"))
     )
+    # a clip of the trained voice and its own transcript, ready to paste
+    reference = listen[listen.index("--reference") + 1]
+    assert listen[:3] == ["workbench", "generate", "--adapter"] and Path(reference).parent == me
+    assert listen[listen.index("--reference-text") + 1] == texts[int(Path(reference).stem)]
     evaluate = next(line.split(":  ", 1)[1] for line in lines if "compare every checkpoint" in line)
     proc = run(cli + shlex.split(evaluate)[1:], launch_env, tmp_path)
     assert proc.returncode == 0, proc.stdout[-4000:]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -227,6 +228,25 @@ def run_evaluation_notebook(
     return run_notebook(EVAL_NOTEBOOK, report_dir, notebook_params, log_output=log_output)
 
 
+def _voice_clip(data: str | None) -> tuple[str, str]:
+    """A target clip of the trained voice and its transcript, for the "listen" command to paste
+    (the first trainable sample of ``data``); ``REF.wav`` and a stand-in text when there is none."""
+    from workbench.data.contract import check_sample
+    from workbench.data.sample import read_samples
+
+    try:
+        for n, sample in enumerate(read_samples(data or "")):
+            targets = sample.target_indices()
+            text = sample.text_for_audio(targets[-1]) if targets else None
+            if text and check_sample(sample).trainable:
+                return sample.messages[targets[-1]].audio_url or "REF.wav", text
+            if n >= 100:
+                break
+    except (OSError, ValueError):
+        pass
+    return "REF.wav", "its transcript"
+
+
 def next_steps(params: Any) -> str:
     """What to run after a training run: listen, compare every checkpoint, export (exact commands)."""
     out = Path(params.output_dir).absolute()
@@ -235,12 +255,13 @@ def next_steps(params: Any) -> str:
         f"workbench evaluate --params {eval_params} -p base_model {params.model} "
         f'-p adapters "[{out}]" -p eval_data {params.val_data or params.train_data} -p output_dir {out / "05_evaluate"}'
     )
+    reference, reference_text = _voice_clip(params.val_data or params.train_data)
     return "\n".join(
         [
             f"report: {out / (NOTEBOOK + '.html')}",
             "next:",
-            f"  listen:  workbench generate --adapter {out / 'adapter'} --reference REF.wav "
-            '--reference-text "its transcript" --text "Hello." -o hello.wav',
+            f"  listen:  workbench generate --adapter {out / 'adapter'} --reference {shlex.quote(reference)} "
+            f'--reference-text {shlex.quote(reference_text)} --text "Hello." -o hello.wav',
             f"  compare every checkpoint with the base model:  {evaluate}",
             f"  export merged weights:  workbench export {out / 'adapter'} -o {out / 'exported'}",
         ]
