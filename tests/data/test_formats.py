@@ -1003,3 +1003,19 @@ def test_relative_paths_written_on_windows_resolve(tmp_path, make_wav):
     # no such file either way: the path stays as written, and validation reports it missing
     sample = to_convert("manifest", {"audio_filepath": "wavs\\none.wav", "text": "Hi."}, tmp_path)
     assert sample.messages[-1].audio_url == str(tmp_path / "wavs\\none.wav")
+
+
+def test_start_index_written_as_text(tmp_path, make_wav):
+    make_wav("r.wav")
+    make_wav("t.wav")
+    messages = [
+        {"role": "system", "content": SYS},
+        {"role": "user", "content": "Reference words."},
+        {"role": "assistant", "content": {"type": "audio", "audio_url": "r.wav"}},
+        {"role": "user", "content": "Target words."},
+        {"role": "assistant", "content": {"type": "audio", "audio_url": "t.wav"}},
+    ]
+    sample = to_convert("chatml", {"messages": messages, "start_index": "3"}, tmp_path)
+    assert sample.start_index == 3 and sample.target_audio() == [str(tmp_path / "t.wav")]
+    with pytest.raises(RecordError, match="start_index should be a message index"):
+        to_convert("chatml", {"messages": messages, "start_index": "three"}, tmp_path)

@@ -281,6 +281,8 @@ def resolve_start_index(conv: _Conversation, given: Any, ctx: ConvertContext) ->
     floor = max(conv.from_user) + 1 if conv.from_user else 0  # everything before is context
     own_audio = [j for j, m in enumerate(messages) if m.is_audio and j not in conv.from_user]
     start = floor
+    if isinstance(given, str) and given.strip().isdigit():
+        given = int(given)  # "3", as CSV-born JSON writes it
     if given is not None:
         count = len(conv.first_of) - 1
         if isinstance(given, bool) or not isinstance(given, int) or not 0 <= given < count:
