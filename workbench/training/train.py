@@ -570,6 +570,11 @@ def fit(prepared: Prepared) -> TrainResult | None:
     model = prepared.model
     if params.use_gradient_checkpointing:
         model.enable_input_require_grads()
+    # LoRA's A matrices start random: seed them, so the same params give the same run (the Trainer
+    # seeds only later, when it is built). Every rank draws the same, as DDP expects.
+    from transformers import set_seed
+
+    set_seed(params.seed)
     model = apply_lora(model, params)
     for row in trainable_table(model):
         log.info("trainable %-40s %8s %12s", row["module"], row["tensors"], row["parameters"])
