@@ -58,6 +58,11 @@ def audio_urls(d: dict) -> list[str]:
         ({"audio_filepath": "a.wav", "text": "t"}, "manifest"),
         ({"reference_audio": "r.wav", "reference_text": "r", "target_text": "t"}, "paired"),
         ({"conversations": [{"from": "human", "value": "x"}], "audio": "a.wav"}, "sharegpt"),
+        ({"messages": [{"role": "user", "content": "<audio>x"}], "audios": ["a.wav"]}, "sharegpt"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": "x"}]}], "audios": ["a.wav"]},
+            "chatml",
+        ),
         ({"audio_file": "a.wav", "transcript_file": "a.txt"}, "higgs-trainer"),
         ({"file_name": "a.wav", "transcription": "t"}, "audiofolder"),
         ({"audio": {"path": "a.wav"}, "sentence": "t"}, "audiofolder"),
@@ -1019,3 +1024,25 @@ def test_start_index_written_as_text(tmp_path, make_wav):
     assert sample.start_index == 3 and sample.target_audio() == [str(tmp_path / "t.wav")]
     with pytest.raises(RecordError, match="start_index should be a message index"):
         to_convert("chatml", {"messages": messages, "start_index": "three"}, tmp_path)
+
+
+def test_llama_factory_messages_with_top_level_audios(tmp_path, make_wav):
+    """LLaMA-Factory's ShareGPT variant: role/content messages, the audio in "audios"."""
+    make_wav("r.wav")
+    make_wav("t.wav")
+    record = {
+        "messages": [
+            {"role": "system", "content": "Be a voice."},
+            {"role": "user", "content": "<audio>Reference words."},
+            {"role": "assistant", "content": "Target words to say."},
+        ],
+        "audios": ["r.wav", "t.wav"],
+    }
+    _, train, _, rejected = run(tmp_path, [record, {**record, "audios": ["r.wav"]}])
+    assert rejected == [] and len(train) == 1 and train[0]["misc"]["source_format"] == "sharegpt"
+    assert layout(Sample.from_dict(train[0]))[1:] == [
+        ("user", "Reference words."),
+        ("assistant", "r.wav"),
+        ("user", "Target words to say."),
+        ("assistant", "t.wav"),
+    ]

@@ -84,6 +84,18 @@ class ReferencePool:
         return candidates[int.from_bytes(digest, "little") % len(candidates)]
 
 
+def is_sharegpt_messages(record: dict[str, Any]) -> bool:
+    """LLaMA-Factory's ShareGPT variant: ``"messages"`` of ``{"role", "content": str}`` with the audio
+    in a top-level ``"audios"`` list (or ``"audio"``), marked ``<audio>`` in the texts."""
+    messages = record.get("messages")
+    has_audio = isinstance(record.get("audios"), list) or isinstance(record.get("audio"), str)
+    return (
+        has_audio
+        and isinstance(messages, list)
+        and all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in messages)
+    )
+
+
 @dataclass(frozen=True)
 class AudioPart:
     """An audio part as a source writes it: a file (``url``) or base64 bytes (``raw``), whole or a slice."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..sample import Sample
-from .base import ConvertContext
+from .base import ConvertContext, is_sharegpt_messages
 from .conversation import content_parts, convert_conversation, message_role, sample_id
 
 NAME = "chatml"
@@ -20,7 +20,7 @@ __all__ = ["NAME", "content_parts", "convert", "detect", "layout", "message_role
 
 
 def detect(record: dict[str, Any]) -> bool:
-    return isinstance(record.get("messages"), list)
+    return isinstance(record.get("messages"), list) and not is_sharegpt_messages(record)
 
 
 def layout(record: dict[str, Any]) -> str:

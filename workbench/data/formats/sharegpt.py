@@ -1,6 +1,7 @@
 """ShareGPT-style records: ``{"conversations": [{"from": "human", "value": ...}, {"from": "gpt", ...}], "audio": path}``.
 
-Also ``"audios": [...]``. Default mapping: human = reference text, gpt = target text, first audio
+Also ``"audios": [...]``, and LLaMA-Factory's variant ``{"messages": [{"role": "user", "content":
+"<audio>..."}, {"role": "assistant", "content": ...}], "audios": [...]}``. Default mapping: human = reference text, gpt = target text, first audio
 = reference audio (so a prompt); a second audio is the target audio. Override with
 ``--map human=target_text --map audio0=target_audio`` (slots: human, gpt, audio0, audio1;
 roles: reference_text, target_text, reference_audio, target_audio, ignore). ``<audio>``
@@ -13,7 +14,7 @@ import re
 from typing import Any
 
 from ..sample import Sample
-from .base import ConvertContext, RecordError, speaker_of, tts_sample
+from .base import ConvertContext, RecordError, is_sharegpt_messages, speaker_of, tts_sample
 from .chatml import sample_id
 
 NAME = "sharegpt"
@@ -68,7 +69,7 @@ def parse_map(items: list[str] | dict[str, str] | None) -> dict[str, str]:
 
 
 def detect(record: dict[str, Any]) -> bool:
-    return isinstance(record.get("conversations"), list)
+    return isinstance(record.get("conversations"), list) or is_sharegpt_messages(record)
 
 
 def _audios(record: dict[str, Any]) -> list[Any]:
@@ -82,15 +83,18 @@ def _audios(record: dict[str, Any]) -> list[Any]:
 def convert(record: dict[str, Any], ctx: ConvertContext) -> Sample:
     mapping = ctx.sharegpt_map or DEFAULT_MAP
     values: dict[str, Any] = {}
-    for i, turn in enumerate(record["conversations"]):
+    key = "conversations" if isinstance(record.get("conversations"), list) else "messages"
+    who_key, value_key = ("from", "value") if key == "conversations" else ("role", "content")
+    for i, turn in enumerate(record[key]):
         if not isinstance(turn, dict):
-            raise RecordError("BAD_FIELD", f"conversations[{i}] should be an object", f"conversations[{i}]")
-        who = _FROM_ALIASES.get(turn.get("from"), turn.get("from"))
-        value = turn.get("value")
+            raise RecordError("BAD_FIELD", f"{key}[{i}] should be an object", f"{key}[{i}]")
+        who = turn.get(who_key)
+        who = _FROM_ALIASES.get(who.strip().lower(), who) if isinstance(who, str) else who
+        value = turn.get(value_key)
         if who in ("human", "gpt") and who not in values:
             if not isinstance(value, str):
                 raise RecordError(
-                    "BAD_FIELD", f"conversations[{i}].value should be text", f"conversations[{i}].value"
+                    "BAD_FIELD", f"{key}[{i}].{value_key} should be text", f"{key}[{i}].{value_key}"
                 )
             values[who] = _AUDIO_MARK.sub("", value).strip()
     for i, path in enumerate(_audios(record)[:2]):
