@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+import io
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -155,9 +158,7 @@ class ConvertContext:
         are decoded, so that every sample names a plain audio file; :attr:`extracted` records each
         (the source keeps the original). A slice of a missing file is AUDIO_NOT_FOUND.
         """
-        import io
-
-        from workbench.data.audio import default_cache_dir, write_segment
+        from workbench.data.audio import default_cache_dir, write_segment  # soundfile: only when needed
 
         if part.url is None and part.raw is None:
             raise RecordError("BAD_FIELD", f"{field_name}: the audio part names no file", field_name)
@@ -173,9 +174,6 @@ class ConvertContext:
             source, origin = path, {"audio_url": path}
             key = f"{path}\0{os.path.getmtime(path)}\0{os.path.getsize(path)}"
         else:
-            import base64
-            import binascii
-
             try:
                 data = base64.b64decode(part.raw or "", validate=True)
             except (binascii.Error, ValueError):
