@@ -76,6 +76,7 @@ class TrainParams:
     )
     merge: bool = False  # also write merged/ (plain transformers weights + processor)
     seed: int = 0
+    ddp_timeout: int = 14_400  # seconds a rank waits at a barrier (a cold codes cache of 1,000 h on 8 GPUs)
     max_length: int | None = None  # tokens; None: the model's max_position_embeddings
     group_by_length: bool = True  # length-grouped batches cut padding
     validate_data_only: bool = False  # stop after the data check
@@ -99,6 +100,8 @@ class TrainParams:
             problems.append(f"lora_dropout: must be in [0, 1), got {self.lora_dropout}")
         if not 0 <= self.warmup_ratio < 1:
             problems.append(f"warmup_ratio: must be in [0, 1), got {self.warmup_ratio}")
+        if self.ddp_timeout < 60:
+            problems.append(f"ddp_timeout: seconds, at least 60, got {self.ddp_timeout}")
         if self.learning_rate <= 0:
             problems.append(f"learning_rate: must be positive, got {self.learning_rate}")
         if self.max_steps <= 0 and self.num_epochs <= 0:
