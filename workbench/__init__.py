@@ -29,14 +29,20 @@ One module per step, each with a function of the same name as its CLI command::
 its public names load their modules on first use (:func:`lazy_exports`).
 """
 
+
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
 __version__ = "0.1.0"
+
+# Nothing reaches the network at run time: Hugging Face libraries stay offline (PEFT would otherwise
+# look a base model's config.json up on the hub at every adapter save). HF_HUB_OFFLINE=0 opts out.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def lazy_exports(

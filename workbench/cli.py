@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 EXIT_OK, EXIT_DATA, EXIT_USAGE = 0, 1, 2
 
@@ -151,10 +152,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "train":
         from workbench.bench.train import bench_train
 
+        checkpointing = {"on": [True], "off": [False], "both": [True, False], None: None}[args.checkpointing]
         result = bench_train(
-            model=args.model, steps=args.steps, allow_cpu=args.allow_cpu, workdir=args.workdir
-        )
+            model=args.model, steps=args.steps or (20 if args.model == "tiny" else 10), allow_cpu=args.allow_cpu,
+            workdir=args.workdir, batch_sizes=args.batch_sizes, checkpointing=checkpointing,
+        )  # fmt: skip
         print(result.format_text())
+        if args.json:
+            Path(args.json).write_text(json.dumps(result.to_dict(), indent=2, default=str))
+            print(f"figures: {args.json}")
         return EXIT_OK
     if args.what == "generate":
         from workbench.bench.generate import bench_generate
@@ -163,6 +169,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
             raise UsageError(f"--max-new-tokens: must be at least 1, got {args.max_new_tokens}")
         print(bench_generate(max_new_tokens=args.max_new_tokens, workdir=args.workdir).format_text())
         return EXIT_OK
+    if args.what == "rehearsal":
+        from workbench.bench.rehearsal import bench_rehearsal
+
+        model = "random-full" if args.model == "tiny" else args.model
+        result = bench_rehearsal(model=model, steps=args.steps or 2, workdir=args.workdir)
+        print(result.format_text())
+        if args.json:
+            Path(args.json).write_text(json.dumps(result.to_dict(), indent=2, default=str))
+        return EXIT_OK if result.stages and result.stages[0].ok else EXIT_DATA
     if args.what == "prepare":
         from workbench.bench.prepare import bench_prepare
 
@@ -171,7 +186,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from workbench.bench.data import bench_data
 
     if args.what != "data":
-        raise UsageError(f"unknown benchmark {args.what!r}; available: data, train, generate")
+        raise UsageError(f"unknown benchmark {args.what!r}; available: data, train, generate, prepare, rehearsal")
     result = bench_data(n=args.n, pool=args.pool, workdir=args.workdir)
     print(result.format_text())
     return EXIT_OK
@@ -407,7 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
 
     p = add("bench", cmd_bench, "benchmarks that print throughput and ratios")
-    p.add_argument("what", choices=("data", "train", "generate", "prepare"))
+    p.add_argument("what", choices=("data", "train", "generate", "prepare", "rehearsal"))
+    p.add_argument("--json", help="also write the figures to this JSON file (train, rehearsal)")
     p.add_argument("--n", type=int, default=100_000, help="data: records")
     p.add_argument("--pool", type=int, default=1000, help="data: distinct WAV files")
     p.add_argument("--workdir", help="keep the benchmark files here (default: a temporary folder)")
@@ -415,12 +431,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         default="tiny",
         help="train: tiny, random-full (GPU) or a model folder / cached hub id; "
+        "rehearsal: random-full (the default) or a model folder; "
         "prepare: tiny (a random tiny Whisper) or a local Whisper folder",
     )
-    p.add_argument("--steps", type=int, default=20, help="train: timed optimizer steps")
+    p.add_argument(
+        "--steps", type=int, default=None, help="train: timed optimizer steps (20); rehearsal: optimizer steps (2)"
+    )
     p.add_argument(
         "--allow-cpu", action="store_true", help="train: run a full-size model without a GPU anyway"
     )
+    p.add_argument(
+        "--batch-sizes", type=int, nargs="+", help="train, full size: per-device batches (default 4 8 16 on a GPU)"
+    )
+    p.add_argument(
+        "--checkpointing", choices=("on", "off", "both"), help="train, full size: gradient checkpointing "
+        "(default both on a GPU, on on a CPU)",
+    )  # fmt: skip
     p.add_argument("--minutes", type=float, default=10.0, help="prepare: minutes of synthetic speech")
     p.add_argument(
         "--max-new-tokens", type=int, default=200, help="generate: audio frames to generate at most"
@@ -529,11 +555,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     from workbench.data.readers import InputError
     from workbench.data.sample import CanonicalFormatError
+    from workbench.models.memory import InsufficientMemoryError
 
     try:
         return args.func(args)
     except (
         UsageError,
+        InsufficientMemoryError,
         InputError,
         CanonicalFormatError,
         ValueError,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -26,41 +27,75 @@ no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusa
 
 
 def test_bench_train_tiny_ratios(tmp_path: Path) -> None:
-    """A few steps on a few demo samples (~10 s on 2 idle cores); a benchmark, so nothing is timed."""
+    """A few steps through fit on a few demo samples; a benchmark, so nothing is timed against a bound."""
     result = bench_train(
         "tiny", steps=2, workdir=tmp_path, demo_samples=6, loading_samples=3, padding_samples=400
     )
     assert result.loading["speedup"] > 1
     assert result.loading["cached_samples_per_s"] > result.loading["on_the_fly_samples_per_s"] > 0
     assert 0 <= result.padding["grouped"] < result.padding["random"] < 1
-    assert result.tiny["steps_per_s"] > 0 and result.tiny["tokens_per_s"] > 0 and result.tiny["steps"] == 2
+    tiny = result.tiny
+    assert tiny["steps_per_s"] > 0 and tiny["tokens_per_s"] > 0 and tiny["steps"] == 2
     assert result.full is None
+    # The figures come from the path users run: fit wrote its run record with the steps it took.
+    record = json.loads((tmp_path / "tiny_run" / "run.json").read_text())
+    assert record["result"]["global_step"] == 3  # one warm-up step + two timed
     text = result.format_text()
-    for part in (
-        "(a) data loading",
-        "cache speed-up",
-        "(b) padding",
-        "length-grouped",
-        "(c) tiny model",
-        "steps/s",
-    ):
+    for part in ("(a) data loading", "cache speed-up", "(b) padding", "length-grouped", "through fit", "steps/s"):
         assert part in text
 
 
+def test_bench_has_no_training_loop_of_its_own() -> None:
+    """One training loop: the benchmark's module never steps an optimizer or calls backward."""
+    import inspect
+
+    import workbench.bench.train as bench
+
+    source = inspect.getsource(bench)
+    assert ".backward(" not in source and "optimizer.step" not in source and "AdamW" not in source
+
+
 def test_full_path_runs_with_a_small_model_on_cpu(tmp_path: Path) -> None:
-    """The GPU code path (bf16 weights, autocast, checkpointing, LoRA r 64, MFU) with the tiny model."""
+    """The full-size code path (h200x8 settings through fit: bf16, LoRA r 64, batch and checkpointing
+    varied on one loaded model, codec both ways, generation) with the tiny model."""
     tiny = make_tiny_model(tmp_path / "tiny")
     full = bench_full(
-        str(tiny), tmp_path / "work", steps=1, warmup_steps=0, max_seconds=1.5, loading_samples=0
-    )
-    assert full["tokens_per_s"] > 0 and full["peak_memory_gib"] > 0
-    assert full["batch_size"] == 4 and full["lora_r"] == 64 and full["dtype"] == "bf16"
-    assert full["mfu"] == pytest.approx(
-        6 * full["params_active"] * full["tokens_per_s"] / 1e12 / full["peak_tflops"]
-    )
-    assert full["mfu_4n"] == pytest.approx(full["mfu"] * 4 / 6)
+        str(tiny), tmp_path / "work", steps=1, warmup_steps=1, max_seconds=1.5, batch_sizes=[1, 2],
+        checkpointing=[True, False], codec_clips=3, max_new_tokens=4,
+    )  # fmt: skip
+    runs = full["runs"]
+    assert [(r["batch_size"], r["gradient_checkpointing"]) for r in runs] == [
+        (1, True), (2, True), (1, False), (2, False)
+    ]  # fmt: skip
+    for r in runs:
+        assert r["tokens_per_s"] > 0 and r["peak_memory_gib"] > 0 and r["steps"] == 1
+        assert r["lora_r"] == 64 and r["dtype"] == "bf16"
+        assert r["mfu"] == pytest.approx(6 * full["params_active"] * r["tokens_per_s"] / 1e12 / full["peak_tflops"])
+        assert r["mfu_4n"] == pytest.approx(r["mfu"] * 4 / 6)
+        assert r["trainable"] == runs[0]["trainable"]  # LoRA removed between runs, not stacked
+    # each run is a real `fit` run with its own record, at the production params
+    for r in runs:
+        folder = tmp_path / "work" / f"full_run_b{r['batch_size']}_{'gc' if r['gradient_checkpointing'] else 'nogc'}"
+        resolved = (folder / "params.resolved.yaml").read_text()
+        assert "lora_alpha: 128" in resolved and f"batch_size: {r['batch_size']}" in resolved
+    codec = full["codec"]
+    assert codec["clips"] == 3 and codec["one_at_a_time"]["clips_per_s"] > 0 and codec["batched"]["x_real_time"] > 0
+    generation = full["generation"]
+    assert 0 < generation["frames"] <= 4 and generation["frames_per_s"] > 0 and generation["real_time_factor"] > 0
     text = BenchTrainResult(machine="test", full=full).format_text()
-    assert "tokens/s" in text and "MFU" in text and "peak memory" in text
+    assert "tokens/s" in text and "MFU" in text and "peak memory" in text and "codec encoding" in text
+    assert "generation:" in text
+
+
+def test_bench_cli_writes_json(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "bench.json"
+    code = main([
+        "bench", "train", "--steps", "1", "--workdir", str(tmp_path / "w"), "--json", str(out),
+    ])  # fmt: skip
+    assert code == 0
+    data = json.loads(out.read_text())
+    assert data["tiny"]["steps"] == 1 and data["loading"]["speedup"] > 0
+    assert "(c) tiny model" in capsys.readouterr().out
 
 
 @no_gpu

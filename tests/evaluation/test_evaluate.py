@@ -148,7 +148,9 @@ def test_params_reject_unknown_keys_and_bad_values(tmp_path):
     assert "did you mean 'adapters'" in message and "temperature" in message
     assert "select_by" in message and "max_samples" in message
     file = tmp_path / "p.yaml"
-    file.write_text("05_evaluate:\n  adapters: one/dir\n  max_new_tokens: 12\n")
+    file.write_text(
+        "05_evaluate:\n  base_model: m\n  eval_data: e.jsonl\n  adapters: one/dir\n  max_new_tokens: 12\n"
+    )
     params = ev.load_eval_params(file)
     assert params.adapters == ["one/dir"] and params.max_new_tokens == 12
 

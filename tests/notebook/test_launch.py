@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -80,6 +81,35 @@ def run(cmd: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedP
     )
 
 
+# What the terminal of a launch never shows (the notebooks keep all of it).
+NOISE = (
+    "Input Notebook", "Working directory", "Executing notebook with kernel", "Kernel is running over TCP",
+    "<IPython.core.display.", "FutureWarning", "it/s]",
+)  # fmt: skip
+PROGRESS_LINE = re.compile(
+    r"step (\d+)/(\d+) \| loss [\d.e+-]+ \| lr [\d.e+-]+ \| [\d,]+ tokens/s \| elapsed \d+:\d\d:\d\d \| ETA \d+:\d\d:\d\d"
+)
+
+
+def progress_steps(terminal: str) -> list[int]:
+    """The steps of the progress lines in a launch's output; every line that starts like one must be one."""
+    lines = [line for line in terminal.splitlines() if line.startswith("step ")]
+    matches = [PROGRESS_LINE.fullmatch(line) for line in lines]
+    assert all(matches), [line for line, m in zip(lines, matches, strict=True) if not m]
+    return [int(m.group(1)) for m in matches]
+
+
+def notebook_text(ipynb: Path) -> str:
+    """The stream output (prints, logs) of an executed notebook."""
+    nb = json.loads(ipynb.read_text())
+    return "".join(
+        "".join(o.get("text", ""))
+        for cell in nb["cells"]
+        for o in cell.get("outputs", [])
+        if o["output_type"] == "stream"
+    )
+
+
 def training_losses(out: Path) -> list[tuple[int, float]]:
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
     return [(r["step"], r["loss"]) for r in rows if "loss" in r]
@@ -116,6 +146,23 @@ def test_demo_params_train_on_two_ranks(train_command, launch_env, tmp_path: Pat
     assert len(losses) == 8 and losses[-1] < 0.7 * losses[0], losses
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
     assert (out / "merged" / "config.json").is_file()  # merge: true in demo.yaml
+
+    # The terminal is rank 0's: a line per logging step (max_steps 40 / logging_steps 5), one per
+    # evaluation (eval_steps 20), every other message once, no notebook or library chatter.
+    terminal = proc.stdout
+    assert progress_steps(terminal) == list(range(5, 41, 5)), terminal[-6000:]
+    assert "tokens/s: non-padding input tokens over 2 ranks" in terminal
+    evals = [line for line in terminal.splitlines() if line.startswith("eval at step")]
+    assert [line.split(" |")[0] for line in evals] == ["eval at step 20/40", "eval at step 40/40"], evals
+    assert all(re.search(r"\| loss [\d.e+-]+ \| codebook accuracy [\d.]+%", line) for line in evals), evals
+    assert len(re.findall(r"\d+ train / \d+ val samples", terminal)) == 1
+    assert terminal.count("schedule: effective batch") == 1 and terminal.count("Output Notebook") == 1
+    for noise in NOISE:
+        assert noise not in terminal, noise
+    # The executed notebooks keep everything: the progress lines and the HTML tables in rank 0's,
+    # and rank 1 printed no progress of its own.
+    assert "step 40/40 |" in notebook_text(report) and "text/html" in report.read_text()
+    assert "step 40/40 |" not in notebook_text(rank1)
 
 
 def test_a_failing_rank_fails_the_launch(train_command, launch_env, tmp_path: Path) -> None:
@@ -193,6 +240,60 @@ def test_killed_launch_resumes_from_the_last_complete_checkpoint(
     assert state["global_step"] == 30 and (out / "checkpoint-30" / COMPLETE_MARKER).is_file()
     steps = [step for step, _ in training_losses(out)]
     assert steps == sorted(set(steps)) and steps[-1] == 30  # one curve: no rows repeated after the resume
+
+
+def test_ctrl_c_stops_every_rank_and_the_same_command_resumes(
+    train_command, launch_env, tmp_path: Path
+) -> None:
+    """Ctrl-C in the terminal (SIGINT to the launch's process group): every rank and kernel stops, rank
+    0's partial report is written, the launcher says once where the run stands; the same command resumes."""
+    out = tmp_path / "train"
+    cmd = train_command(
+        out, "max_steps", "30", "save_steps", "5", "gradient_accumulation_steps", "4", "merge", "false"
+    )
+    log = tmp_path / "interrupted.log"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(
+            cmd, env=launch_env, cwd=tmp_path, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + LAUNCH_TIMEOUT_S
+        while not complete_checkpoints(out):
+            assert proc.poll() is None, (
+                f"the launch ended before its first checkpoint:\n{log.read_text()[-6000:]}"
+            )
+            assert time.monotonic() < deadline, "no complete checkpoint in time"
+            time.sleep(0.1)
+        processes = psutil.Process(proc.pid).children(recursive=True)  # launcher, ranks, kernels
+        assert len(processes) >= 5, processes
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends on Ctrl-C
+        code = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    _, alive = psutil.wait_procs(processes, timeout=30)
+    for p in alive:
+        p.kill()
+    assert alive == [], f"still running after Ctrl-C: {[p.pid for p in alive]}"
+    printed = log.read_text()
+    assert code == 130, printed[-6000:]
+    assert not (out / "run.json").exists(), "the run finished before Ctrl-C; nothing to resume"
+    last = complete_checkpoints(out)[-1]
+    assert printed.count(f"04_train stopped; partial report: {out / (NOTEBOOK + '.ipynb')}") == 1, printed[
+        -3000:
+    ]
+    assert f"the same command resumes from {last.name}" in printed
+    assert "Traceback" not in printed and "rank 1" not in printed, printed[-6000:]
+    assert (out / f"{NOTEBOOK}.html").is_file() and (out / "logs" / f"{NOTEBOOK}.rank1.ipynb").is_file()
+
+    proc = run(cmd, launch_env, tmp_path)
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    step = int(last.name.split("-")[1])
+    assert f"resuming from {last}" in proc.stdout
+    assert f"training 30 steps from step {step}" in proc.stdout
+    assert progress_steps(proc.stdout) == list(range(step + 5, 31, 5)), proc.stdout[-6000:]
+    assert json.loads((out / "run.json").read_text())["result"]["global_step"] == 30
 
 
 def test_own_voice_flow_from_a_folder_of_clips(tiny_dir: Path, launch_env, tmp_path: Path) -> None:

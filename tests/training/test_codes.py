@@ -19,6 +19,7 @@ from workbench.training.codes import (
     CodesMissingError,
     audio_tokenizer_fingerprint,
     file_content_hash,
+    num_code_frames,
 )
 
 pytest.importorskip("transformers")
@@ -141,3 +142,72 @@ def test_sharded_encoding_splits_work_across_ranks(processor, wavs, tmp_path: Pa
     assert [reader.num_frames(w) for w in wavs] == [5, 7, 9, 11]
     with pytest.raises(ValueError, match="rank"):
         reader.encode_missing(wavs, rank=2, world_size=2)
+
+
+def test_another_node_finds_the_codes_without_reading_the_audio(processor, wavs, tmp_path: Path) -> None:
+    # Two nodes: one shared codes folder, each its own machine-local content-hash index.
+    node_a = CodesCache(
+        tmp_path / "shared", processor.audio_tokenizer, hash_index=tmp_path / "a" / "hashes.sqlite"
+    )
+    assert node_a.encode_missing(wavs, progress=False) == 4
+    assert node_a.stats.hashed == 4
+    node_b = CodesCache(
+        tmp_path / "shared", processor.audio_tokenizer, hash_index=tmp_path / "b" / "hashes.sqlite"
+    )
+    assert node_b.encode_missing(wavs, progress=False) == 0
+    assert all(torch.equal(node_b.get(w), node_a.get(w)) for w in wavs)
+    assert node_b.stats.hashed == 0 and node_b.encode_calls == 0 and node_b.stats.hits == 8
+    assert len(list((tmp_path / "shared" / "content_hashes").glob("*.jsonl"))) == 1  # only A hashed
+
+    # A file node B hashes while A runs is found by A at its next look (after the ranks' barrier).
+    extra = write_tone(tmp_path / "extra.wav", 0.3, 330, seed=7)
+    node_b.get(extra)
+    node_b.flush()
+    assert node_a.refresh() == 1
+    assert node_a.contains(extra) and node_a.stats.hashed == 4
+    # An edited file (new size or mtime) is a new key: never the old file's codes.
+    write_tone(wavs[0], 0.5, 500, seed=9)
+    assert not node_b.contains(wavs[0]) and node_b.stats.hashed == 2
+
+
+def test_batched_encoding_gives_each_clip_its_own_frames(processor, tmp_path: Path) -> None:
+    # Unequal lengths, shuffled: the batches are length-sorted; 24,017 and 961 samples are the
+    # lengths where ceil(samples / hop) is off by one (the codec counts its semantic frames).
+    seconds = [0.2, 24_017 / SAMPLE_RATE, 0.44, 961 / SAMPLE_RATE, 0.28, 0.6, 0.36]
+    clips = [write_tone(tmp_path / f"c{i}.wav", s, 200 + 30 * i, seed=i) for i, s in enumerate(seconds)]
+    one = CodesCache(tmp_path / "one", processor.audio_tokenizer)
+    batched = CodesCache(tmp_path / "batched", processor.audio_tokenizer)
+    assert one.encode_missing(clips, progress=False) == 7 and one.encode_calls == 7
+    assert batched.encode_missing(clips, progress=False, batch_size=3) == 7 and batched.encode_calls == 3
+
+    codec = processor.audio_tokenizer
+    for clip in clips:
+        alone, in_batch = one.get(clip), batched.get(clip)
+        samples = len(load_audio(clip))
+        assert in_batch.shape == alone.shape == (8, num_code_frames(codec, samples)), clip
+    assert [one.num_frames(c) for c in clips] == [5, 25, 11, 1, 7, 15, 9]
+    # The values: the longest clip of each length-sorted batch is unpadded and gets exactly its
+    # own codes; a padded clip does not (the codec's HuBERT branch sees the padding), measured here.
+    by_length = sorted(clips, key=lambda c: len(load_audio(c)))
+    for batch in (by_length[0:3], by_length[3:6], by_length[6:]):
+        assert torch.equal(batched.get(batch[-1]), one.get(batch[-1]))
+    padded = [c for c in clips if c not in (by_length[2], by_length[5], by_length[6])]
+    differing = [float((batched.get(c) != one.get(c)).float().mean()) for c in padded]
+    assert any(d > 0 for d in differing), (
+        differing
+    )  # if this fails, batching became exact: say so in encode_batch
+
+    # encode_batch directly (what a benchmark times): shapes as one at a time.
+    waves = [load_audio(c) for c in clips[:3]]
+    assert [c.shape for c in batched.encode_batch(waves)] == [one.get(c).shape for c in clips[:3]]
+    with pytest.raises(ValueError, match="batch_size"):
+        batched.encode_missing(clips, batch_size=0)
+
+
+def test_code_frames_follow_the_codec_not_the_hop(processor) -> None:
+    codec = processor.audio_tokenizer
+    rng = np.random.default_rng(0)
+    with torch.inference_mode():
+        for samples in [400, 959, 960, 961, 4_800, 24_000, 24_017, *rng.integers(500, 50_000, 6).tolist()]:
+            wave = torch.from_numpy(rng.normal(0, 0.1, samples).astype(np.float32))[None, None]
+            assert codec.encode(wave).audio_codes.shape[2] == num_code_frames(codec, samples), samples

@@ -117,6 +117,39 @@ def test_dry_run_from_another_folder_finds_the_accelerate_config_and_writes_noth
     assert not out.exists()
 
     missing = tmp_path / "mine.yaml"
-    missing.write_text("accelerate_config: nowhere/accel.yaml\n")
+    missing.write_text("accelerate_config: nowhere/accel.yaml\ntrain_data: train.jsonl\nmodel: tiny\n")
     assert main(["train", "--params", str(missing), "--dry-run"]) == 2
     assert "looked up from the current folder, then beside the params file" in capsys.readouterr().err
+
+
+def test_data_and_model_are_required_not_the_demo(tmp_path, monkeypatch, capsys):
+    """No demo paths as defaults: a params file without its data or model says what to pass."""
+    from workbench.cli import main
+    from workbench.evaluation.evaluate import EvalParams
+    from workbench.training.params import ParamsError, TrainParams
+
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("max_steps: 10\n")
+    with pytest.raises(ParamsError) as info:
+        load_train_params(mine)
+    assert info.value.problems == [
+        "train_data: required: the canonical JSONL to train on (notebook 03 writes train.jsonl); "
+        "pass -p train_data PATH or set it in the params file",
+        "model: required: the base model: a local folder, a cached hub id or random-full; "
+        "pass -p model PATH_OR_ID or set it in the params file",
+    ]
+    params, _ = load_train_params(mine, {"train_data": "train.jsonl", "model": "tiny"})
+    assert params.val_data is None and params.output_dir == "runs/train"  # no evaluation, a neutral folder
+    assert "demo" not in repr(TrainParams()) and "demo" not in repr(EvalParams())
+
+    monkeypatch.chdir(tmp_path)  # the CLI reports it before anything is written or launched
+    assert main(["train", "--params", str(mine)]) == 2
+    assert "train_data: required" in capsys.readouterr().err and not (tmp_path / "runs").exists()
+
+    with pytest.raises(ParamsError) as info:
+        load_eval_params(None, {"max_samples": 2})
+    assert [p.split(":")[0] for p in info.value.problems] == ["base_model", "adapters", "eval_data"]
+    assert "eval_data: required: the canonical JSONL whose prompts are spoken" in str(info.value)
+    assert 'pass -p adapters "[DIR, ...]" or set it in the params file' in str(info.value)
+    params = load_eval_params(None, {"base_model": "tiny", "adapters": ["run"], "eval_data": "val.jsonl"})
+    assert params.output_dir == "runs/evaluate"

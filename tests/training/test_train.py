@@ -185,8 +185,9 @@ def test_params_yaml_pitfalls_are_handled(tmp_path: Path) -> None:
 
 
 def test_step_intervals_are_whole_steps_or_fractions_of_the_run() -> None:
-    assert not TrainParams(save_steps=0.1, eval_steps=0.25, logging_steps=1).check()
-    problems = TrainParams(save_steps=0, eval_steps=1.5, logging_steps=-2).check()
+    given = {"train_data": "train.jsonl", "model": "tiny"}
+    assert not TrainParams(**given, save_steps=0.1, eval_steps=0.25, logging_steps=1).check()
+    problems = TrainParams(**given, save_steps=0, eval_steps=1.5, logging_steps=-2).check()
     assert problems == [
         f"{name}: a whole number of steps (at least 1) or a fraction of the run in (0, 1), got {value}"
         for name, value in (("save_steps", 0), ("eval_steps", 1.5), ("logging_steps", -2))
@@ -233,7 +234,9 @@ def test_notebook_parameters_are_the_schema() -> None:
 
 
 def test_resolved_params_round_trip(tmp_path: Path) -> None:
-    params = TrainParams(max_steps=3, modules_to_save=["audio_lm_head"], val_data=None, max_length=512)
+    params = TrainParams(
+        train_data="train.jsonl", model="tiny", max_steps=3, modules_to_save=["audio_lm_head"], max_length=512
+    )
     loaded, _ = load_train_params(save_resolved(params, tmp_path / "params.resolved.yaml"))
     assert loaded == params
 

@@ -1,35 +1,37 @@
-"""``workbench bench train``: training-path benchmarks whose ratios hold on any machine.
+"""``workbench bench train``: the training path users run, measured; ratios that hold on any machine.
 
-One run prints:
+Every training figure comes from :func:`workbench.training.train.fit`: the Trainer, the collator,
+the length-grouped sampler, PEFT LoRA and accelerate, exactly as ``workbench train`` runs them,
+with a callback that times the optimizer steps after a warm-up. One run prints:
 
 (a) **data loading**, samples/s of the collator reading codes from the :class:`CodesCache` vs
-    encoding every audio file on the fly (load, resample to 24 kHz mono where needed, run the audio
-    tokenizer, for every sample, as training without the cache would), on the demo dataset with the tiny model, in one
-    process;
+    encoding every audio file on the fly (load, resample, run the audio tokenizer for every
+    sample, as training without the cache would), on the demo dataset with the tiny model;
 (b) **padding**, the fraction of padded token slots with length-grouped batches vs random batches
-    (:func:`workbench.training.collate.padding_report`) over the sequence lengths of a synthetic dataset
-    with a realistic spread of durations;
-(c) **tiny-model training**, optimizer steps/s of LoRA training of the tiny model at the demo
-    settings (batch 2, LoRA r 8, fp32), single process, through the real collator.
+    (:func:`workbench.training.collate.padding_report`) over synthetic sequence lengths with a
+    realistic spread of durations;
+(c) **tiny-model training** through ``fit`` at the demo settings (batch 2, LoRA r 8, fp32).
 
-With ``model="random-full"`` (or a model folder) on a GPU it also measures (d) **full-size
-training** at the ``params/h200x8.yaml`` per-device settings (batch 4, bf16, gradient
-checkpointing, LoRA r 64 / alpha 128 on attention and both FFN paths): tokens/s, peak memory and
-model FLOPs utilisation (MFU).
+With ``model="random-full"`` (or a model folder) it measures (d) **full-size training** through
+``fit`` at the ``params/h200x8.yaml`` settings per device (bf16, LoRA r 64 / alpha 128 on attention
+and both FFN paths; batch and gradient checkpointing varied: on a GPU per-device batch 4, 8 and 16,
+each with and without checkpointing): tokens/s, peak memory and model FLOPs utilisation (MFU);
+then **codec encoding** (clips/s and x real time, one clip at a time vs length-sorted batches, as
+``CodesCache.encode_missing`` does them) and **generation** (audio frames/s and real-time factor).
+``--json`` writes every figure as JSON too.
 
 MFU. Model FLOPs per step = ``6 * N_active * tokens``, the usual estimate for forward (2N) plus
-backward (4N) over the real (non-padding) tokens of the step. ``N_active`` is the number of
-parameters one token passes through: all parameters minus the embedding tables (lookups, no
-matmuls) minus one of the two FFN paths of each dual-FFN layer (a text token goes through
-``mlp``, an audio token through ``audio_mlp``; both are the same size); the audio LM head is
-included (it runs on every position). For the full-size model that is about 2.8 B of 5.4 B.
-Assumptions: (1) 6N is an upper bound for LoRA: the weight gradients of frozen matrices are not
-computed, so the backward pass costs ~2N (activation gradients) rather than 4N; the 4N figure is
-printed alongside. (2) Recomputation by gradient checkpointing (another ~2N) is *not* counted:
-MFU counts model FLOPs, not hardware FLOPs. (3) Attention score FLOPs (``~12 * layers * hidden *
-seq`` per token, a few percent at these lengths) and LoRA's own FLOPs (r 64: ~3 % of N) are left
-out. The peak is the card's dense bf16 tensor-core rate (H100 SXM / H200: 989 TFLOPS), looked up
-by device name; unknown cards are assumed to be an H100 SXM.
+backward (4N) over the real (non-padding) tokens of the step, as the Trainer counts them
+(``include_num_input_tokens_seen="non_padding"``). ``N_active`` is the number of parameters one
+token passes through: all parameters minus the embedding tables (lookups, no matmuls) minus one of
+the two FFN paths of each dual-FFN layer (a text token goes through ``mlp``, an audio token through
+``audio_mlp``; both are the same size); the audio LM head is included. For the full-size model that
+is about 2.8 B of 5.4 B. Assumptions: (1) 6N is an upper bound for LoRA: the weight gradients of
+frozen matrices are not computed, so the backward pass costs ~2N rather than 4N; the 4N figure is
+printed alongside. (2) Recomputation by gradient checkpointing (another ~2N) is *not* counted: MFU
+counts model FLOPs, not hardware FLOPs. (3) Attention score FLOPs and LoRA's own FLOPs (r 64: ~3 %
+of N) are left out. The peak is the card's dense bf16 tensor-core rate, looked up by device name;
+unknown cards are assumed to be an H100 SXM.
 
 Examples:
     >>> from workbench.bench.train import bench_train
@@ -38,6 +40,8 @@ Examples:
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import logging
 import os
 import platform
@@ -73,8 +77,8 @@ PEAK_BF16_TFLOPS: tuple[tuple[str, float], ...] = (
     ("L40S", 362.0),
 )
 ASSUMED_PEAK = ("H100 SXM (assumed)", 989.4)
-# params/h200x8.yaml, per device
-H200X8 = {"batch_size": 4, "lora_r": 64, "lora_alpha": 128, "lora_dropout": 0.05, "mixed_precision": "bf16"}
+PRODUCTION_PARAMS = Path(__file__).resolve().parents[2] / "params" / "h200x8.yaml"
+GPU_BATCH_SIZES = (4, 8, 16)  # per device
 # params/demo.yaml
 DEMO = {
     "batch_size": 2,
@@ -82,12 +86,15 @@ DEMO = {
     "lora_alpha": 16,
     "lora_dropout": 0.0,
     "modules_to_save": ["audio_lm_head"],
+    "learning_rate": 0.005,
 }
 CPU_PARAMETER_LIMIT = 1_000_000_000  # above this, training on a CPU needs allow_cpu
 TEXT_TOKENS_PER_SECOND = 3.5  # ~14 characters of speech per second, ~4 characters per Llama-3 token
 TEMPLATE_TOKENS = 40  # system prompt, headers, markers
 FRAME_RATE = 25
 NUM_CODEBOOKS = 8
+CODEC_CLIP_SECONDS = 5.0
+CODEC_BATCH = 16
 
 
 class BenchRefusedError(ValueError):
@@ -102,8 +109,11 @@ class BenchTrainResult:
         machine: CPU, cores, Python, torch, threads and GPU.
         loading: (a) ``samples``, ``cached_samples_per_s``, ``on_the_fly_samples_per_s``, ``speedup``.
         padding: (b) ``samples``, ``batch_size``, ``grouped``, ``random`` (fractions), ``durations``.
-        tiny: (c) ``steps``, ``steps_per_s``, ``tokens_per_s``, settings.
-        full: (d) throughput of the full-size model, or None when not run.
+        tiny: (c) one :func:`measure_fit` run at the demo settings.
+        full: (d) ``model``, ``device_name``, ``params_total``, ``params_active``, ``peak_tflops``,
+            ``runs`` (one :func:`measure_fit` dict per batch size and checkpointing setting),
+            ``codec`` (:func:`codec_throughput`), ``generation`` (:func:`generation_speed`); None
+            when not run.
     """
 
     machine: str
@@ -140,8 +150,8 @@ class BenchTrainResult:
         c = self.tiny
         if c:
             lines += [
-                f"(c) tiny model LoRA training: demo settings (batch {c['batch_size']}, LoRA r {c['lora_r']}, {c['dtype']}), "
-                f"{c['device']}, single process",
+                f"(c) tiny model LoRA training through fit: demo settings (batch {c['batch_size']}, LoRA r {c['lora_r']}, "
+                f"{c['dtype']}), {c['device']}, single process",
                 f"    {c['steps_per_s']:.2f} steps/s, {c['tokens_per_s']:,.0f} tokens/s "
                 f"({c['steps']} steps after {c['warmup_steps']} warm-up, {c['seconds_per_step'] * 1000:.0f} ms/step)",
             ]
@@ -149,23 +159,34 @@ class BenchTrainResult:
         if f:
             lines += [
                 f"(d) {f['model']} ({_count(f['params_total'])} parameters, {_count(f['params_active'])} active per token) "
-                f"on {f['device_name']}",
-                f"    settings: per-device batch {f['batch_size']}, {f['dtype']}, gradient checkpointing "
-                f"{'on' if f['gradient_checkpointing'] else 'off'}, LoRA r {f['lora_r']} / alpha {f['lora_alpha']} "
-                f"({_count(f['trainable'])} trainable)",
-                f"    {f['tokens_per_s']:,.0f} tokens/s, {f['samples_per_s']:.2f} samples/s, {f['steps_per_s']:.3f} steps/s "
-                f"({f['steps']} steps after {f['warmup_steps']} warm-up; {f['tokens_per_step']:,.0f} real tokens/step, "
-                f"{f['padding']:.1%} padding)",
-                f"    peak memory {f['peak_memory_gib']:.1f} GiB ({f['memory_kind']})",
-                f"    model FLOPs 6 x N_active x tokens = {f['achieved_tflops']:.3g} TFLOPS; "
-                f"MFU {_percent(f['mfu'])} of {f['peak_tflops']:.0f} TFLOPS dense bf16 ({f['peak_source']})",
-                f"    (LoRA backward without frozen weight gradients, 4 x N_active: {_percent(f['mfu_4n'])})",
+                f"on {f['device_name']}, through fit at params/h200x8.yaml per device: {f['dtype']}, LoRA r {f['lora_r']} / "
+                f"alpha {f['lora_alpha']} ({_count(f['trainable'])} trainable); MFU against {f['peak_tflops']:.0f} TFLOPS "
+                f"dense bf16 ({f['peak_source']})",
+                "    batch  checkpointing   tokens/s   steps/s   MFU (6N)   MFU (4N)   peak memory",
             ]
-            if f.get("loading"):
-                fl = f["loading"]
+            for r in f["runs"]:
+                checkpointing = "on" if r["gradient_checkpointing"] else "off"
+                if r.get("error"):
+                    lines.append(f"    {r['batch_size']:>5}  {checkpointing:<13}  {r['error']}")
+                    continue
                 lines.append(
-                    f"    data loading with this codec on {f['device']}: cache {fl['cached_samples_per_s']:,.1f} vs on the fly "
-                    f"{fl['on_the_fly_samples_per_s']:,.1f} samples/s ({fl['speedup']:,.1f}x)"
+                    f"    {r['batch_size']:>5}  {checkpointing:<13} {r['tokens_per_s']:>9,.0f} {r['steps_per_s']:>9.3f} "
+                    f"{_percent(r['mfu']):>10} {_percent(r['mfu_4n']):>10}   {r['peak_memory_gib']:.1f} GiB"
+                )
+            lines.append(f"    peak memory: {f['memory_kind']}; {f['steps']} timed steps after {f['warmup_steps']} warm-up")
+            k = f.get("codec")
+            if k:
+                lines.append(
+                    f"    codec encoding ({k['clips']} clips of {k['clip_seconds']:.0f} s on {k['device']}): one at a time "
+                    f"{k['one_at_a_time']['clips_per_s']:.2f} clips/s ({k['one_at_a_time']['x_real_time']:.1f}x real time); "
+                    f"batches of {k['batch_size']} {k['batched']['clips_per_s']:.2f} clips/s "
+                    f"({k['batched']['x_real_time']:.1f}x real time): {k['speedup']:.2f}x, faster: {k['faster']}"
+                )
+            g = f.get("generation")
+            if g:
+                lines.append(
+                    f"    generation: {g['frames']} frames in {g['seconds']:.2f} s = {g['frames_per_s']:.1f} frames/s, "
+                    f"real-time factor {g['real_time_factor']:.2f} (under 1: faster than real time)"
                 )
         return "\n".join(lines)
 
@@ -318,15 +339,18 @@ def loading_rates(
 
 
 def _demo_samples(workdir: Path) -> list[Sample]:
-    """The demo dataset converted to canonical trainable samples."""
+    """The demo dataset converted to canonical trainable samples, less those with error findings
+    (the demo plants defects; training would refuse them)."""
     from workbench.data.convert import convert
     from workbench.data.demo_data import demo_data
     from workbench.data.sample import load_samples
+    from workbench.data.validate import validate
 
     info = demo_data(workdir / "demo", overwrite=True)
     out = workdir / "demo_train.jsonl"
     convert([str(workdir / "demo" / p) for p in info["inputs"]], out, overwrite=True)  # type: ignore[union-attr]
-    return [s for s in load_samples(out) if check_sample(s).trainable]
+    refused = {f.sample_id for f in validate(out).errors}
+    return [s for s in load_samples(out) if check_sample(s).trainable and s.id not in refused]
 
 
 def _write_voice(path: Path, seconds: float, seed: int) -> None:
@@ -369,138 +393,177 @@ def synthetic_samples(
     return samples
 
 
-def train_steps(
-    model: torch.nn.Module,
-    batches: Sequence[dict[str, torch.Tensor]],
-    steps: int,
-    warmup_steps: int,
-    device: torch.device,
-    autocast_dtype: torch.dtype | None = None,
-) -> dict[str, float]:
-    """Time ``warmup_steps + steps`` AdamW steps (clip 1.0) over ``batches`` (cycled).
+# --------------------------------------------------------------------------- the measured path
 
-    The model must already carry LoRA (only trainable parameters are optimised).
+
+class StepTimer:
+    """A Trainer callback that times optimizer steps ``warmup_steps + 1 ..`` and counts their tokens.
+
+    Tokens are the Trainer's own ``state.num_input_tokens_seen`` (real, non-padding tokens). Built
+    lazily on ``TrainerCallback`` so that importing this module does not import transformers.
+    """
+
+    def __new__(cls, warmup_steps: int, cuda: bool) -> Any:
+        from transformers import TrainerCallback
+
+        class _StepTimer(TrainerCallback):
+            def __init__(self) -> None:
+                self.warmup_steps, self.cuda = warmup_steps, cuda
+                self.started = self.ended = None
+                self.tokens_start = self.tokens_end = 0
+                self.steps = 0
+
+            def _mark(self, state: Any) -> tuple[float, int]:
+                if self.cuda:
+                    torch.cuda.synchronize()
+                return time.perf_counter(), int(state.num_input_tokens_seen)
+
+            def on_train_begin(self, args, state, control, **kwargs):  # noqa: D102
+                if self.warmup_steps == 0:
+                    self.started, self.tokens_start = self._mark(state)
+
+            def on_step_end(self, args, state, control, **kwargs):  # noqa: D102
+                if state.global_step == self.warmup_steps:
+                    self.started, self.tokens_start = self._mark(state)
+                elif state.global_step > self.warmup_steps:
+                    self.ended, self.tokens_end = self._mark(state)
+                    self.steps = state.global_step - self.warmup_steps
+
+        return _StepTimer()
+
+
+def _peak_memory(cuda: bool) -> tuple[float, str]:
+    if cuda:
+        return torch.cuda.max_memory_allocated() / 2**30, "torch.cuda.max_memory_allocated"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "peak RSS of the process (since it started)"
+
+
+def measure_fit(prepared: Any, params: Any, warmup_steps: int, active: int, peak_tflops: float) -> dict[str, Any]:
+    """Train ``params`` on ``prepared`` (its model, codes and samples) with :func:`fit`; time the steps.
+
+    The LoRA layers are removed again afterwards (``prepared.model`` is the base model once more),
+    so the same loaded model serves several runs. Out of memory is a result (``error``), not a failure.
 
     Returns:
-        ``steps``, ``warmup_steps``, ``seconds``, ``steps_per_s``, ``seconds_per_step``,
-        ``tokens_per_s`` (real tokens), ``tokens_per_step``, ``padding`` (padded share of slots).
+        ``batch_size``, ``gradient_checkpointing``, ``steps``, ``warmup_steps``, ``seconds``,
+        ``steps_per_s``, ``seconds_per_step``, ``tokens_per_s``, ``tokens_per_step``, ``mfu``,
+        ``mfu_4n``, ``peak_memory_gib``, ``trainable``, ``train_loss``; or ``error``.
     """
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-4)
-    model.train()
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    tokens = slots = 0
-    started = 0.0
-    losses = []
-    for step in range(warmup_steps + steps):
-        if step == warmup_steps:
-            sync()
-            started = time.perf_counter()
-        cpu_batch = batches[step % len(batches)]
-        if step >= warmup_steps:  # counted on the CPU copy: no device sync inside the timed loop
-            tokens += int(cpu_batch["attention_mask"].sum())
-            slots += cpu_batch["attention_mask"].numel()
-        batch = {k: v.to(device, non_blocking=True) for k, v in cpu_batch.items()}
-        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            loss = model(**batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.detach())
-    sync()
-    seconds = time.perf_counter() - started
-    values = torch.stack(losses).float().cpu()
-    if not torch.isfinite(values).all():
-        raise RuntimeError(f"non-finite training loss in the benchmark: {values.tolist()}")
-    model.eval()
-    return {
-        "steps": steps,
-        "warmup_steps": warmup_steps,
-        "seconds": seconds,
-        "steps_per_s": steps / seconds,
-        "seconds_per_step": seconds / steps,
-        "tokens_per_s": tokens / seconds,
-        "tokens_per_step": tokens / steps,
-        "padding": 1 - tokens / slots if slots else 0.0,
-    }
+    from workbench.training.train import fit, training_schedule
 
-
-def _lora(model: torch.nn.Module, settings: dict[str, Any]) -> torch.nn.Module:
-    from workbench.training.params import TrainParams
-    from workbench.training.train import apply_lora
-
-    params = TrainParams(
-        lora_r=settings["lora_r"],
-        lora_alpha=settings["lora_alpha"],
-        lora_dropout=settings["lora_dropout"],
-        modules_to_save=settings.get("modules_to_save"),
+    cuda = torch.cuda.is_available()
+    timer = StepTimer(warmup_steps, cuda)
+    model = prepared.model
+    if not params.use_gradient_checkpointing and getattr(model, "is_gradient_checkpointing", False):
+        model.gradient_checkpointing_disable()  # the Trainer only ever turns it on
+    run = dataclasses.replace(
+        prepared, params=params, schedule=training_schedule(params, len(prepared.train_samples), 1)
     )
-    return apply_lora(model, params)
+    result: dict[str, Any] = {
+        "batch_size": params.batch_size,
+        "gradient_checkpointing": params.use_gradient_checkpointing,
+        "lora_r": params.lora_r,
+        "dtype": params.mixed_precision if params.mixed_precision != "no" else "fp32",
+        "device": "cuda" if cuda else "cpu",
+    }
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    try:
+        outcome = fit(run, callbacks=[timer])
+    except (RuntimeError, torch.OutOfMemoryError) as exc:
+        if "out of memory" not in str(exc):
+            raise
+        result["error"] = "out of memory"
+    finally:
+        lora = run.lora_model
+        if lora is not None:
+            result["trainable"] = sum(p.numel() for p in lora.parameters() if p.requires_grad)
+            prepared.model = lora.unload()  # the base model, LoRA layers removed
+        gc.collect()
+        if cuda:
+            torch.cuda.empty_cache()
+    if "error" in result:
+        return result
+    if timer.ended is None or timer.started is None:
+        raise RuntimeError(f"no step was timed: max_steps {params.max_steps} <= warm-up {warmup_steps}")
+    seconds = timer.ended - timer.started
+    tokens = timer.tokens_end - timer.tokens_start
+    achieved = 6 * active * tokens / seconds / 1e12
+    peak_gib, kind = _peak_memory(cuda)
+    result.update(
+        steps=timer.steps, warmup_steps=warmup_steps, seconds=seconds, steps_per_s=timer.steps / seconds,
+        seconds_per_step=seconds / timer.steps, tokens_per_s=tokens / seconds, tokens_per_step=tokens / timer.steps,
+        achieved_tflops=achieved, mfu=achieved / peak_tflops, mfu_4n=achieved * 4 / 6 / peak_tflops,
+        peak_memory_gib=peak_gib, memory_kind=kind, train_loss=outcome.train_loss if outcome else None,
+    )  # fmt: skip
+    return result
 
 
-def _grouped_batches(samples: list[Sample], lengths: list[int], batch_size: int, collator: Any) -> list[dict]:
-    """Collated batches in length-grouped order (as the Trainer's sampler gives them)."""
-    from workbench.training.collate import length_grouped_indices
+def _write_jsonl(samples: Sequence[Sample], path: Path) -> Path:
+    from workbench.data.sample import write_samples
 
-    order = length_grouped_indices(lengths, batch_size, seed=0)
-    return [collator([samples[i] for i in chunk]) for chunk in _batches(order, batch_size)]
+    write_samples(path, samples, overwrite=True)
+    return path
 
 
-# --------------------------------------------------------------------------- phases
+def _prepare(
+    model: str, train_data: Path, workdir: Path, production: bool = False, **overrides: Any
+) -> tuple[Any, Any]:
+    """``(TrainParams, Prepared)`` of ``workbench train`` for ``model`` on ``train_data``: with
+    ``production``, ``params/h200x8.yaml`` under ``overrides``, else the defaults under them."""
+    from workbench.training.params import TrainParams, load_train_params
+    from workbench.training.train import prepare
+
+    base = {
+        "model": model,
+        "train_data": str(train_data),
+        "val_data": None,
+        "codes_cache_dir": str(workdir / "codes"),
+        "resume_from_checkpoint": None,
+        "merge": False,
+        "save_steps": 10_000,  # no checkpoint inside the timed steps
+        "logging_steps": 10_000,
+        "gradient_accumulation_steps": 1,  # per device, per step
+        **overrides,
+    }
+    if production:
+        params, _ = load_train_params(PRODUCTION_PARAMS, base)
+    else:
+        params = TrainParams(**base)
+    return params, prepare(params)
 
 
 def bench_tiny(
-    workdir: Path,
-    steps: int = 20,
-    demo_samples: int | None = None,
-    loading_samples: int = 8,
-    seed: int = 0,
+    workdir: Path, steps: int = 20, demo_samples: int | None = None, loading_samples: int = 8, seed: int = 0
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(a) loading rates and (c) training steps/s with the tiny model on the demo dataset (CPU).
-
-    Args:
-        workdir: Scratch folder (demo data, tiny model, codes cache).
-        steps: Timed training steps (after one warm-up step).
-        demo_samples: Use only the first N demo samples (None: all 26).
-        loading_samples: Samples timed in (a), both modes on the same ones (encoding on the fly
-            costs ~1 s per sample on a small CPU even with the tiny codec).
-        seed: Seeds the tiny model and the LoRA initialisation.
+    """(a) loading rates and (c) training through ``fit`` with the tiny model on the demo dataset (CPU).
 
     Returns:
         ``(loading, tiny)`` dicts of :class:`BenchTrainResult`.
     """
     from workbench.models.model import load_model_and_processor, make_tiny_model
-    from workbench.training.collate import HiggsAudioCollator, sequence_lengths
 
     samples = _demo_samples(workdir)[:demo_samples]
-    model, processor = load_model_and_processor(
-        make_tiny_model(workdir / "tiny-model", seed=seed, overwrite=True)
-    )
+    tiny = make_tiny_model(workdir / "tiny-model", seed=seed, overwrite=True)
+    _, processor = load_model_and_processor(tiny)
     loading = loading_rates(
         samples[: max(1, loading_samples)], processor, workdir / "codes", batch_size=DEMO["batch_size"]
     )
     loading["codec"] = "tiny"
-
-    cache = CodesCache(workdir / "codes" / "cached", processor.audio_tokenizer)
-    collator = HiggsAudioCollator(processor, cache)
-    lengths = sequence_lengths(samples, processor, cache)
-    batches = _grouped_batches(samples, lengths, DEMO["batch_size"], collator)
-    torch.manual_seed(seed)
-    model = _lora(model, DEMO)
-    timing = train_steps(model, batches, steps=steps, warmup_steps=1, device=torch.device("cpu"))
-    tiny = {
-        **timing,
-        "batch_size": DEMO["batch_size"],
-        "lora_r": DEMO["lora_r"],
-        "dtype": "fp32",
-        "device": "cpu",
-    }
-    log.info("tiny model: %.2f steps/s", tiny["steps_per_s"])
-    return loading, tiny
+    train_data = _write_jsonl(samples, workdir / "tiny_train.jsonl")
+    settings = {k: v for k, v in DEMO.items()}
+    params, prepared = _prepare(
+        str(tiny), train_data, workdir, output_dir=str(workdir / "tiny_run"), max_steps=steps + 1, seed=seed,
+        **settings,
+    )  # fmt: skip
+    total, active = active_parameters(prepared.model)
+    run = measure_fit(prepared, params, warmup_steps=1, active=active, peak_tflops=ASSUMED_PEAK[1])
+    log.info("tiny model: %.2f steps/s", run["steps_per_s"])
+    return loading, run
 
 
-def bench_padding(n: int = 2000, batch_size: int = H200X8["batch_size"], seed: int = 0) -> dict[str, Any]:
+def bench_padding(n: int = 2000, batch_size: int = 4, seed: int = 0) -> dict[str, Any]:
     """(b) padding fraction with length grouping vs random batches on synthetic lengths."""
     from workbench.training.collate import padding_report
 
@@ -521,26 +584,6 @@ def bench_padding(n: int = 2000, batch_size: int = H200X8["batch_size"], seed: i
     }
 
 
-def _parameter_count_on_meta(model: str) -> int | None:
-    """Parameter count of a model without loading weights (None when it cannot be determined)."""
-    from workbench.models.folder import resolve_model_path
-    from workbench.models.model import RANDOM_FULL, make_random_full_model
-
-    try:
-        if model == RANDOM_FULL:
-            meta_model, _ = make_random_full_model(device="meta")
-        else:
-            from transformers import AutoConfig, HiggsAudioV2ForConditionalGeneration
-
-            config = AutoConfig.from_pretrained(resolve_model_path(model), local_files_only=True)
-            with torch.device("meta"):
-                meta_model = HiggsAudioV2ForConditionalGeneration(config)
-    except Exception as exc:  # an unknown layout: decided by loading it
-        log.debug("could not count the parameters of %s on meta: %s", model, exc)
-        return None
-    return sum(p.numel() for p in meta_model.parameters())
-
-
 def check_full_runnable(model: str, allow_cpu: bool = False) -> None:
     """Refuse the full-size benchmark where it cannot run in reasonable time or memory.
 
@@ -548,17 +591,20 @@ def check_full_runnable(model: str, allow_cpu: bool = False) -> None:
         BenchRefusedError: No GPU and the model has over 1 B parameters (or an unknown count)
             while ``allow_cpu`` is false; or a GPU without bf16.
     """
+    from workbench.models.memory import parameter_count
+
     if not torch.cuda.is_available():
         if allow_cpu:
             return
-        count = _parameter_count_on_meta(model)
+        count = parameter_count(model)
         if count is not None and count <= CPU_PARAMETER_LIMIT:
             return
         size = f"{count / 1e9:.1f} B parameters" if count else "a model of unknown size"
         raise BenchRefusedError(
             f"no GPU: training {model!r} ({size}) on a CPU takes hours and more memory than most machines "
             "have, so the full-size benchmark is refused. Run it on a GPU machine, or pass --allow-cpu to run "
-            "it here anyway (the data-loading, padding and tiny-model figures need no GPU: --model tiny)."
+            "it here anyway (the data-loading, padding and tiny-model figures need no GPU: --model tiny). "
+            "`workbench bench rehearsal` runs the full-size production path here at batch 1."
         )
     if not torch.cuda.is_bf16_supported():
         raise BenchRefusedError(
@@ -566,118 +612,161 @@ def check_full_runnable(model: str, allow_cpu: bool = False) -> None:
         )
 
 
+def codec_throughput(
+    codec: torch.nn.Module, workdir: Path, clips: int, clip_seconds: float = CODEC_CLIP_SECONDS,
+    batch_size: int = CODEC_BATCH,
+) -> dict[str, Any]:  # fmt: skip
+    """Clips/s and x real time of ``CodesCache.encode_missing``, one clip at a time vs length-sorted
+    batches of ``batch_size``, each into an empty cache, on the codec's device (one untimed clip first).
+
+    Returns:
+        ``clips``, ``clip_seconds``, ``device``, ``batch_size``, ``one_at_a_time`` and ``batched``
+        (``seconds``, ``clips_per_s``, ``x_real_time``), ``speedup`` (batched over one at a time),
+        ``faster``.
+    """
+    folder = workdir / "codec_clips"
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    lengths = np.clip(rng.normal(clip_seconds, clip_seconds / 5, size=clips), 1.0, 3 * clip_seconds)
+    paths = []
+    for i, seconds in enumerate(lengths):
+        path = folder / f"clip_{i:03d}.wav"
+        _write_voice(path, float(seconds), seed=10_000 + i)
+        paths.append(str(path))
+    audio_seconds = float(lengths.sum())
+    CodesCache(workdir / "codec_warmup", codec).encode_missing(paths[:1], progress=False)
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    timings = {}
+    for name, size in (("one_at_a_time", 1), ("batched", batch_size)):
+        cache = CodesCache(workdir / f"codec_{name}", codec)
+        sync()
+        started = time.perf_counter()
+        cache.encode_missing(paths, progress=False, batch_size=size)
+        sync()
+        seconds = time.perf_counter() - started
+        timings[name] = {"seconds": seconds, "clips_per_s": clips / seconds, "x_real_time": audio_seconds / seconds}
+    speedup = timings["one_at_a_time"]["seconds"] / timings["batched"]["seconds"]
+    return {
+        "clips": clips, "clip_seconds": clip_seconds, "audio_seconds": audio_seconds,
+        "device": str(next(codec.parameters()).device), "batch_size": batch_size, **timings, "speedup": speedup,
+        "faster": "batched" if speedup > 1 else "one at a time",
+    }  # fmt: skip
+
+
+def generation_speed(
+    model: torch.nn.Module, processor: Any, codes_cache: CodesCache, sample: Sample, max_new_tokens: int
+) -> dict[str, Any]:
+    """Audio frames/s and real-time factor of ``model.generate`` on a voice-cloning prompt of ``sample``
+    (sampling at temperature 1, one untimed 8-frame generation first).
+
+    Returns:
+        ``frames``, ``seconds``, ``frames_per_s``, ``real_time_factor`` (generation seconds per
+        second of audio), ``max_new_tokens``.
+    """
+    from workbench.evaluation.synthesis import Sampling, generation_config, generation_inputs, make_prompt
+
+    device = next(model.parameters()).device
+    inputs = {k: v.to(device) for k, v in generation_inputs(make_prompt(sample), processor, codes_cache).items()}
+    prompt_frames = inputs["audio_input_ids"].shape[1] if "audio_input_ids" in inputs else 0
+    model.eval()
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    frames = seconds = 0.0
+    for budget in (8, max_new_tokens):
+        config = generation_config(model, Sampling(max_new_tokens=budget, temperature=1.0))
+        torch.manual_seed(0)
+        sync()
+        started = time.perf_counter()
+        with torch.no_grad():
+            audio_ids = model.generate(**inputs, generation_config=config)
+        sync()
+        seconds = time.perf_counter() - started
+        frames = int(audio_ids.shape[1] - prompt_frames)
+    return {
+        "frames": frames, "seconds": seconds, "frames_per_s": frames / seconds,
+        "real_time_factor": seconds / (frames / FRAME_RATE) if frames else float("inf"),
+        "max_new_tokens": max_new_tokens,
+    }  # fmt: skip
+
+
 def bench_full(
     model: str,
     workdir: Path,
-    steps: int = 20,
+    steps: int = 10,
     warmup_steps: int = 2,
     allow_cpu: bool = False,
     max_seconds: float = 15.0,
-    loading_samples: int = 8,
+    batch_sizes: Sequence[int] | None = None,
+    checkpointing: Sequence[bool] | None = None,
+    codec_clips: int | None = None,
+    max_new_tokens: int | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """(d) tokens/s, peak memory and MFU of ``model`` at the h200x8 per-device settings.
+    """(d) full-size training through ``fit`` at the h200x8 per-device settings, codec and generation speed.
+
+    The model is loaded once by :func:`workbench.training.train.prepare` (data check, codes cache)
+    and trained once per batch size and checkpointing setting.
 
     Args:
         model: ``"random-full"`` or a model folder / cached hub id.
-        workdir: Scratch folder (synthetic WAVs, codes cache).
-        steps: Timed optimizer steps (each a per-device batch of 4).
-        warmup_steps: Untimed steps first (CUDA kernels, allocator).
-        allow_cpu: Run without a GPU anyway (hours and > 11 GB of memory for the full model).
+        workdir: Scratch folder (synthetic WAVs, codes cache, run folders).
+        steps: Timed optimizer steps per run.
+        warmup_steps: Untimed steps first (kernels, allocator).
+        allow_cpu: Run without a GPU anyway (a 5.4 B model: minutes per step, ~15 GB of memory).
         max_seconds: Longest synthetic clip (durations are 1 s to this).
-        loading_samples: Samples for the cache vs on-the-fly loading comparison with this
-            model's codec (0 skips it).
+        batch_sizes: Per-device batches (default: 4, 8, 16 on a GPU; 4 on a CPU).
+        checkpointing: Gradient checkpointing settings (default: on and off on a GPU; on on a CPU).
+        codec_clips: Clips for the codec throughput (default: 32 on a GPU, 4 on a CPU; 0 skips it).
+        max_new_tokens: Frames for the generation speed (default: 250 on a GPU, 10 on a CPU; 0 skips).
         seed: Seeds the synthetic data and the random weights.
 
     Raises:
         BenchRefusedError: No GPU (and not ``allow_cpu``) for a model over 1 B parameters, or a
             GPU without bf16.
     """
-    from workbench.models.model import load_model_and_processor
-    from workbench.training.collate import HiggsAudioCollator, sequence_lengths
-
     check_full_runnable(model, allow_cpu)
     cuda = torch.cuda.is_available()
-    device = torch.device("cuda") if cuda else torch.device("cpu")
     device_name = torch.cuda.get_device_name(0) if cuda else f"CPU ({os.cpu_count()} cores)"
-    settings = dict(H200X8)
+    batch_sizes = list(batch_sizes or (GPU_BATCH_SIZES if cuda else (4,)))
+    checkpointing = list(checkpointing if checkpointing is not None else ((True, False) if cuda else (True,)))
+    codec_clips = (32 if cuda else 4) if codec_clips is None else codec_clips
+    max_new_tokens = (250 if cuda else 10) if max_new_tokens is None else max_new_tokens
 
-    started = time.perf_counter()
-    lm, processor = load_model_and_processor(model, dtype=torch.bfloat16, device=device)
-    total, active = active_parameters(lm)
-    build_seconds = time.perf_counter() - started
-
-    n = settings["batch_size"] * max(1, min(steps + warmup_steps, 64))
+    n = max(batch_sizes) * (steps + warmup_steps)
     samples = synthetic_samples(workdir / "full_wavs", n, seed=seed, high=max_seconds)
-    loading = None
-    if loading_samples:
-        loading = loading_rates(
-            samples[:loading_samples],
-            processor,
-            workdir / "full_codes",
-            batch_size=settings["batch_size"],
-            epochs=3,
-        )
-    cache = CodesCache(workdir / "full_codes" / "cached", processor.audio_tokenizer)
-    paths = sorted({m.audio_url for s in samples for m in s.messages if m.is_audio})
-    encode_started = time.perf_counter()
-    cache.encode_missing(paths, progress=False)
-    encode_seconds = time.perf_counter() - encode_started
-    processor.audio_tokenizer.to("cpu")  # as train.prepare does: the codec is not needed to train
-    collator = HiggsAudioCollator(processor, cache)
-    lengths = sequence_lengths(samples, processor, cache)
-    batches = _grouped_batches(samples, lengths, settings["batch_size"], collator)
-
-    lm.enable_input_require_grads()  # as train.fit does with gradient checkpointing
-    if hasattr(lm, "activation_checkpointing_enable"):  # the newer name of the same switch
-        lm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    else:
-        lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    lm = _lora(lm, settings)
-    trainable = sum(p.numel() for p in lm.parameters() if p.requires_grad)
-    if cuda:
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-    timing = train_steps(lm, batches, steps, warmup_steps, device, autocast_dtype=torch.bfloat16)
-    if cuda:
-        peak_gib, memory_kind = torch.cuda.max_memory_allocated() / 2**30, "torch.cuda.max_memory_allocated"
-        reserved_gib = torch.cuda.max_memory_reserved() / 2**30
-    else:
-        peak_gib, memory_kind = (
-            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-            "peak RSS of the process",
-        )
-        reserved_gib = peak_gib
+    train_data = _write_jsonl(samples, workdir / "full_train.jsonl")
+    started = time.perf_counter()
+    params, prepared = _prepare(
+        model, train_data, workdir, production=True, output_dir=str(workdir / "full_run"),
+        max_steps=steps + warmup_steps, batch_size=max(batch_sizes), seed=seed,
+        dataloader_num_workers=min(4, os.cpu_count() or 1) if cuda else 0,
+    )  # fmt: skip
+    prepare_seconds = time.perf_counter() - started
+    total, active = active_parameters(prepared.model)
     peak_tflops, peak_source = peak_bf16_tflops(device_name if cuda else None)
-    flops_per_token = 6 * active
-    achieved = flops_per_token * timing["tokens_per_s"] / 1e12
-    full = {
-        **timing,
-        "model": model,
-        "device": device.type,
-        "device_name": device_name,
-        "dtype": "bf16",
-        "gradient_checkpointing": True,
-        **settings,
-        "trainable": trainable,
-        "params_total": total,
-        "params_active": active,
-        "flops_per_token": flops_per_token,
-        "samples_per_s": timing["steps_per_s"] * settings["batch_size"],
-        "peak_memory_gib": peak_gib,
-        "peak_reserved_gib": reserved_gib,
-        "memory_kind": memory_kind,
-        "achieved_tflops": achieved,
-        "peak_tflops": peak_tflops,
-        "peak_source": peak_source if cuda else "no GPU: an H100 SXM peak, for reference only",
-        "mfu": achieved / peak_tflops,
-        "mfu_4n": achieved * 4 / 6 / peak_tflops,
-        "build_seconds": build_seconds,
-        "encode_seconds": encode_seconds,
-        "audio_files": len(paths),
-        "loading": loading,
-    }
-    log.info("%s: %.0f tokens/s, MFU %.1f%%", model, full["tokens_per_s"], 100 * full["mfu"])
+    runs = []
+    for gc_on in checkpointing:
+        for batch in batch_sizes:
+            run_params = dataclasses.replace(
+                params, batch_size=batch, use_gradient_checkpointing=gc_on,
+                output_dir=str(workdir / f"full_run_b{batch}_{'gc' if gc_on else 'nogc'}"),
+            )  # fmt: skip
+            runs.append(measure_fit(prepared, run_params, warmup_steps, active, peak_tflops))
+            log.info("batch %d, checkpointing %s: %s", batch, gc_on, runs[-1])
+    full: dict[str, Any] = {
+        "model": model, "device_name": device_name, "dtype": params.mixed_precision, "lora_r": params.lora_r,
+        "lora_alpha": params.lora_alpha, "trainable": next((r["trainable"] for r in runs if "trainable" in r), 0),
+        "params_total": total, "params_active": active, "flops_per_token": 6 * active,
+        "peak_tflops": peak_tflops, "peak_source": peak_source if cuda else "no GPU: an H100 SXM peak, for reference only",
+        "steps": steps, "warmup_steps": warmup_steps, "memory_kind": _peak_memory(cuda)[1],
+        "prepare_seconds": prepare_seconds, "runs": runs, "codec": None, "generation": None,
+    }  # fmt: skip
+    codec = prepared.processor.audio_tokenizer
+    if codec_clips:
+        codec.to("cuda" if cuda else "cpu")
+        full["codec"] = codec_throughput(codec, workdir, codec_clips)
+    if max_new_tokens:
+        lm = prepared.model.to("cuda" if cuda else "cpu")
+        full["generation"] = generation_speed(lm, prepared.processor, prepared.codes_cache, samples[0], max_new_tokens)
     return full
 
 
@@ -691,50 +780,53 @@ def bench_train(
     padding_samples: int = 2000,
     full_warmup_steps: int = 2,
     full_max_seconds: float = 15.0,
+    batch_sizes: Sequence[int] | None = None,
+    checkpointing: Sequence[bool] | None = None,
+    codec_clips: int | None = None,
+    max_new_tokens: int | None = None,
     seed: int = 0,
 ) -> BenchTrainResult:
     """Run the training benchmarks (see the module docstring).
 
     Args:
         model: ``"tiny"`` for (a)-(c) only; ``"random-full"`` or a model folder / cached hub id
-            adds (d), the full-size throughput at the h200x8 per-device settings.
-        steps: Timed optimizer steps for (c) and (d).
+            for (d), the full-size figures at the h200x8 per-device settings (then (a)-(c) are
+            skipped: they do not depend on the model).
+        steps: Timed optimizer steps per training run.
         allow_cpu: Run (d) without a GPU anyway.
         workdir: Keep the scratch files here (default: a temporary folder, removed afterwards).
-        demo_samples: Use only the first N demo samples in (a) and (c) (None: all 26).
+        demo_samples: Use only the first N demo samples in (a) and (c) (None: all).
         loading_samples: Samples timed in (a) (both modes on the same samples).
         padding_samples: Synthetic samples for (b).
-        full_warmup_steps: Untimed steps before (d) is timed.
+        full_warmup_steps: Untimed steps before each (d) run is timed.
         full_max_seconds: Longest synthetic clip in (d).
+        batch_sizes, checkpointing, codec_clips, max_new_tokens: see :func:`bench_full`.
         seed: Seeds data, weights and orders.
 
     Returns:
         A :class:`BenchTrainResult`.
 
     Raises:
-        BenchRefusedError: (d) asked for on a machine that cannot run it (checked before (a)-(c)).
+        BenchRefusedError: (d) asked for on a machine that cannot run it (checked first).
         ValueError: ``steps`` < 1.
     """
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
     if model != TINY:
-        check_full_runnable(model, allow_cpu)  # before minutes of (a)-(c)
+        check_full_runnable(model, allow_cpu)
     from workbench.bench.data import bench_workdir
 
     with bench_workdir(workdir, "workbench-bench-train-") as work:
         result = BenchTrainResult(machine=machine_description())
-        result.loading, result.tiny = bench_tiny(
-            work, steps=steps, demo_samples=demo_samples, loading_samples=loading_samples, seed=seed
-        )
-        result.padding = bench_padding(padding_samples, seed=seed)
-        if model != TINY:
-            result.full = bench_full(
-                model,
-                work,
-                steps=steps,
-                warmup_steps=full_warmup_steps,
-                allow_cpu=allow_cpu,
-                max_seconds=full_max_seconds,
-                seed=seed,
+        if model == TINY:
+            result.loading, result.tiny = bench_tiny(
+                work, steps=steps, demo_samples=demo_samples, loading_samples=loading_samples, seed=seed
             )
+            result.padding = bench_padding(padding_samples, seed=seed)
+        else:
+            result.full = bench_full(
+                model, work, steps=steps, warmup_steps=full_warmup_steps, allow_cpu=allow_cpu,
+                max_seconds=full_max_seconds, batch_sizes=batch_sizes, checkpointing=checkpointing,
+                codec_clips=codec_clips, max_new_tokens=max_new_tokens, seed=seed,
+            )  # fmt: skip
         return result

@@ -32,6 +32,10 @@ TARGET_SAMPLE_RATE = 24_000
 CLIP_LEVEL = 0.999  # |x| at or above this (float scale) counts as a clipped sample
 SILENCE_DB_BELOW_PEAK = 40.0  # a 10 ms frame this far below the clip's peak RMS is silence
 PROBE_VERSION = 2  # bump when AudioInfo's meaning changes so stale cache rows are ignored
+_PROBE_TABLE = (
+    "CREATE TABLE IF NOT EXISTS probe (path TEXT, size INTEGER, mtime INTEGER, "
+    "version INTEGER, info TEXT, PRIMARY KEY (path, size, mtime, version))"
+)
 
 
 @dataclass(frozen=True)
@@ -127,22 +131,24 @@ class ProbeCache:
     """Probe results keyed by ``(path, size, mtime_ns)``: in memory, optionally persisted to SQLite."""
 
     def __init__(self, db_path: str | os.PathLike | None = "default"):
+        from workbench.data.sqlite_index import connect_index
+
         self._memory: dict[tuple[str, int, int], AudioInfo] = {}
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
+        self.reads = 0  # files this object probed (read), not found in a cache
         if db_path == "default":
             db_path = default_cache_dir() / "audio_probe.sqlite"
+        self._db_path = db_path
         if db_path is not None:
             try:
-                Path(db_path).parent.mkdir(parents=True, exist_ok=True)
-                self._db = sqlite3.connect(str(db_path), check_same_thread=False)
-                self._db.execute(
-                    "CREATE TABLE IF NOT EXISTS probe (path TEXT, size INTEGER, mtime INTEGER, "
-                    "version INTEGER, info TEXT, PRIMARY KEY (path, size, mtime, version))"
-                )
-            except sqlite3.Error as exc:  # a read-only home must not stop validation
-                log.warning("audio probe cache disabled (%s): %s", db_path, exc)
-                self._db = None
+                self._db = connect_index(db_path, [_PROBE_TABLE])
+            except (sqlite3.Error, OSError) as exc:  # a read-only home must not stop validation
+                self._disable(exc)
+
+    def _disable(self, exc: Exception) -> None:
+        log.warning("audio probe cache disabled (%s): %s", self._db_path, exc)
+        self._db = None
 
     @staticmethod
     def _key(path: str) -> tuple[str, int, int] | None:
@@ -157,25 +163,33 @@ class ProbeCache:
         if hit is not None or self._db is None:
             return hit
         with self._lock:
-            row = self._db.execute(
-                "SELECT info FROM probe WHERE path=? AND size=? AND mtime=? AND version=?",
-                (*key, PROBE_VERSION),
-            ).fetchone()
+            try:
+                row = self._db.execute(
+                    "SELECT info FROM probe WHERE path=? AND size=? AND mtime=? AND version=?",
+                    (*key, PROBE_VERSION),
+                ).fetchone()
+            except sqlite3.Error as exc:
+                self._disable(exc)
+                return None
         if row is None:
             return None
         info = AudioInfo(**json.loads(row[0]))
         self._memory[key] = info
         return info
 
-    def put_many(self, items: Iterable[tuple[tuple[str, int, int], AudioInfo]]) -> None:
+    def put_many(self, items: Iterable[tuple[tuple[str, int, int], AudioInfo]], persist: bool = True) -> None:
+        """Remember probe results (in SQLite too, unless ``persist`` is false)."""
         rows = []
         for key, info in items:
             self._memory[key] = info
             rows.append((*key, PROBE_VERSION, json.dumps(info.to_dict())))
-        if self._db is not None and rows:
+        if self._db is not None and rows and persist:
             with self._lock:
-                self._db.executemany("INSERT OR REPLACE INTO probe VALUES (?, ?, ?, ?, ?)", rows)
-                self._db.commit()
+                try:
+                    self._db.executemany("INSERT OR REPLACE INTO probe VALUES (?, ?, ?, ?, ?)", rows)
+                    self._db.commit()
+                except sqlite3.Error as exc:
+                    self._disable(exc)
 
     def probe_many(
         self, paths: Iterable[str], workers: int | None = None, progress: bool = False
@@ -194,6 +208,7 @@ class ProbeCache:
             else:
                 todo.append((key, path))
         if todo:
+            self.reads += len(todo)
             workers = workers or min(8, (os.cpu_count() or 1) * 2)
             bar = None
             if progress:
@@ -226,10 +241,54 @@ def probe(path: str) -> AudioInfo:
 
 def probe_many(paths: Iterable[str], progress: bool = False) -> dict[str, AudioInfo]:
     """Probe files through the process-wide cache (see :class:`ProbeCache`)."""
+    return default_probe_cache().probe_many(paths, progress=progress)
+
+
+def default_probe_cache() -> ProbeCache:
+    """The process-wide :class:`ProbeCache` (``<cache dir>/audio_probe.sqlite``), created on first use."""
     global _default_cache
     if _default_cache is None:
         _default_cache = ProbeCache()
-    return _default_cache.probe_many(paths, progress=progress)
+    return _default_cache
+
+
+def probe_share(
+    paths: Iterable[str], rank: int = 0, world_size: int = 1, progress: bool = False
+) -> list[tuple[tuple[str, int, int], AudioInfo]]:
+    """Probe one rank's share of ``paths``, so that ranks probe a dataset together, each file once.
+
+    The sorted distinct paths are split round-robin: rank ``r`` probes ``distinct[r::world_size]``
+    through the process-wide cache. Every rank passes the same paths, then gives its results to
+    the others (:func:`remember_probes`), and validation on any rank reads no audio.
+
+    Returns:
+        ``((path, size, mtime_ns), info)`` of each readable file of the share (missing and
+        unreadable files are left to validation, which reports them).
+
+    Raises:
+        ValueError: ``rank`` is not in ``[0, world_size)``.
+    """
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in [0, world_size): got rank={rank}, world_size={world_size}")
+    keys = {p: ProbeCache._key(p) for p in sorted(set(paths))[rank::world_size]}
+    infos = default_probe_cache().probe_many(keys, progress=progress)
+    return [(key, infos[p]) for p, key in keys.items() if key is not None and infos[p].readable]
+
+
+def remember_probes(items: Iterable[tuple[tuple[str, int, int], AudioInfo]], persist: bool = False) -> int:
+    """Put probe results made by other processes (:func:`probe_share`) into the process-wide cache.
+
+    Args:
+        items: ``((path, size, mtime_ns), info)`` pairs; a file changed since has another key, so
+            its stale result is never used.
+        persist: Also write them to this machine's SQLite probe cache (one process per machine).
+
+    Returns:
+        How many results were added.
+    """
+    items = list(items)
+    default_probe_cache().put_many(items, persist=persist)
+    return len(items)
 
 
 def resample(audio: np.ndarray, orig_sr: int, target_sr: int = TARGET_SAMPLE_RATE) -> np.ndarray:

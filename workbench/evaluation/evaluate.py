@@ -72,13 +72,14 @@ __all__ = [  # the candidates and prompt helpers live in their own modules; note
 # --- parameters --------------------------------------------------------------------------------------
 @dataclass
 class EvalParams:
-    """Everything an evaluation needs; the names are notebook 05's parameters."""
+    """Everything an evaluation needs; the names are notebook 05's parameters. ``base_model``,
+    ``adapters`` and ``eval_data`` are required (``params/evaluate_demo.yaml`` names the demo's)."""
 
-    base_model: str = "runs/demo/tiny-model"  # HF folder or cached hub id the adapters were trained on
-    # adapter folders, checkpoint-N folders, or training output_dirs (their checkpoints and adapter/)
-    adapters: list[str] = field(default_factory=lambda: ["runs/demo/04_train"])
-    eval_data: str = "runs/demo/03_validate/val.jsonl"  # canonical JSONL; prompt-only samples are fine
-    output_dir: str = "runs/demo/05_evaluate"
+    base_model: str | None = None  # required: HF folder or cached hub id the adapters were trained on
+    # required: adapter folders, checkpoint-N folders, or training output_dirs (their checkpoints and adapter/)
+    adapters: list[str] = field(default_factory=list)
+    eval_data: str | None = None  # required: canonical JSONL; prompt-only samples are fine
+    output_dir: str = "runs/evaluate"
     max_samples: int | None = 8  # None: every sample of eval_data
     max_new_tokens: int = 500  # audio frames to generate at most (25 per second)
     temperature: float = 0.3  # 0: greedy
@@ -94,9 +95,24 @@ class EvalParams:
 
     def check(self) -> list[str]:
         """Problems with values, each naming the parameter."""
-        problems = []
-        if not self.adapters:
-            problems.append("adapters: empty; give at least one adapter, checkpoint or training output_dir")
+        required = (
+            (
+                "base_model",
+                "the model the adapters were trained on (a local folder or cached hub id)",
+                "PATH_OR_ID",
+            ),
+            ("adapters", "adapter, checkpoint-N or training output_dir folders to compare", '"[DIR, ...]"'),
+            (
+                "eval_data",
+                "the canonical JSONL whose prompts are spoken (notebook 03 writes val.jsonl)",
+                "PATH",
+            ),
+        )
+        problems = [
+            f"{name}: required: {what}; pass -p {name} {placeholder} or set it in the params file"
+            for name, what, placeholder in required
+            if not getattr(self, name)
+        ]
         if self.max_samples is not None and self.max_samples < 1:
             problems.append(f"max_samples: must be at least 1 (or None for all), got {self.max_samples}")
         problems += Sampling(*(getattr(self, f.name) for f in dataclasses.fields(Sampling))).check()

@@ -76,7 +76,8 @@ def load_for_generation(
 ) -> tuple[torch.nn.Module, Any]:
     """The model (with the adapter applied when given) and processor, on ``device``.
 
-    ``device`` None picks the first GPU (weights in bf16) or the CPU (float32).
+    ``device`` None picks the first GPU (weights in bf16) or the CPU (float32, or bf16 when the
+    float32 weights would take over half the available memory).
 
     Raises:
         GenerateError: neither a model nor an adapter, or an adapter that does not fit the model.
@@ -91,7 +92,12 @@ def load_for_generation(
     elif adapter is not None:
         adapter_base(adapter)  # a clear error when it is not an adapter folder
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = torch.bfloat16 if device.startswith("cuda") else None
+    if device.startswith("cuda"):
+        dtype = torch.bfloat16
+    else:  # float32 where it fits; a full-size model on a small machine in bf16
+        from workbench.models.memory import cpu_weight_dtype
+
+        dtype = cpu_weight_dtype(model)
     lm, processor = load_model_and_processor(model, dtype=dtype, device=device if device != "cpu" else None)
     if adapter is not None:
         from peft import PeftModel

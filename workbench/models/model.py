@@ -543,12 +543,21 @@ def local_model_dir(model_path: str | os.PathLike[str]) -> Path:
     Raises:
         ModelNotFoundError: Nothing usable exists locally.
     """
+    from filelock import FileLock
+
+    from workbench.data.audio import default_cache_dir
     from workbench.models.original_convert import import_original
     from workbench.models.original_format import is_original_checkpoint
 
     model_dir = resolve_model_path(model_path)
     if is_original_checkpoint(model_dir):
-        converted = import_original(model_dir)
+        # Every rank of a launch gets here at once: one process per machine converts, under a lock
+        # beside the conversions; the others wait, then reuse its result (import_original finds it).
+        converted_root = default_cache_dir() / "converted"
+        converted_root.mkdir(parents=True, exist_ok=True)
+        name = hashlib.sha256(str(model_dir).encode()).hexdigest()[:16]
+        with FileLock(converted_root / f"{name}.lock"):
+            converted = import_original(model_dir)
         log.info(
             "%s is an original-layout Higgs Audio checkpoint; using its conversion %s", model_dir, converted
         )
@@ -634,9 +643,9 @@ def save_merged(
     import copy
 
     out = Path(out_dir).expanduser().resolve()
-    merged = copy.deepcopy(model)
-    if hasattr(merged, "merge_and_unload"):
-        merged = merged.merge_and_unload()
+    merged = model
+    if hasattr(model, "merge_and_unload"):  # a copy: merging in place would change the caller's model
+        merged = copy.deepcopy(model).merge_and_unload()
     merged.save_pretrained(out)
     save_processor(processor, out)
     (out / MARKER_FILE).write_text(

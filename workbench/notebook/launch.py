@@ -21,35 +21,52 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from workbench.training.params import LaunchParams, ParamsError, load_train_params, split_launch
+import yaml
+
+from workbench.training.params import LaunchParams, ParamsError, load_params, load_train_params, split_launch
 
 NOTEBOOK = "04_train"
 EVAL_NOTEBOOK = "05_evaluate"
 
 
 def accelerate_command(launch: LaunchParams, job_json: Path) -> list[str]:
-    """The ``accelerate launch`` command line for this run."""
+    """The ``accelerate launch`` command line for this run.
+
+    The machine settings given in ``launch`` (``num_machines``, ``machine_rank``, ``main_process_ip``,
+    ``main_process_port``, ``num_processes`` > 1) become flags, which accelerate lets override the
+    values of an accelerate config file.
+    """
+    total, machines = launch.layout()
     cmd = [sys.executable, "-m", "accelerate.commands.launch"]
     if launch.accelerate_config:
         cmd += ["--config_file", launch.accelerate_config]
+        if launch.num_processes > 1 or launch.num_machines is not None:
+            cmd += ["--num_machines", str(machines), "--num_processes", str(total)]
     else:
-        cmd += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-        if launch.num_processes > 1:
-            cmd += ["--multi_gpu", "--num_processes", str(launch.num_processes)]
-            if launch.main_process_port is None:
+        cmd += ["--num_machines", str(machines), "--mixed_precision", "no", "--dynamo_backend", "no"]
+        if total > 1:
+            cmd += ["--multi_gpu", "--num_processes", str(total)]
+            if launch.main_process_port is None and machines == 1:
                 # One machine: a free port, so that two runs on one machine never collide.
                 cmd += ["--main_process_port", "0"]
         else:
             cmd += ["--num_processes", "1"]
+    if launch.machine_rank is not None:
+        cmd += ["--machine_rank", str(launch.machine_rank)]
+    if launch.main_process_ip:
+        cmd += ["--main_process_ip", launch.main_process_ip]
     if launch.main_process_port is not None:  # 0: accelerate picks a free port
         cmd += ["--main_process_port", str(launch.main_process_port)]
     cmd += [str(Path(__file__).resolve().with_name("rank_entry.py")), "--rank-run", str(job_json)]
@@ -73,18 +90,15 @@ def visible_gpus(env: dict[str, str] | None = None) -> int:
 
 
 def processes_per_machine(launch: LaunchParams) -> int:
-    """Ranks this machine starts: ``num_processes``, or the accelerate config's share per machine."""
-    if not launch.accelerate_config:
-        return launch.num_processes
-    import yaml
-
-    with open(launch.accelerate_config, encoding="utf-8") as fh:
-        config = yaml.safe_load(fh) or {}
+    """Ranks this machine starts: the ranks over all machines (``num_processes`` or the accelerate
+    config's) divided by the machines (``num_machines`` or the config's)."""
+    config = launch.accelerate_config_values()
     if config.get("use_cpu") or config.get("distributed_type") == "MULTI_CPU":
         return 0  # CPU ranks need no GPU
     if config.get("distributed_type") == "NO":
         return 1
-    return int(config.get("num_processes", 1)) // max(1, int(config.get("num_machines", 1)))
+    total, machines = launch.layout()
+    return total // max(1, machines)
 
 
 def check_gpu_fit(launch: LaunchParams, gpus: int) -> list[str]:
@@ -96,11 +110,14 @@ def check_gpu_fit(launch: LaunchParams, gpus: int) -> list[str]:
     wanted = processes_per_machine(launch)
     if gpus == 0 or wanted <= gpus:
         return []
+    total, machines = launch.layout()
     where = f"accelerate_config {launch.accelerate_config}" if launch.accelerate_config else "num_processes"
+    if machines > 1:
+        where = f"num_processes {total} over num_machines {machines}"
     return [
         f"{where}: starts {wanted} ranks on this machine, but it has {gpus} GPU(s). Hint: use "
-        f"num_processes: {gpus} and multiply gradient_accumulation_steps by {wanted / gpus:g} to keep the "
-        'effective batch, or set env CUDA_VISIBLE_DEVICES: "" to run the ranks on the CPU.'
+        f"num_processes: {gpus * machines} and multiply gradient_accumulation_steps by {wanted / gpus:g} to "
+        'keep the effective batch, or set env CUDA_VISIBLE_DEVICES: "" to run the ranks on the CPU.'
     ]
 
 
@@ -143,14 +160,48 @@ def launch_notebook(
     job_json.write_text(json.dumps(job, indent=2, default=str))
     env = {**os.environ, **launch.env}
     env.setdefault("PYTHONUNBUFFERED", "1")
-    proc = subprocess.run(cmd, env=env, check=False)
-    if proc.returncode != 0:
+    proc = subprocess.Popen(cmd, env=env)
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:
+        _stop_interrupted(proc, notebook, out, report)
+        raise
+    if code != 0:
         print(
-            f"workbench: the launch of {notebook} failed with exit code {proc.returncode}; see the rank errors "
+            f"workbench: the launch of {notebook} failed with exit code {code}; see the rank errors "
             f"above and {report / (notebook + '.html')} (rank 0) and {out / 'logs'} (other ranks)",
             file=sys.stderr,
         )
-    return proc.returncode
+    return code
+
+
+def _stop_interrupted(
+    proc: subprocess.Popen, notebook: str, out: Path, report: Path, wait_s: float = 45.0
+) -> None:
+    """Ctrl-C: the terminal sent SIGINT to the launch too; torchrun passes it to the ranks, which stop
+    their kernels and write their partial notebooks. Wait for that (a second Ctrl-C, or ``wait_s``,
+    kills the launch; its ranks follow it), then say where the run stands."""
+    print(
+        "workbench: interrupted; stopping every rank (Ctrl-C again to stop at once)",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        proc.wait(timeout=wait_s)
+    except (KeyboardInterrupt, subprocess.TimeoutExpired):
+        proc.kill()
+        proc.wait()
+    where = f"partial report: {report / (notebook + '.ipynb')}"
+    if notebook == NOTEBOOK:
+        from workbench.training.checkpoints import latest_complete_checkpoint
+
+        last = latest_complete_checkpoint(out)
+        where += (
+            f"; the same command resumes from {Path(last).name} (resume_from_checkpoint: auto)"
+            if last
+            else "; no complete checkpoint yet: the same command starts over"
+        )
+    print(f"workbench: {notebook} stopped; {where}", file=sys.stderr, flush=True)
 
 
 def launched_run(notebook: str, report_dir: str | os.PathLike, code: int, seconds: float) -> Any:
@@ -174,14 +225,94 @@ def train_launch(
 ) -> int:
     """Launch training as configured; returns the launch's exit code.
 
+    Inside a SLURM allocation of several nodes, the machine settings the parameters leave out are
+    read from SLURM (:func:`launch_from_slurm`); every node runs the same command.
+
     Raises:
         workbench.training.params.ParamsError: every parameter problem, before anything starts.
     """
+    overrides = {**launch_from_slurm(params_file, overrides), **(overrides or {})}
     params, launch = load_train_params(params_file, overrides)
     code = launch_notebook(NOTEBOOK, params.to_dict(), launch, params.output_dir, dry_run=dry_run)
-    if code == 0 and not dry_run and not params.validate_data_only:
-        print(next_steps(params), flush=True)
+    if code == 0 and not dry_run and not params.validate_data_only and not launch.machine_rank:
+        print(next_steps(params), flush=True)  # once: on the main machine
     return code
+
+
+def first_slurm_host(nodelist: str) -> str:
+    """The first host of a SLURM nodelist (``gpu[01-04,07],cpu3`` -> ``gpu01``): ``scontrol show
+    hostnames`` where SLURM's tools are installed, else read here (a container may lack them)."""
+    if shutil.which("scontrol"):
+        proc = subprocess.run(
+            ["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True, check=False
+        )
+        if proc.returncode == 0 and proc.stdout.split():
+            return proc.stdout.split()[0]
+    first = re.split(r",(?![^\[]*\])", nodelist.strip())[0]  # commas outside brackets part hosts
+    # In each bracket, the first range's start is the first host: "n[08-10,3]" -> "n08".
+    return re.sub(r"\[([^],-]*)[^]]*\]", r"\1", first)
+
+
+def slurm_launch_values(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The machine settings of this SLURM job step: ``num_machines`` (its nodes), ``machine_rank``
+    (this node's index), ``main_process_ip`` (its first node) and ``main_process_port`` (from the job
+    id, so that two jobs sharing a node use two ports); ``{}`` outside SLURM or on one node.
+
+    ``workbench train`` starts the ranks of its node, so SLURM runs one task per node
+    (``srun --ntasks-per-node=1``, as in ``params/slurm_h200x8.sbatch``).
+
+    Raises:
+        workbench.training.params.ParamsError: several tasks per node.
+    """
+    env = os.environ if environ is None else environ
+
+    def first(*names: str) -> str | None:
+        return next((env[n] for n in names if env.get(n, "").strip()), None)
+
+    nodes = first("SLURM_STEP_NUM_NODES", "SLURM_JOB_NUM_NODES", "SLURM_NNODES")
+    nodelist = first("SLURM_STEP_NODELIST", "SLURM_JOB_NODELIST", "SLURM_NODELIST")
+    rank = first("SLURM_NODEID", "SLURM_PROCID")
+    if not env.get("SLURM_JOB_ID") or nodes is None or int(nodes) < 2 or not nodelist or rank is None:
+        return {}
+    tasks = first("SLURM_STEP_NUM_TASKS", "SLURM_NTASKS")
+    if tasks is not None and int(tasks) != int(nodes):
+        raise ParamsError(
+            [
+                f"SLURM runs {tasks} tasks on {nodes} nodes; workbench train starts the ranks of its node itself. "
+                "Hint: one task per node: srun --ntasks-per-node=1 workbench train ... (params/slurm_h200x8.sbatch)"
+            ]
+        )
+    return {
+        "num_machines": int(nodes),
+        "machine_rank": int(rank),
+        "main_process_ip": first_slurm_host(nodelist),
+        "main_process_port": 29500 + int(env["SLURM_JOB_ID"]) % 1000,
+    }
+
+
+def launch_from_slurm(
+    params_file: str | os.PathLike | None,
+    overrides: dict[str, Any] | None,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The SLURM machine settings (:func:`slurm_launch_values`) that the params file and ``overrides``
+    do not give (theirs win); prints one line saying what was taken."""
+    found = slurm_launch_values(environ)
+    if not found:
+        return {}
+    try:
+        given = load_params(params_file, overrides)
+    except (OSError, ValueError, yaml.YAMLError):  # load_train_params reports the file's problem
+        given = dict(overrides or {})
+    taken = {k: v for k, v in found.items() if k not in given}
+    if taken:
+        env = os.environ if environ is None else environ
+        print(
+            f"workbench: from SLURM job {env.get('SLURM_JOB_ID')}: "
+            + ", ".join(f"{k} {v}" for k, v in taken.items()),
+            flush=True,
+        )
+    return taken
 
 
 def run_evaluation_notebook(
@@ -284,11 +415,12 @@ def _follow_launcher(rank: int, poll_s: float = 0.5, grace_s: float = 15.0) -> t
 
     - The launcher is gone (killed): kill the kernel and exit at once; nobody reads a report.
     - SIGTERM (torchrun stops the ranks because another one failed, or the launch was
-      interrupted): kill the kernel, so training stops now, but let papermill record the partial
-      notebook and the report be written; exit anyway after ``grace_s`` (torchrun waits 30 s).
+      interrupted) or SIGINT (Ctrl-C, which torchrun passes on): kill the kernel, so training stops
+      now, but let papermill record the partial notebook and the report be written; exit anyway
+      after ``grace_s`` (torchrun waits 30 s). A Ctrl-C is said once, by rank 0.
 
     Returns:
-        An event that is set once the rank was terminated.
+        An event that is set once the rank was terminated; its ``signum`` is the signal.
     """
     launcher = os.getppid()
     terminated = threading.Event()
@@ -305,18 +437,21 @@ def _follow_launcher(rank: int, poll_s: float = 0.5, grace_s: float = 15.0) -> t
                 _kill_children()
                 os._exit(1)
 
-    def on_sigterm(signum: int, frame: Any) -> None:
+    def on_signal(signum: int, frame: Any) -> None:
         if terminated.is_set():
             return
+        terminated.signum = signum  # type: ignore[attr-defined]
         terminated.set()
-        print(f"rank {rank}: terminated; stopping its notebook kernel", file=sys.stderr, flush=True)
+        if signum != signal.SIGINT:
+            print(f"rank {rank}: terminated; stopping its notebook kernel", file=sys.stderr, flush=True)
         _kill_children()
         timer = threading.Timer(grace_s, os._exit, args=(128 + signum,))
         timer.daemon = True
         timer.start()
 
     threading.Thread(target=watch, name="follow-launcher", daemon=True).start()
-    signal.signal(signal.SIGTERM, on_sigterm)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     return terminated
 
 
@@ -327,11 +462,43 @@ class _CellOutput(logging.Formatter):
         return super().format(record).rstrip("\n")
 
 
+# What the terminal leaves out of the notebook's output (the executed notebook keeps all of it):
+# papermill's bookkeeping (the launcher printed the command; "Output Notebook" says where the record
+# goes), the plain-text stand-ins of displays (a table, a Markdown summary, a progress-bar widget's
+# first frame) and the deprecation warnings of libraries.
+_PAPERMILL_CHATTER = (
+    "Executing Cell", "Ending Cell", "Input Notebook", "Working directory", "Executing notebook with kernel",
+)  # fmt: skip
+_DISPLAY_STAND_IN = re.compile(r"<IPython\.core\.display\.\w+ object>|.*\d+%\|.*\| *\S+/\S+ \[.*\]")
+_LIBRARY_WARNING = re.compile(r"\S.*:\d+: (FutureWarning|DeprecationWarning): ")
+
+
+class _ForTheTerminal(logging.Filter):
+    """Drop the output a person watching the run does not need (see above)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if text.startswith(_PAPERMILL_CHATTER) or _DISPLAY_STAND_IN.fullmatch(text.strip()):
+            return False
+        lines, kept, in_warning = text.split("\n"), [], False
+        for line in lines:  # a stream chunk may hold a warning among log lines
+            if _LIBRARY_WARNING.match(line):
+                in_warning = True
+            elif not (in_warning and line.startswith(" ")):  # the source line Python shows under it
+                in_warning = False
+                kept.append(line)
+        if len(kept) < len(lines):
+            if not "".join(kept).strip():
+                return False
+            record.msg, record.args = "\n".join(kept), None
+        return True
+
+
 def _show_cell_output() -> None:
     """Print the notebook's output (prints and logs) on this rank's terminal, as it runs."""
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(_CellOutput("%(message)s"))
-    handler.addFilter(lambda record: not str(record.msg).startswith(("Executing Cell", "Ending Cell")))
+    handler.addFilter(_ForTheTerminal())
     pm_log = logging.getLogger("papermill")
     pm_log.addHandler(handler)
     pm_log.setLevel(logging.INFO)
@@ -348,6 +515,8 @@ def rank_run(job_json: str | os.PathLike) -> int:
     terminated = _follow_launcher(rank)
     if rank == 0:
         _show_cell_output()
+    else:  # the terminal is rank 0's; this rank's failure is said below, its output is in its notebook
+        logging.getLogger("papermill").addHandler(logging.NullHandler())
     target = Path(job["report_dir"] if rank == 0 else job["logs_dir"])
     ipynb = target / f"{notebook}.ipynb"
     try:
@@ -362,6 +531,8 @@ def rank_run(job_json: str | os.PathLike) -> int:
     if rank != 0 and ipynb.exists():
         os.replace(ipynb, target / f"{notebook}.rank{rank}.ipynb")
         ipynb = target / f"{notebook}.rank{rank}.ipynb"
+    if terminated.is_set() and getattr(terminated, "signum", None) == signal.SIGINT:
+        return 130  # Ctrl-C: the launcher says where the run stands, once
     if not ok:
         # Rank 0 prints the whole error once; the other ranks (usually failing the same way) its
         # first line and where their notebook is.

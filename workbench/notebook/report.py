@@ -155,6 +155,9 @@ def run_notebook(
             cwd=str(cwd or os.getcwd()),
             log_output=log_output,
             progress_bar=False,
+            # The kernel's own start-up warnings (e.g. "running over TCP without encryption", about
+            # its local sockets) go to the terminal of every run and rank, not into the notebook.
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],
         )
     except PapermillExecutionError as exc:
         error = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"

@@ -36,8 +36,10 @@ import hashlib
 import json
 import logging
 import os
+import socket
 import sqlite3
 import tempfile
+import time
 import weakref
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -48,6 +50,7 @@ import numpy as np
 import torch
 
 from workbench.data.audio import load_audio
+from workbench.data.sqlite_index import connect_index
 from workbench.models.model import state_dict_digest
 
 log = logging.getLogger(__name__)
@@ -57,6 +60,12 @@ _FINGERPRINT_PREFIX_LEN = 16
 # Config entries that name where a model came from rather than what it computes.
 _VOLATILE_CONFIG_KEYS = ("_name_or_path", "name_or_path", "transformers_version", "_commit_hash")
 _fingerprints: weakref.WeakKeyDictionary[torch.nn.Module, str] = weakref.WeakKeyDictionary()
+_HASH_TABLE = (
+    "CREATE TABLE IF NOT EXISTS content_hash (path TEXT, size INTEGER, mtime INTEGER, "
+    "hash TEXT, PRIMARY KEY (path, size, mtime))"
+)
+SHARED_HASHES_DIR = "content_hashes"  # under cache_dir: the map every node reads (see _SharedHashes)
+_SHARED_REFRESH_S = 1.0  # on a miss, look for other processes' new entries at most this often
 
 
 class CodesMissingError(KeyError):
@@ -74,11 +83,13 @@ class CacheStats:
         hits: Lookups answered from disk.
         misses: Lookups (or ``encode_missing`` entries) that needed the encoder.
         encoded: Files this process encoded and stored.
+        hashed: Files this process read to compute their content hash (found in no index).
     """
 
     hits: int = 0
     misses: int = 0
     encoded: int = 0
+    hashed: int = 0
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -153,14 +164,8 @@ class _HashIndex:
             return None
         if self._conn is None or self._pid != os.getpid():
             try:
-                self.db_path.parent.mkdir(parents=True, exist_ok=True)
-                conn = sqlite3.connect(str(self.db_path), timeout=60, check_same_thread=False)
-                conn.execute(
-                    "CREATE TABLE IF NOT EXISTS content_hash (path TEXT, size INTEGER, mtime INTEGER, "
-                    "hash TEXT, PRIMARY KEY (path, size, mtime))"
-                )
-                conn.commit()
-            except sqlite3.Error as exc:
+                conn = connect_index(self.db_path, [_HASH_TABLE])
+            except (sqlite3.Error, OSError) as exc:
                 return self._disable(exc)
             self._conn, self._pid = conn, os.getpid()
         return self._conn
@@ -200,6 +205,112 @@ class _HashIndex:
 
     def __getstate__(self) -> dict[str, Any]:  # picklable for spawned data-loader workers
         return {**self.__dict__, "_conn": None, "_pid": -1}
+
+
+class _SharedHashes:
+    """Append-only ``(real path, size, mtime_ns) -> content hash`` map in the shared cache folder.
+
+    Lets a node find the codes another node stored without reading (hashing) the audio: each
+    process appends the hashes it learns to its own ``<cache_dir>/content_hashes/<host>-<pid>.jsonl``
+    (one ``[path, size, mtime_ns, hash]`` JSON array a line, whole lines per ``os.write``), and
+    every process reads all such files. Files are never rewritten, so no locking is needed on a
+    network file system; a line still being written (no newline yet) is read on a later look.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._offsets: dict[str, int] = {}  # file name -> bytes already read
+        self._own = f"{socket.gethostname()}-{os.getpid()}.jsonl"
+        self._pid = os.getpid()
+        self._looked = float("-inf")  # time.monotonic() of the last read
+
+    def read_new(self, force: bool = True) -> dict[tuple[str, int, int], str]:
+        """Entries other processes appended since the last look (every entry on the first).
+
+        Args:
+            force: Look now; otherwise only when the last look is older than ``_SHARED_REFRESH_S``.
+        """
+        now = time.monotonic()
+        if not force and now - self._looked < _SHARED_REFRESH_S:
+            return {}
+        self._looked = now
+        found: dict[tuple[str, int, int], str] = {}
+        try:
+            names = sorted(n for n in os.listdir(self.folder) if n.endswith(".jsonl"))
+        except OSError:  # not created yet, or unreadable: the map is only a shortcut
+            return found
+        for name in names:
+            start = self._offsets.get(name, 0)
+            try:
+                with open(self.folder / name, "rb") as fh:
+                    fh.seek(start)
+                    data = fh.read()
+            except OSError:
+                continue
+            end = data.rfind(b"\n") + 1  # whole lines only
+            for line in data[:end].splitlines():
+                try:
+                    path, size, mtime, digest = json.loads(line)
+                    found[(str(path), int(size), int(mtime))] = str(digest)
+                except (ValueError, TypeError):
+                    continue  # a damaged line costs one re-read of that file's audio, nothing more
+            self._offsets[name] = start + end
+        return found
+
+    def append(self, rows: list[tuple[str, int, int, str]]) -> None:
+        """Add ``(path, size, mtime_ns, hash)`` rows (never raises: a read-only share is skipped)."""
+        if not rows:
+            return
+        if self._pid != os.getpid():  # a forked copy writes its own file
+            self._own, self._pid = f"{socket.gethostname()}-{os.getpid()}.jsonl", os.getpid()
+        data = "".join(json.dumps(list(row), separators=(",", ":")) + "\n" for row in rows).encode()
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.folder / self._own, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            log.warning("shared content-hash map not written (%s): %s", self.folder, exc)
+
+
+_SEMANTIC_PAD = 160  # samples HiggsAudioV2TokenizerModel pads each side of the 16 kHz signal for HuBERT
+
+
+def num_code_frames(audio_tokenizer: torch.nn.Module, num_samples: int) -> int | None:
+    """Frames of codes a ``HiggsAudioV2TokenizerModel`` gives for a clip of ``num_samples`` alone.
+
+    Not ``ceil(samples / hop_length)``: the codec takes its frame count from its semantic branch
+    (the waveform resampled to ``semantic_sample_rate``, padded 160 samples each side, through
+    HuBERT's convolutions, then every ``semantic_downsample_factor``-th frame). E.g. at 24 kHz,
+    hop 960: 24,017 samples give 25 frames (not 26), 961 give 1 (not 2).
+
+    Returns:
+        The frame count, or None for a codec without that semantic branch.
+    """
+    config = getattr(audio_tokenizer, "config", None)
+    lengths = getattr(
+        getattr(audio_tokenizer, "semantic_model", None), "_get_feat_extract_output_lengths", None
+    )
+    if config is None or lengths is None or not hasattr(config, "semantic_downsample_factor"):
+        return None
+    resampled = -(-num_samples * config.semantic_sample_rate // config.sample_rate)  # torchaudio's length
+    hidden = int(lengths(torch.tensor(resampled + 2 * _SEMANTIC_PAD)))
+    factor = int(config.semantic_downsample_factor)
+    return -(-hidden // factor) if factor > 1 else hidden
+
+
+def _duration(path: str) -> float:
+    """Seconds of an audio file from its header (0 when unreadable: loading it reports why)."""
+    import soundfile as sf
+
+    try:
+        return float(sf.info(path).duration)
+    except Exception:  # libsndfile raises several types for bad files
+        return 0.0
 
 
 def _chmod_like_new_file(path: str) -> None:
@@ -266,6 +377,8 @@ class CodesCache:
         self._index = _HashIndex(
             Path(hash_index) if hash_index else default_cache_dir() / "content_hashes.sqlite"
         )
+        self._shared = _SharedHashes(self.cache_dir / SHARED_HASHES_DIR)
+        self._shared_pending: list[tuple[str, int, int, str]] = []
         self._write_manifest()
 
     # ------------------------------------------------------------------ keys and paths
@@ -293,9 +406,10 @@ class CodesCache:
     def content_hash(self, path: str | os.PathLike[str]) -> str:
         """Content hash of ``path`` (:func:`file_content_hash`).
 
-        Memoised by (real path, size, mtime) in memory and in ``content_hashes.sqlite`` under
-        ``cache_dir``, so an unchanged file is read once, not once per run or data-loader worker.
-        New entries reach the SQLite file in batches; :meth:`flush` writes the rest.
+        Memoised by (real path, size, mtime) in memory, in this machine's ``content_hashes.sqlite``
+        and in the map shared by every node under ``cache_dir/content_hashes/``, so an unchanged
+        file is read once, not once per run, node or data-loader worker. New entries are written
+        in batches; :meth:`flush` writes the rest.
 
         Raises:
             FileNotFoundError: ``path`` does not exist.
@@ -307,17 +421,40 @@ class CodesCache:
             raise FileNotFoundError(f"audio file not found: {path}") from None
         memo_key = (real, st.st_size, st.st_mtime_ns)
         digest = self._content_hashes.get(memo_key)
+        if digest is None:  # other processes (other nodes) may have hashed it since the last look
+            self._content_hashes.update(self._shared.read_new(force=False))
+            digest = self._content_hashes.get(memo_key)
         if digest is None:
             digest = self._index.get(memo_key)
             if digest is None:
                 digest = file_content_hash(real)
+                self.stats.hashed += 1
                 self._index.put(memo_key, digest)
             self._content_hashes[memo_key] = digest
+            self._shared_pending.append((*memo_key, digest))
+            if len(self._shared_pending) >= 256:
+                self._flush_shared()
         return digest
 
+    def refresh(self) -> int:
+        """Read the content hashes other processes added to the shared map since the last look.
+
+        Call it after the ranks' barrier, so a node looks up files other nodes hashed without
+        reading them. Returns how many entries were new.
+        """
+        found = self._shared.read_new()
+        before = len(self._content_hashes)
+        self._content_hashes.update(found)
+        return len(self._content_hashes) - before
+
     def flush(self) -> None:
-        """Write pending content hashes to the SQLite index."""
+        """Write pending content hashes to the SQLite index and the shared map."""
         self._index.flush()
+        self._flush_shared()
+
+    def _flush_shared(self) -> None:
+        rows, self._shared_pending = self._shared_pending, []
+        self._shared.append(rows)
 
     def entry_path(self, path: str | os.PathLike[str]) -> Path:
         """Where the codes of audio file ``path`` are (or would be) stored."""
@@ -354,12 +491,59 @@ class CodesCache:
         codes = tokenizer.encode(values.to(device=device, dtype=dtype)).audio_codes
         return codes[0].to("cpu", torch.long)
 
-    def _encode_and_store(self, path: str | os.PathLike[str], entry: Path) -> torch.Tensor:
-        codes = self.encode_waveform(load_audio(path, self.sample_rate))
+    @torch.inference_mode()
+    def encode_batch(self, waveforms: list[np.ndarray]) -> list[torch.Tensor]:
+        """Encode several waveforms in one codec call: zero-padded to the longest, then cut.
+
+        Each clip's codes are cut to :func:`num_code_frames` of its own length, so the shapes are
+        those of :meth:`encode_waveform`. The values are not always: the codec's semantic branch
+        (HuBERT: group norm over time, attention over every frame) sees the padding, so the codes
+        of a padded clip differ from its codes alone (on the tiny codec ~20-28% of the entries
+        with 0.1-1 s of padding, none with 10 samples); the longest clip of a batch, unpadded, gets
+        exactly its own codes. Sort clips by length first (as :meth:`encode_missing` does) to keep
+        the padding small. A codec whose frame count this module cannot predict is run one clip
+        at a time.
+
+        Args:
+            waveforms: float32 arrays of shape ``(samples,)`` at the codec's sample rate.
+
+        Returns:
+            One LongTensor ``(num_codebooks, frames)`` per waveform, on the CPU.
+        """
+        tokenizer = self.audio_tokenizer
+        lengths = [len(w) for w in waveforms]
+        frames = [num_code_frames(tokenizer, n) for n in lengths] if tokenizer is not None else []
+        longest = max(lengths, default=0)
+        if len(waveforms) < 2 or None in frames or num_code_frames(tokenizer, longest) is None:
+            return [self.encode_waveform(w) for w in waveforms]
+        device = getattr(tokenizer, "device", torch.device("cpu"))
+        dtype = getattr(tokenizer, "dtype", torch.float32)
+        batch = torch.zeros(len(waveforms), 1, longest, dtype=torch.float32)
+        for row, waveform in enumerate(waveforms):
+            batch[row, 0, : len(waveform)] = torch.from_numpy(
+                np.ascontiguousarray(waveform, dtype=np.float32)
+            )
+        self.encode_calls += 1
+        codes = tokenizer.encode(batch.to(device=device, dtype=dtype)).audio_codes.to("cpu", torch.long)
+        if codes.shape[2] != num_code_frames(
+            tokenizer, longest
+        ):  # the frame arithmetic does not fit this codec
+            log.warning(
+                "audio codes: the codec gave %d frames for %d samples, %d expected; encoding one clip at a time",
+                codes.shape[2], longest, num_code_frames(tokenizer, longest),
+            )  # fmt: skip
+            return [self.encode_waveform(w) for w in waveforms]
+        return [codes[row, :, :n].clone() for row, n in enumerate(frames)]
+
+    def _store(self, entry: Path, codes: torch.Tensor) -> None:
         max_code = int(codes.max()) if codes.numel() else 0
         dtype = np.int16 if max_code <= np.iinfo(np.int16).max else np.int32
         _atomic_save_npy(entry, codes.numpy().astype(dtype))
         self.stats.encoded += 1
+
+    def _encode_and_store(self, path: str | os.PathLike[str], entry: Path) -> torch.Tensor:
+        codes = self.encode_waveform(load_audio(path, self.sample_rate))
+        self._store(entry, codes)
         return codes
 
     def get(self, path: str | os.PathLike[str]) -> torch.LongTensor:
@@ -404,6 +588,7 @@ class CodesCache:
         progress: bool = True,
         rank: int = 0,
         world_size: int = 1,
+        batch_size: int = 1,
     ) -> int:
         """Encode the files of this rank's share that are not cached yet.
 
@@ -416,6 +601,10 @@ class CodesCache:
             progress: Show a tqdm progress bar.
             rank: This process's index in ``[0, world_size)``.
             world_size: Number of processes sharing the work.
+            batch_size: Clips per codec call. Above 1 the files to encode are sorted by duration
+                (read from their headers) and encoded in batches (:meth:`encode_batch`): faster on
+                a GPU, but the codes of a padded clip differ a little from its codes alone. 1
+                (default) gives exactly the processor's codes.
 
         Returns:
             How many files this rank encoded.
@@ -425,6 +614,8 @@ class CodesCache:
         """
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, world_size): got rank={rank}, world_size={world_size}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         distinct = list(dict.fromkeys(str(p) for p in paths))
         share = distinct[rank::world_size]
         todo: list[tuple[str, Path]] = []
@@ -451,14 +642,25 @@ class CodesCache:
             desc = "encoding audio codes" + (f" (rank {rank}/{world_size})" if world_size > 1 else "")
             bar = tqdm(total=len(todo), desc=desc, unit="file")
         encoded = 0
-        seen: set[Path] = set()
+        first: dict[Path, str] = {}
         for path, entry in todo:
-            if entry not in seen and not entry.is_file():  # same content twice, or another rank wrote it
-                self._encode_and_store(path, entry)
-                encoded += 1
-            seen.add(entry)
+            first.setdefault(entry, path)  # the same content under two names is encoded once
+        distinct_todo = list(first.items())
+        if bar is not None:
+            bar.update(len(todo) - len(distinct_todo))
+        if batch_size > 1:
+            distinct_todo.sort(key=lambda item: _duration(item[1]))
+        for start in range(0, len(distinct_todo), batch_size):
+            chunk = [
+                (e, p) for e, p in distinct_todo[start : start + batch_size] if not e.is_file()
+            ]  # or another rank wrote it
+            if chunk:
+                waveforms = [load_audio(p, self.sample_rate) for _, p in chunk]
+                for (entry, _), codes in zip(chunk, self.encode_batch(waveforms), strict=True):
+                    self._store(entry, codes)
+                encoded += len(chunk)
             if bar is not None:
-                bar.update(1)
+                bar.update(len(distinct_todo[start : start + batch_size]))
         if bar is not None:
             bar.close()
         self.flush()

@@ -40,12 +40,13 @@ class ParamsError(ValueError):
 
 @dataclass
 class TrainParams:
-    """Everything a training run needs. Defaults train the tiny demo model on the demo split."""
+    """Everything a training run needs. ``train_data`` and ``model`` are required (``params/demo.yaml``
+    names the demo's); the other defaults are a LoRA recipe, not a dataset."""
 
-    train_data: str = "runs/demo/03_validate/train.jsonl"  # canonical JSONL (notebook 03 writes it)
-    val_data: str | None = "runs/demo/03_validate/val.jsonl"  # None: no evaluation during training
-    model: str = "runs/demo/tiny-model"  # HF dir, cached hub id, original-layout dir, "random-full"
-    output_dir: str = "runs/demo/04_train"
+    train_data: str | None = None  # required: canonical JSONL (notebook 03 writes it)
+    val_data: str | None = None  # None: no evaluation during training
+    model: str | None = None  # required: HF dir, cached hub id, original-layout dir, "random-full"
+    output_dir: str = "runs/train"
     num_epochs: float = 3.0
     max_steps: int = -1  # > 0 overrides num_epochs
     batch_size: int = 2  # per device
@@ -84,7 +85,14 @@ class TrainParams:
 
     def check(self) -> list[str]:
         """Problems with values (not types), each naming the parameter and the fix."""
-        problems = []
+        problems = [
+            f"{name}: required: {what}; pass -p {name} {placeholder} or set it in the params file"
+            for name, what, placeholder in (
+                ("train_data", "the canonical JSONL to train on (notebook 03 writes train.jsonl)", "PATH"),
+                ("model", "the base model: a local folder, a cached hub id or random-full", "PATH_OR_ID"),
+            )
+            if not getattr(self, name)
+        ]
         if self.mixed_precision not in ("bf16", "fp16", "no"):
             problems.append(f"mixed_precision: expected bf16, fp16 or no, got {self.mixed_precision!r}")
         for name in ("batch_size", "gradient_accumulation_steps", "lora_r", "lora_alpha"):
@@ -116,14 +124,86 @@ class TrainParams:
 
 @dataclass
 class LaunchParams:
-    """How ``workbench train`` launches the run (not seen by the notebook)."""
+    """How ``workbench train`` launches the run (not seen by the notebook).
+
+    Several machines: every machine runs the same command with its own ``machine_rank``;
+    ``num_processes`` counts the ranks of all machines. Given here, these settings override the
+    accelerate config's (no YAML edited per machine); inside a SLURM allocation ``workbench train``
+    reads the ones not given from SLURM (:func:`workbench.notebook.launch.slurm_launch_values`).
+    """
 
     accelerate_config: str | None = None  # an accelerate config YAML (params/accelerate/*.yaml)
-    num_processes: int = 1  # used when no accelerate_config is given
-    main_process_port: int | None = None
+    num_processes: int = 1  # ranks over all machines; > 1 overrides the accelerate_config's
+    num_machines: int | None = None  # None: the accelerate_config's, else 1
+    machine_rank: int | None = None  # this machine: 0 (the main one), 1, ... num_machines - 1
+    main_process_ip: str | None = None  # the main machine's address, reachable from every machine
+    main_process_port: int | None = None  # None: a free port on one machine, 29500 on several
     env: dict[str, str] = field(
         default_factory=dict
     )  # environment for every rank (OMP_NUM_THREADS, NCCL_*...)
+
+    def accelerate_config_values(self) -> dict[str, Any]:
+        """The accelerate config's settings ({} without one, or when it cannot be read: the launch says why)."""
+        if not self.accelerate_config:
+            return {}
+        try:
+            with open(self.accelerate_config, encoding="utf-8") as fh:
+                values = yaml.safe_load(fh)
+        except (OSError, yaml.YAMLError):
+            return {}
+        return values if isinstance(values, dict) else {}
+
+    def layout(self) -> tuple[int, int]:
+        """``(ranks over all machines, machines)``: these settings over the accelerate config's.
+
+        An accelerate config describes the ranks of each machine: with ``num_machines`` given and
+        ``num_processes`` not, every machine starts the config's share (``params/h200x8.yaml`` with
+        ``num_machines 2`` gives 16 ranks).
+        """
+        config = self.accelerate_config_values()
+        config_machines = max(1, int(config.get("num_machines") or 1))
+        machines = self.num_machines if self.num_machines is not None else config_machines
+        if not self.accelerate_config or self.num_processes > 1:
+            return self.num_processes, machines
+        per_machine = int(config.get("num_processes") or 1) // config_machines
+        return per_machine * machines, machines
+
+    def check(self) -> list[str]:
+        """Problems with values (not types), each naming the parameter and the fix."""
+        problems = []
+        if self.num_processes < 1:
+            problems.append(f"num_processes: must be at least 1, got {self.num_processes}")
+        if self.num_machines is not None and self.num_machines < 1:
+            problems.append(f"num_machines: must be at least 1, got {self.num_machines}")
+            return problems
+        config = self.accelerate_config_values()
+        total, machines = self.layout()
+        rank = self.machine_rank if self.machine_rank is not None else config.get("machine_rank")
+        if self.machine_rank is not None and not 0 <= self.machine_rank < machines:
+            problems.append(
+                f"machine_rank: must be in [0, {machines}) with num_machines {machines}, got {self.machine_rank}"
+            )
+        elif machines > 1 and rank is None:
+            problems.append(
+                f"machine_rank: required with num_machines {machines}: 0 on the main machine, 1 ... "
+                f"{machines - 1} on the others"
+            )
+        if total >= 1 and total % machines:
+            problems.append(
+                f"num_processes: {total} ranks do not split evenly over num_machines {machines}. Hint: "
+                f"num_processes counts the ranks of all machines, e.g. {machines * max(1, total // machines)}"
+            )
+        if machines > 1 and not (self.main_process_ip or config.get("main_process_ip")):
+            problems.append(
+                f"main_process_ip: required with num_machines {machines}: the address of the machine with "
+                "machine_rank 0, reachable from every machine"
+            )
+        if machines > 1 and self.main_process_port == 0:
+            problems.append(
+                "main_process_port: 0 (a free port) works on one machine only; give the port every machine "
+                "connects to, e.g. 29500"
+            )
+        return problems
 
 
 # Words YAML 1.1 reads as booleans. On the command line they stay words (``-p mixed_precision no``
@@ -282,10 +362,9 @@ def split_launch(
     ``source``: the params file, against which a relative ``accelerate_config`` also resolves.
     """
     launch = build_params(LaunchParams, {k: v for k, v in data.items() if k in LAUNCH_KEYS}, problems)
-    if launch.num_processes < 1:
-        problems.append(f"num_processes: must be at least 1, got {launch.num_processes}")
     if launch.accelerate_config:
         launch.accelerate_config = resolve_beside(launch.accelerate_config, source)
+    problems.extend(launch.check())
     launch.env = {str(k): str(v) for k, v in launch.env.items()}
     return launch, {k: v for k, v in data.items() if k not in LAUNCH_KEYS}
 

@@ -65,6 +65,7 @@ class Prepared:
     max_length: int | None = None
     padding: dict[str, float] = field(default_factory=dict)
     schedule: dict[str, Any] = field(default_factory=dict)  # see training_schedule()
+    lora_model: Any = None  # set by fit(): the model with LoRA (its unload() gives the base model back)
 
     def summary(self) -> str:
         if self.stop:
@@ -117,17 +118,23 @@ def training_schedule(params: TrainParams, train_samples: int, world_size: int) 
             "text": text}  # fmt: skip
 
 
-def _state():
+def _state(params: TrainParams | None = None):
+    """accelerate's process state. The first call creates the process group: :func:`prepare` makes it,
+    with ``params``, so a rank waits ``params.ddp_timeout`` seconds at a barrier (not accelerate's
+    default) while the others fill a cold codes cache; later calls reuse it."""
+    from datetime import timedelta
+
     from accelerate import PartialState
 
+    kwargs = {"timeout": timedelta(seconds=params.ddp_timeout)} if params is not None else {}
     # Without GPUs, ranks started by `accelerate launch --multi_gpu` train on the CPU (gloo);
     # accelerate only sees them as distributed when told it is on the CPU.
-    return PartialState(cpu=not torch.cuda.is_available())
+    return PartialState(cpu=not torch.cuda.is_available(), **kwargs)
 
 
 def _main_print(*args: Any) -> None:
-    if _state().is_main_process:
-        print(*args, flush=True)
+    """Print once, on the main process (a message every rank reaches)."""
+    _state().print(*args, flush=True)
 
 
 def _load_split(path: str | None) -> list[Sample]:
@@ -217,10 +224,46 @@ def refuse_untrainable(samples: list[Sample], name: str, output_dir: str | os.Pa
         )
 
 
+# Clips per codec call when encoding on a GPU, length-sorted; padded clips get slightly other codes (CodesCache.encode_batch).
+CUDA_CODES_BATCH_SIZE = 16
+
+
 def default_codes_cache_dir() -> Path:
     from workbench.data.audio import default_cache_dir
 
     return default_cache_dir() / "codes"
+
+
+def _probe_audio(params: TrainParams, state: Any) -> int:
+    """Probe this rank's share of the data's audio files and give the results to every rank.
+
+    Rank ``r`` of ``n`` probes ``distinct[r::n]`` (:func:`workbench.data.audio.probe_share`); the
+    results are gathered (a barrier), so :func:`check_data` on each rank reads no audio. The first
+    process of each machine also writes them to its probe cache.
+
+    Returns:
+        How many files this rank read (its share, less what its probe cache held).
+    """
+    from workbench.data.audio import default_probe_cache, probe_share, remember_probes
+    from workbench.data.validate import Source
+
+    paths = [
+        p
+        for path in (params.train_data, params.val_data)
+        if path and os.path.isfile(path)  # a missing file is check_data's to report
+        for p in Source(path).audio_paths()
+    ]
+    cache = default_probe_cache()
+    before = cache.reads
+    mine = probe_share(paths, state.process_index, state.num_processes, progress=state.is_main_process)
+    read = cache.reads - before
+    rank, ranks = state.process_index, state.num_processes
+    log.info("rank %d/%d: %d audio files probed, %d read", rank, ranks, len(mine), read)
+    if state.num_processes > 1:
+        from accelerate.utils import gather_object
+
+        remember_probes(gather_object(mine), persist=state.is_local_main_process)
+    return read
 
 
 def prepare(params: TrainParams) -> Prepared:
@@ -234,11 +277,10 @@ def prepare(params: TrainParams) -> Prepared:
     from workbench.training.codes import CodesCache
     from workbench.training.collate import padding_report, sequence_lengths
 
-    state = _state()
-    with state.main_process_first():
-        report = check_data(params)
-    _main_print(report.go_no_go())
-    prepared = Prepared(params=params, report=report)
+    state = _state(params)  # the first call: the process group gets params.ddp_timeout
+    _probe_audio(params, state)  # each rank reads its share of the audio; validation then reads none
+    report = check_data(params)
+    prepared = Prepared(params=params, report=report)  # the verdict is logged by validate()
     if params.validate_data_only:
         prepared.stop = True
         return prepared
@@ -248,7 +290,9 @@ def prepare(params: TrainParams) -> Prepared:
     refuse_untrainable(train_samples, "training", params.output_dir)
     refuse_untrainable(val_samples, "validation", params.output_dir)
 
-    dtype = torch.bfloat16 if params.mixed_precision == "bf16" and torch.cuda.is_available() else None
+    # bf16 weights under bf16 mixed precision, on the CPU too: a full-size LM takes 11 GB so, 22 GB in
+    # float32. LoRA's own weights stay float32 (PEFT upcasts adapters), the codec stays float32.
+    dtype = torch.bfloat16 if params.mixed_precision == "bf16" else None
     model, processor = load_model_and_processor(params.model, dtype=dtype)
     cache_dir = Path(params.codes_cache_dir) if params.codes_cache_dir else default_codes_cache_dir()
     if torch.cuda.is_available():
@@ -256,9 +300,11 @@ def prepare(params: TrainParams) -> Prepared:
     codes_cache = CodesCache(cache_dir, processor.audio_tokenizer)
     paths = sorted({m.audio_url for s in train_samples + val_samples for m in s.messages if m.is_audio})
     codes_cache.encode_missing(
-        paths, progress=state.is_main_process, rank=state.process_index, world_size=state.num_processes
-    )
+        paths, progress=state.is_main_process, rank=state.process_index, world_size=state.num_processes,
+        batch_size=CUDA_CODES_BATCH_SIZE if torch.cuda.is_available() else 1,
+    )  # fmt: skip
     state.wait_for_everyone()
+    codes_cache.refresh()  # content hashes the other ranks (other nodes) wrote: their files are not re-read
     processor.audio_tokenizer.to("cpu")
 
     max_length = params.max_length or int(getattr(model.config, "max_position_embeddings", 0) or 0) or None
@@ -284,8 +330,7 @@ def prepare(params: TrainParams) -> Prepared:
         padding_report(lengths, max(1, min(effective, len(lengths))), seed=params.seed) if lengths else {}
     )
     prepared.schedule = training_schedule(params, len(train_samples), state.num_processes)
-    _main_print(prepared.summary())
-    return prepared
+    return prepared  # the notebook shows prepared.summary(), once
 
 
 # --- LoRA ----------------------------------------------------------------------------------------
@@ -352,7 +397,8 @@ def trainable_table(model: torch.nn.Module) -> list[dict[str, Any]]:
 
 # --- Trainer ---------------------------------------------------------------------------------------
 class _WorkbenchTrainerMixin:
-    """Length-grouped sampling from precomputed lengths; per-codebook accuracy in evaluation."""
+    """Length-grouped sampling from precomputed lengths; a training loss that weighs every supervised
+    audio code alike across micro-batches and ranks; per-codebook accuracy in evaluation."""
 
     train_lengths: list[int] | None = None
 
@@ -369,6 +415,36 @@ class _WorkbenchTrainerMixin:
 
     def _get_eval_sampler(self, eval_dataset):  # evaluation order does not matter; keep it simple
         return torch.utils.data.SequentialSampler(eval_dataset)
+
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        """One optimizer step's micro-batches and their supervised audio entries per codebook.
+
+        The Trainer counts ``num_items_in_batch`` only for a ``labels`` key; counted here for
+        ``audio_labels``, it takes the path it takes for ``labels``: the model sums its cross entropy
+        and divides by the count, ``compute_loss`` scales by the ranks and ``training_step`` skips the
+        division by the accumulation steps (see :mod:`workbench.training.loss`).
+        """
+        batch_samples, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
+        if num_items_in_batch is not None or not self.model_accepts_loss_kwargs:
+            return batch_samples, num_items_in_batch
+        from workbench.training.loss import supervised_entries, supervised_per_codebook
+
+        counted = supervised_entries(batch_samples)
+        entries, codebooks = counted if counted else (torch.zeros((), dtype=torch.long), 1)
+        # From here as transformers' _get_num_items_in_batch does for `labels`: the sum over the ranks
+        # (every rank gathers, even one without batches), or a share per GPU under DataParallel.
+        if self.args.average_tokens_across_devices and self.args.world_size > 1:
+            entries = self.accelerator.gather(entries.to(device)).sum()
+        elif self.args.n_gpu > 1:
+            entries = entries // self.args.n_gpu
+        if counted is None or not int(entries):
+            return batch_samples, None
+        num_items_in_batch = supervised_per_codebook(entries.to(device), codebooks)
+        if self.args.n_gpu > 1 and num_items_in_batch.dim() == 0:
+            num_items_in_batch = num_items_in_batch.unsqueeze(0).expand(self.args.n_gpu, -1)
+        replicas = self.get_tp_size() * self.get_cp_size() * self.get_sp_size()  # ranks sharing a batch
+        num_items_in_batch = num_items_in_batch / replicas
+        return batch_samples, num_items_in_batch
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss, outputs = super().compute_loss(
@@ -435,7 +511,91 @@ def _callbacks(params: TrainParams) -> list[Any]:
                     tmp.write_text(json.dumps({"step": state.global_step, "time": time.time()}))
                     os.replace(tmp, folder / COMPLETE_MARKER)
 
-    return [MetricsJsonl(), CompleteMarker()]
+    def clock(seconds: float | None) -> str:
+        """``h:mm:ss`` (``?`` when unknown)."""
+        if seconds is None:
+            return "?"
+        minutes, secs = divmod(round(seconds), 60)
+        return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+
+    class TrainingProgress(TrainerCallback):
+        """One line per logging step on the main process (step/total, loss, learning rate, tokens/s,
+        elapsed, ETA) and one per evaluation: what a person watching a long run's terminal reads.
+
+        Tokens/s counts the non-padding input tokens (the batch's attention mask: text and audio
+        positions) of all ranks per second of training, evaluation and checkpoint time left out.
+        """
+
+        def __init__(self) -> None:
+            self.tokens = 0  # this rank's, since the last progress line (a tensor once counted)
+            self.busy = 0.0  # seconds of training since the last progress line
+            self.hook = None
+
+        def _count(self, module, args, kwargs) -> None:
+            mask = kwargs.get("attention_mask")
+            if module.training and mask is not None:
+                self.tokens = self.tokens + mask.detach().sum()  # no device sync: read at log time
+
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            self.started = self.tick = time.perf_counter()
+            self.start_step = state.global_step  # > 0 when resumed
+            if model is not None:
+                self.hook = model.register_forward_pre_hook(self._count, with_kwargs=True)
+            if state.is_world_process_zero:
+                resumed = f" from step {state.global_step}" if state.global_step else ""
+                ranks = _state().num_processes
+                print(
+                    f"training {state.max_steps} steps{resumed}, a line every {interval_steps(params.logging_steps, state.max_steps)}; "
+                    f"tokens/s: non-padding input tokens over {ranks} rank{'s' if ranks > 1 else ''}",
+                    flush=True,
+                )
+
+        def on_step_end(self, args, state, control, **kwargs):
+            now = time.perf_counter()
+            self.busy += now - self.tick
+            self.tick = now
+
+        def on_evaluate(self, args, state, control, **kwargs):
+            self.tick = time.perf_counter()  # evaluation time is not training throughput
+
+        def on_save(self, args, state, control, **kwargs):
+            self.tick = time.perf_counter()
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if self.hook is not None:
+                self.hook.remove()
+                self.hook = None
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            logs = logs or {}
+            total = state.max_steps
+            if "loss" in logs:  # every rank logs training steps: the token count is summed over them
+                tokens = torch.as_tensor(self.tokens, device=_state().device, dtype=torch.float64)
+                if _state().num_processes > 1:
+                    from accelerate.utils import reduce
+
+                    tokens = reduce(tokens, "sum")
+                rate = float(tokens) / self.busy if self.busy > 0 else 0.0
+                self.tokens, self.busy = 0, 0.0
+                if not state.is_world_process_zero:
+                    return
+                elapsed = time.perf_counter() - self.started
+                done = state.global_step - self.start_step
+                eta = elapsed / done * (total - state.global_step) if done > 0 else None
+                print(
+                    f"step {state.global_step}/{total} | loss {logs['loss']:.4g} | lr {logs.get('learning_rate', 0):.3g} | "
+                    f"{rate:,.0f} tokens/s | elapsed {clock(elapsed)} | ETA {clock(eta)}",
+                    flush=True,
+                )
+            elif "eval_loss" in logs and state.is_world_process_zero:
+                acc = f" | codebook accuracy {logs['eval_acc_mean']:.1%}" if "eval_acc_mean" in logs else ""
+                took = f" | {logs['eval_runtime']:.1f} s" if "eval_runtime" in logs else ""
+                print(
+                    f"eval at step {state.global_step}/{total} | loss {logs['eval_loss']:.4g}{acc}{took}",
+                    flush=True,
+                )
+
+    return [MetricsJsonl(), CompleteMarker(), TrainingProgress()]
 
 
 def _steps(value: int | float) -> int | float:
@@ -486,7 +646,9 @@ def training_arguments(params: TrainParams, has_eval: bool) -> Any:
         prediction_loss_only=True,
         train_sampling_strategy="group_by_length" if params.group_by_length else "random",
         ddp_find_unused_parameters=False,
+        ddp_timeout=params.ddp_timeout,
         disable_tqdm=False,
+        include_num_input_tokens_seen="non_padding",  # real tokens in state and logs (benchmarks, tokens/s)
     )
 
 
@@ -550,8 +712,12 @@ def eval_trend(log_history: list[dict[str, Any]]) -> dict[str, Any] | None:
     }  # fmt: skip
 
 
-def fit(prepared: Prepared) -> TrainResult | None:
+def fit(prepared: Prepared, callbacks: list[Any] | None = None) -> TrainResult | None:
     """Train LoRA on the prepared data; write adapter, merged weights, metrics and run record.
+
+    Args:
+        prepared: What :func:`prepare` built.
+        callbacks: More ``TrainerCallback`` objects (the benchmark's step timer).
 
     Raises:
         RuntimeError: out of memory, with the settings to change.
@@ -576,6 +742,7 @@ def fit(prepared: Prepared) -> TrainResult | None:
 
     set_seed(params.seed)
     model = apply_lora(model, params)
+    prepared.lora_model = model
     for row in trainable_table(model):
         log.info("trainable %-40s %8s %12s", row["module"], row["tensors"], row["parameters"])
     collator = HiggsAudioCollator(prepared.processor, prepared.codes_cache, max_length=prepared.max_length)
@@ -591,7 +758,7 @@ def fit(prepared: Prepared) -> TrainResult | None:
             train_dataset=prepared.train_samples,
             eval_dataset=prepared.val_samples or None,
             data_collator=collator,
-            callbacks=_callbacks(params),
+            callbacks=_callbacks(params) + list(callbacks or []),
         )
     finally:
         if user_tb_dir is None:
