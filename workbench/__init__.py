@@ -29,7 +29,6 @@ One module per step, each with a function of the same name as its CLI command::
 its public names load their modules on first use (:func:`lazy_exports`).
 """
 
-
 from __future__ import annotations
 
 import importlib

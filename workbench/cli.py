@@ -173,7 +173,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from workbench.bench.rehearsal import bench_rehearsal
 
         model = "random-full" if args.model == "tiny" else args.model
-        result = bench_rehearsal(model=model, steps=args.steps or 2, workdir=args.workdir)
+        result = bench_rehearsal(
+            model=model,
+            steps=args.steps or 2,
+            workdir=args.workdir,
+            stages=args.stages or ("train", "generate", "export"),
+        )
         print(result.format_text())
         if args.json:
             Path(args.json).write_text(json.dumps(result.to_dict(), indent=2, default=str))
@@ -186,7 +191,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from workbench.bench.data import bench_data
 
     if args.what != "data":
-        raise UsageError(f"unknown benchmark {args.what!r}; available: data, train, generate, prepare, rehearsal")
+        raise UsageError(
+            f"unknown benchmark {args.what!r}; available: data, train, generate, prepare, rehearsal"
+        )
     result = bench_data(n=args.n, pool=args.pool, workdir=args.workdir)
     print(result.format_text())
     return EXIT_OK
@@ -424,6 +431,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("bench", cmd_bench, "benchmarks that print throughput and ratios")
     p.add_argument("what", choices=("data", "train", "generate", "prepare", "rehearsal"))
     p.add_argument("--json", help="also write the figures to this JSON file (train, rehearsal)")
+    p.add_argument(
+        "--stages",
+        nargs="+",
+        choices=("train", "generate", "export"),
+        help="rehearsal: commands to run (all)",
+    )
     p.add_argument("--n", type=int, default=100_000, help="data: records")
     p.add_argument("--pool", type=int, default=1000, help="data: distinct WAV files")
     p.add_argument("--workdir", help="keep the benchmark files here (default: a temporary folder)")
@@ -435,13 +448,19 @@ def build_parser() -> argparse.ArgumentParser:
         "prepare: tiny (a random tiny Whisper) or a local Whisper folder",
     )
     p.add_argument(
-        "--steps", type=int, default=None, help="train: timed optimizer steps (20); rehearsal: optimizer steps (2)"
+        "--steps",
+        type=int,
+        default=None,
+        help="train: timed optimizer steps (20); rehearsal: optimizer steps (2)",
     )
     p.add_argument(
         "--allow-cpu", action="store_true", help="train: run a full-size model without a GPU anyway"
     )
     p.add_argument(
-        "--batch-sizes", type=int, nargs="+", help="train, full size: per-device batches (default 4 8 16 on a GPU)"
+        "--batch-sizes",
+        type=int,
+        nargs="+",
+        help="train, full size: per-device batches (default 4 8 16 on a GPU)",
     )
     p.add_argument(
         "--checkpointing", choices=("on", "off", "both"), help="train, full size: gradient checkpointing "

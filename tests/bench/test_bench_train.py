@@ -80,6 +80,7 @@ def test_full_path_runs_with_a_small_model_on_cpu(tmp_path: Path) -> None:
         assert "lora_alpha: 128" in resolved and f"batch_size: {r['batch_size']}" in resolved
     codec = full["codec"]
     assert codec["clips"] == 3 and codec["one_at_a_time"]["clips_per_s"] > 0 and codec["batched"]["x_real_time"] > 0
+    assert codec["identical"]
     generation = full["generation"]
     assert 0 < generation["frames"] <= 4 and generation["frames_per_s"] > 0 and generation["real_time_factor"] > 0
     text = BenchTrainResult(machine="test", full=full).format_text()

@@ -384,3 +384,29 @@ def test_a_killed_node_ends_the_other_fast(two_nodes, killed: int) -> None:
     for p in alive:
         p.kill()
     assert alive == [], f"still running: {[p.pid for p in alive]}"
+
+
+def test_the_sbatch_example_launches_two_nodes_of_eight(
+    slurm_env: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """params/slurm_h200x8.sbatch's command, on its second node: 16 ranks, 8 here, the recipe's batch."""
+    import shlex
+
+    from workbench.training.params import parse_cli_value
+
+    script = (ROOT / "params" / "slurm_h200x8.sbatch").read_text()
+    assert "#SBATCH --ntasks-per-node=1" in script and "#SBATCH --nodes=2" in script
+    command = script[script.index("workbench train --params") :].replace("\\\n", " ")  # joined lines
+    words = shlex.split(command, comments=True)
+    assert words[:4] == ["workbench", "train", "--params", "params/h200x8.yaml"]
+    pairs = words[4:]
+    assert pairs[::3] == ["-p"] * (len(pairs) // 3) and len(pairs) % 3 == 0, pairs
+    overrides = {name: parse_cli_value(value) for name, value in zip(pairs[1::3], pairs[2::3], strict=True)}
+    monkeypatch.chdir(ROOT)
+    assert train_launch(words[3], overrides, dry_run=True) == 0
+    out = capsys.readouterr().out
+    assert "from SLURM job 4242: num_machines 2, machine_rank 1, main_process_ip gpu07" in out
+    args = accelerate_args(next(x for x in out.splitlines() if x.startswith("would launch: "))[14:].split())
+    assert (args.num_machines, args.num_processes, args.machine_rank, args.nproc_per_node) == (2, 16, 1, "8")
+    params, _ = load_train_params(words[3], overrides)
+    assert params.batch_size * params.gradient_accumulation_steps * args.num_processes == 128

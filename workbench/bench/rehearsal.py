@@ -9,11 +9,13 @@ Runs the commands a user runs, as subprocesses, on a few short synthetic clips:
 2. ``workbench generate --adapter`` speaks one short prompt with the trained adapter;
 3. ``workbench export`` merges it, or refuses with a message when this machine lacks the memory.
 
-For each it reports the exit code, the wall time and the peak resident memory of the whole process
-tree (launcher, accelerate, ranks, notebook kernels), sampled every ``poll_s`` seconds: a peak
-between two samples can be missed, so the figure is a lower bound, close for memory held over
-seconds (model weights). ``--model`` takes a model folder to rehearse something else (the tests
-rehearse with the tiny model).
+For each it reports the exit code, the wall time and the peak memory of the whole process tree
+(launcher, accelerate, ranks, notebook kernels), sampled every ``poll_s`` seconds: PSS (each page
+counted once, shared libraries split between the processes that map them: the memory the tree
+takes from the machine) and the sum of RSS (shared libraries counted once per process, ~0.7 GiB
+for each process that imports torch). A peak between two samples can be missed, so the figures
+are lower bounds, close for memory held over seconds (model weights). ``--model`` takes a model
+folder to rehearse something else (the tests rehearse with the tiny model).
 
 Examples:
     >>> from workbench.bench.rehearsal import bench_rehearsal
@@ -28,6 +30,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,10 +40,11 @@ import yaml
 from workbench.models.model import RANDOM_FULL
 
 GIB = 2**30
+STAGES = ("train", "generate", "export")
 
 
 class TreeMemory:
-    """Peak summed RSS of a process and all its descendants, sampled on a thread.
+    """Peak memory of a process and all its descendants (summed PSS and RSS), sampled on a thread.
 
     Examples:
         >>> with TreeMemory(proc.pid) as mem:  # doctest: +SKIP
@@ -50,31 +54,40 @@ class TreeMemory:
 
     def __init__(self, pid: int, poll_s: float = 0.25) -> None:
         self.pid, self.poll_s = pid, poll_s
-        self.peak_bytes = 0
+        self.peak_bytes = 0  # PSS (RSS where PSS cannot be read)
+        self.peak_rss_bytes = 0
         self.samples = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tree-memory", daemon=True)
 
-    def sample(self) -> int:
-        """Summed RSS of the tree now (processes that end while being read are skipped)."""
+    def sample(self) -> tuple[int, int]:
+        """``(PSS, RSS)`` of the tree now, summed (processes that end while being read are skipped)."""
         import psutil
 
         try:
             root = psutil.Process(self.pid)
             processes = [root, *root.children(recursive=True)]
         except psutil.Error:
-            return 0
-        total = 0
+            return 0, 0
+        pss = rss = 0
         for process in processes:
             try:
-                total += process.memory_info().rss
+                info = process.memory_full_info()
+            except psutil.AccessDenied:
+                try:
+                    info = process.memory_info()
+                except psutil.Error:
+                    continue
             except psutil.Error:
                 continue
-        return total
+            rss += info.rss
+            pss += getattr(info, "pss", info.rss)
+        return pss, rss
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak_bytes = max(self.peak_bytes, self.sample())
+            pss, rss = self.sample()
+            self.peak_bytes, self.peak_rss_bytes = max(self.peak_bytes, pss), max(self.peak_rss_bytes, rss)
             self.samples += 1
             self._stop.wait(self.poll_s)
 
@@ -95,6 +108,7 @@ class Stage:
     command: list[str]
     exit_code: int
     seconds: float
+    peak_pss_gib: float
     peak_rss_gib: float
     tail: str = ""
 
@@ -114,11 +128,11 @@ class RehearsalResult:
     findings: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def peak_rss_gib(self) -> float:
-        return max((s.peak_rss_gib for s in self.stages), default=0.0)
+    def peak_pss_gib(self) -> float:
+        return max((s.peak_pss_gib for s in self.stages), default=0.0)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "peak_rss_gib": self.peak_rss_gib}
+        return {**asdict(self), "peak_pss_gib": self.peak_pss_gib}
 
     def format_text(self) -> str:
         s = self.settings
@@ -132,13 +146,15 @@ class RehearsalResult:
         for stage in self.stages:
             state = "ok" if stage.ok else f"exit {stage.exit_code}"
             lines.append(
-                f"  {stage.name:<9} {state:<8} {stage.seconds:>7.1f} s   peak RSS of the process tree "
-                f"{stage.peak_rss_gib:5.1f} GiB"
+                f"  {stage.name:<9} {state:<8} {stage.seconds:>7.1f} s   process tree peak {stage.peak_pss_gib:5.1f} GiB "
+                f"PSS ({stage.peak_rss_gib:.1f} GiB summed RSS)"
             )
         for key, value in self.findings.items():
             if key not in ("clips", "clip_seconds"):
                 lines.append(f"  {key}: {value}")
-        lines.append(f"  peak RSS over all stages: {self.peak_rss_gib:.1f} GiB")
+        lines.append(
+            f"  peak over all stages: {self.peak_pss_gib:.1f} GiB PSS ({self.peak_pss_gib * GIB / 1e9:.1f} GB)"
+        )
         return "\n".join(lines)
 
 
@@ -173,12 +189,15 @@ def rehearsal_params(workdir: Path, model: str, steps: int, train_data: Path) ->
 def _run(name: str, command: list[str], env: dict[str, str], poll_s: float, log_file: Path) -> Stage:
     started = time.perf_counter()
     with open(log_file, "w", encoding="utf-8") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
         with TreeMemory(proc.pid, poll_s) as memory:
             code = proc.wait()
     seconds = time.perf_counter() - started
     lines = log_file.read_text(encoding="utf-8", errors="replace").splitlines()
-    return Stage(name, command, code, seconds, memory.peak_bytes / GIB, "\n".join(lines[-15:]))
+    tail = "\n".join(lines[-15:])
+    return Stage(name, command, code, seconds, memory.peak_bytes / GIB, memory.peak_rss_bytes / GIB, tail)
 
 
 def bench_rehearsal(
@@ -189,6 +208,7 @@ def bench_rehearsal(
     workdir: str | os.PathLike | None = None,
     poll_s: float = 0.25,
     max_new_tokens: int = 25,
+    stages: Sequence[str] = STAGES,
 ) -> RehearsalResult:
     """Train, speak and export at full size through the CLI (see the module docstring).
 
@@ -200,6 +220,7 @@ def bench_rehearsal(
         workdir: Keep the files here (default: a temporary folder, removed afterwards).
         poll_s: Memory sampling interval.
         max_new_tokens: Audio frames the generation may produce (25 per second).
+        stages: Which of ``train``, ``generate``, ``export`` to run after training (training always runs).
 
     Returns:
         A :class:`RehearsalResult`; a stage that failed has its exit code and output tail.
@@ -215,13 +236,17 @@ def bench_rehearsal(
         params = rehearsal_params(work, model, steps, train_data)
         params_file = work / "rehearsal.yaml"
         params_file.write_text(yaml.safe_dump(params, sort_keys=False))
-        settings = {k: v for k, v in params.items() if k not in ("train_data", "output_dir", "codes_cache_dir")}
+        settings = {
+            k: v for k, v in params.items() if k not in ("train_data", "output_dir", "codes_cache_dir")
+        }
         result = RehearsalResult(machine_description(), model, settings)
         result.findings.update(clips=clips, clip_seconds=clip_seconds)
         env = {**os.environ, "WORKBENCH_CACHE_DIR": str(work / "cache"), "PYTHONUNBUFFERED": "1"}
         workbench = [sys.executable, "-m", "workbench.cli"]
 
-        train = _run("train", [*workbench, "train", "--params", str(params_file)], env, poll_s, work / "train.log")
+        train = _run(
+            "train", [*workbench, "train", "--params", str(params_file)], env, poll_s, work / "train.log"
+        )
         result.stages.append(train)
         adapter = work / "train" / "adapter"
         if not train.ok or not (adapter / "adapter_config.json").is_file():
@@ -230,6 +255,9 @@ def bench_rehearsal(
         result.findings["optimizer steps"] = record["result"]["global_step"]
         result.findings["train loss"] = record["result"]["train_loss"]
 
+        unknown = set(stages) - set(STAGES)
+        if unknown:
+            raise ValueError(f"stages: unknown {sorted(unknown)}; expected some of {', '.join(STAGES)}")
         reference = samples[0].messages[2].audio_url
         reference_text = samples[0].messages[1].text
         speak = [
@@ -237,7 +265,10 @@ def bench_rehearsal(
             "--reference-text", str(reference_text), "--text", "Hello there.", "--max-new-tokens",
             str(max_new_tokens), "--codes-cache-dir", str(work / "codes"), "-o", str(work / "hello.wav"),
         ]  # fmt: skip
-        result.stages.append(_run("generate", speak, env, poll_s, work / "generate.log"))
+        if "generate" in stages:
+            result.stages.append(_run("generate", speak, env, poll_s, work / "generate.log"))
+        if "export" not in stages:
+            return result
         exported = work / "exported"
         export = [*workbench, "export", str(adapter), "-o", str(exported)]
         stage = _run("export", export, env, poll_s, work / "export.log")

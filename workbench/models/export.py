@@ -55,7 +55,9 @@ def export_memory_need(model: str) -> int | None:
 
         from workbench.models.folder import resolve_model_path
 
-        stored = getattr(AutoConfig.from_pretrained(resolve_model_path(model), local_files_only=True), "dtype", None)
+        stored = getattr(
+            AutoConfig.from_pretrained(resolve_model_path(model), local_files_only=True), "dtype", None
+        )
         dtype = getattr(torch, str(stored).replace("torch.", ""), torch.float32) if stored else torch.float32
     return count * torch.empty((), dtype=dtype).element_size() + HEADROOM_BYTES
 
@@ -83,7 +85,9 @@ def load_merged(source: str | os.PathLike, base_model: str | None = None) -> tup
     if is_adapter_dir(source):
         base = base_model or adapter_base_model(source) or ""
         if not base:
-            raise FileNotFoundError(f"export: {source} does not record its base model. Hint: pass --base MODEL.")
+            raise FileNotFoundError(
+                f"export: {source} does not record its base model. Hint: pass --base MODEL."
+            )
     check_fits(
         export_memory_need(base),
         f"export: merging {source} into {base}",

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
 
 import torch
 
@@ -63,12 +62,22 @@ def weight_bytes(model: str | os.PathLike, dtype: torch.dtype) -> int | None:
     return None if count is None else count * torch.empty((), dtype=dtype).element_size()
 
 
+MEMORY_LIMIT_ENV = "WORKBENCH_MEMORY_LIMIT_GB"
+
+
 def available_bytes() -> int:
     """Memory this process can still use: what the system reports as available, or the cgroup's
-    limit minus its usage when that is lower (containers)."""
+    limit minus its usage when that is lower (containers), or ``WORKBENCH_MEMORY_LIMIT_GB`` (GiB)
+    when that is lower still (a share of a machine used by others)."""
     import psutil
 
     available = psutil.virtual_memory().available
+    cap = os.environ.get(MEMORY_LIMIT_ENV)
+    if cap:
+        try:
+            available = min(available, int(float(cap) * GIB))
+        except ValueError:
+            raise ValueError(f"{MEMORY_LIMIT_ENV}={cap!r}: expected a number of GiB, e.g. 16") from None
     for limit_file, usage_file in (
         ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
         ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
@@ -124,4 +133,3 @@ def check_fits(need: int | None, what: str, hint: str) -> None:
             f"{what} needs about {need / GIB:.1f} GiB of memory; this machine has {have / GIB:.1f} GiB "
             f"available. Hint: {hint}"
         )
-

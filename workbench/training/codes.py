@@ -15,7 +15,8 @@ Layout::
 
     <cache_dir>/<fingerprint[:16]>/tokenizer.json        what the fingerprint stands for
     <cache_dir>/<fingerprint[:16]>/<hh>/<content hash>.npy
-    <WORKBENCH_CACHE_DIR>/content_hashes.sqlite           (path, size, mtime) -> content hash, per machine
+    <cache_dir>/content_hashes/<host>-<pid>.jsonl         (path, size, mtime) -> content hash, for every node
+    <WORKBENCH_CACHE_DIR>/content_hashes.sqlite           the same, per machine
 
 Under ``accelerate`` every rank calls :meth:`CodesCache.encode_missing` with the same list and
 its ``rank``/``world_size``: each encodes its share, then the caller waits at a barrier
@@ -277,32 +278,6 @@ class _SharedHashes:
             log.warning("shared content-hash map not written (%s): %s", self.folder, exc)
 
 
-_SEMANTIC_PAD = 160  # samples HiggsAudioV2TokenizerModel pads each side of the 16 kHz signal for HuBERT
-
-
-def num_code_frames(audio_tokenizer: torch.nn.Module, num_samples: int) -> int | None:
-    """Frames of codes a ``HiggsAudioV2TokenizerModel`` gives for a clip of ``num_samples`` alone.
-
-    Not ``ceil(samples / hop_length)``: the codec takes its frame count from its semantic branch
-    (the waveform resampled to ``semantic_sample_rate``, padded 160 samples each side, through
-    HuBERT's convolutions, then every ``semantic_downsample_factor``-th frame). E.g. at 24 kHz,
-    hop 960: 24,017 samples give 25 frames (not 26), 961 give 1 (not 2).
-
-    Returns:
-        The frame count, or None for a codec without that semantic branch.
-    """
-    config = getattr(audio_tokenizer, "config", None)
-    lengths = getattr(
-        getattr(audio_tokenizer, "semantic_model", None), "_get_feat_extract_output_lengths", None
-    )
-    if config is None or lengths is None or not hasattr(config, "semantic_downsample_factor"):
-        return None
-    resampled = -(-num_samples * config.semantic_sample_rate // config.sample_rate)  # torchaudio's length
-    hidden = int(lengths(torch.tensor(resampled + 2 * _SEMANTIC_PAD)))
-    factor = int(config.semantic_downsample_factor)
-    return -(-hidden // factor) if factor > 1 else hidden
-
-
 def _duration(path: str) -> float:
     """Seconds of an audio file from its header (0 when unreadable: loading it reports why)."""
     import soundfile as sf
@@ -493,47 +468,40 @@ class CodesCache:
 
     @torch.inference_mode()
     def encode_batch(self, waveforms: list[np.ndarray]) -> list[torch.Tensor]:
-        """Encode several waveforms in one codec call: zero-padded to the longest, then cut.
+        """Encode several waveforms, clips of equal length together in one codec call.
 
-        Each clip's codes are cut to :func:`num_code_frames` of its own length, so the shapes are
-        those of :meth:`encode_waveform`. The values are not always: the codec's semantic branch
-        (HuBERT: group norm over time, attention over every frame) sees the padding, so the codes
-        of a padded clip differ from its codes alone (on the tiny codec ~20-28% of the entries
-        with 0.1-1 s of padding, none with 10 samples); the longest clip of a batch, unpadded, gets
-        exactly its own codes. Sort clips by length first (as :meth:`encode_missing` does) to keep
-        the padding small. A codec whose frame count this module cannot predict is run one clip
-        at a time.
+        Only clips of exactly the same number of samples share a call: padding would change the
+        codes (the codec's semantic branch, HuBERT, normalises over time and attends over every
+        frame; on the tiny codec 20-28 % of a padded clip's codes changed), and training must see
+        the codes inference sees. Every clip therefore gets exactly :meth:`encode_waveform`'s codes.
 
         Args:
             waveforms: float32 arrays of shape ``(samples,)`` at the codec's sample rate.
 
         Returns:
-            One LongTensor ``(num_codebooks, frames)`` per waveform, on the CPU.
+            One LongTensor ``(num_codebooks, frames)`` per waveform, on the CPU, in order.
         """
         tokenizer = self.audio_tokenizer
-        lengths = [len(w) for w in waveforms]
-        frames = [num_code_frames(tokenizer, n) for n in lengths] if tokenizer is not None else []
-        longest = max(lengths, default=0)
-        if len(waveforms) < 2 or None in frames or num_code_frames(tokenizer, longest) is None:
+        if tokenizer is None or len(waveforms) < 2:
             return [self.encode_waveform(w) for w in waveforms]
+        groups: dict[int, list[int]] = {}
+        for index, waveform in enumerate(waveforms):
+            groups.setdefault(len(waveform), []).append(index)
         device = getattr(tokenizer, "device", torch.device("cpu"))
         dtype = getattr(tokenizer, "dtype", torch.float32)
-        batch = torch.zeros(len(waveforms), 1, longest, dtype=torch.float32)
-        for row, waveform in enumerate(waveforms):
-            batch[row, 0, : len(waveform)] = torch.from_numpy(
-                np.ascontiguousarray(waveform, dtype=np.float32)
+        out: list[torch.Tensor | None] = [None] * len(waveforms)
+        for indices in groups.values():
+            if len(indices) == 1:
+                out[indices[0]] = self.encode_waveform(waveforms[indices[0]])
+                continue
+            batch = torch.from_numpy(np.stack([np.asarray(waveforms[i], dtype=np.float32) for i in indices]))
+            self.encode_calls += 1
+            codes = tokenizer.encode(batch[:, None].to(device=device, dtype=dtype)).audio_codes.to(
+                "cpu", torch.long
             )
-        self.encode_calls += 1
-        codes = tokenizer.encode(batch.to(device=device, dtype=dtype)).audio_codes.to("cpu", torch.long)
-        if codes.shape[2] != num_code_frames(
-            tokenizer, longest
-        ):  # the frame arithmetic does not fit this codec
-            log.warning(
-                "audio codes: the codec gave %d frames for %d samples, %d expected; encoding one clip at a time",
-                codes.shape[2], longest, num_code_frames(tokenizer, longest),
-            )  # fmt: skip
-            return [self.encode_waveform(w) for w in waveforms]
-        return [codes[row, :, :n].clone() for row, n in enumerate(frames)]
+            for row, index in enumerate(indices):
+                out[index] = codes[row].clone()
+        return out  # type: ignore[return-value]
 
     def _store(self, entry: Path, codes: torch.Tensor) -> None:
         max_code = int(codes.max()) if codes.numel() else 0
@@ -601,10 +569,9 @@ class CodesCache:
             progress: Show a tqdm progress bar.
             rank: This process's index in ``[0, world_size)``.
             world_size: Number of processes sharing the work.
-            batch_size: Clips per codec call. Above 1 the files to encode are sorted by duration
-                (read from their headers) and encoded in batches (:meth:`encode_batch`): faster on
-                a GPU, but the codes of a padded clip differ a little from its codes alone. 1
-                (default) gives exactly the processor's codes.
+            batch_size: Clips loaded per round. Above 1 the files to encode are sorted by duration
+                (read from their headers) and clips of equal length share a codec call
+                (:meth:`encode_batch`); the codes are the processor's either way.
 
         Returns:
             How many files this rank encoded.

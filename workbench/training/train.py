@@ -224,7 +224,8 @@ def refuse_untrainable(samples: list[Sample], name: str, output_dir: str | os.Pa
         )
 
 
-# Clips per codec call when encoding on a GPU, length-sorted; padded clips get slightly other codes (CodesCache.encode_batch).
+# Clips loaded per round when encoding on a GPU; those of equal length share a codec call, so the
+# codes stay exactly the processor's (CodesCache.encode_batch). On a CPU one at a time is as fast.
 CUDA_CODES_BATCH_SIZE = 16
 
 
@@ -629,8 +630,8 @@ def training_arguments(params: TrainParams, has_eval: bool) -> Any:
         max_steps=params.max_steps,
         bf16=params.mixed_precision == "bf16",
         fp16=params.mixed_precision == "fp16",
-        gradient_checkpointing=params.use_gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if params.use_gradient_checkpointing else None,
+        activation_checkpointing=params.use_gradient_checkpointing,  # transformers' name for it now
+        activation_checkpointing_kwargs={"use_reentrant": False} if params.use_gradient_checkpointing else None,
         dataloader_num_workers=params.dataloader_num_workers,
         save_strategy="steps",
         save_steps=_steps(params.save_steps),
