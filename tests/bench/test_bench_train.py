@@ -14,7 +14,6 @@ from workbench.bench.train import (
     OnTheFlyCodes,
     active_parameters,
     bench_full,
-    bench_train,
     check_full_runnable,
     peak_bf16_tflops,
     synthetic_samples,
@@ -26,22 +25,33 @@ from workbench.models.model import load_model_and_processor, make_random_full_mo
 no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on machines without a GPU")
 
 
-def test_bench_train_tiny_ratios(tmp_path: Path) -> None:
-    """A few steps through fit on a few demo samples; a benchmark, so nothing is timed against a bound."""
-    result = bench_train(
-        "tiny", steps=2, workdir=tmp_path, demo_samples=6, loading_samples=3, padding_samples=400
-    )
-    assert result.loading["speedup"] > 1
-    assert result.loading["cached_samples_per_s"] > result.loading["on_the_fly_samples_per_s"] > 0
-    assert 0 <= result.padding["grouped"] < result.padding["random"] < 1
-    tiny = result.tiny
+def test_bench_train_tiny_ratios(tmp_path: Path, capsys) -> None:
+    """``workbench bench train`` on a few demo samples, through fit; a benchmark, so nothing is timed
+    against a bound. The figures go to the terminal and to JSON."""
+    out = tmp_path / "bench.json"
+    code = main([
+        "bench", "train", "--steps", "2", "--workdir", str(tmp_path / "w"), "--json", str(out),
+    ])  # fmt: skip
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert result["loading"]["speedup"] > 1
+    assert result["loading"]["cached_samples_per_s"] > result["loading"]["on_the_fly_samples_per_s"] > 0
+    assert 0 <= result["padding"]["grouped"] < result["padding"]["random"] < 1
+    tiny = result["tiny"]
     assert tiny["steps_per_s"] > 0 and tiny["tokens_per_s"] > 0 and tiny["steps"] == 2
-    assert result.full is None
+    assert result["full"] is None
     # The figures come from the path users run: fit wrote its run record with the steps it took.
-    record = json.loads((tmp_path / "tiny_run" / "run.json").read_text())
+    record = json.loads((tmp_path / "w" / "tiny_run" / "run.json").read_text())
     assert record["result"]["global_step"] == 3  # one warm-up step + two timed
-    text = result.format_text()
-    for part in ("(a) data loading", "cache speed-up", "(b) padding", "length-grouped", "through fit", "steps/s"):
+    text = capsys.readouterr().out
+    for part in (
+        "(a) data loading",
+        "cache speed-up",
+        "(b) padding",
+        "length-grouped",
+        "through fit",
+        "steps/s",
+    ):
         assert part in text
 
 
@@ -70,33 +80,36 @@ def test_full_path_runs_with_a_small_model_on_cpu(tmp_path: Path) -> None:
     for r in runs:
         assert r["tokens_per_s"] > 0 and r["peak_memory_gib"] > 0 and r["steps"] == 1
         assert r["lora_r"] == 64 and r["dtype"] == "bf16"
-        assert r["mfu"] == pytest.approx(6 * full["params_active"] * r["tokens_per_s"] / 1e12 / full["peak_tflops"])
+        assert r["mfu"] == pytest.approx(
+            6 * full["params_active"] * r["tokens_per_s"] / 1e12 / full["peak_tflops"]
+        )
         assert r["mfu_4n"] == pytest.approx(r["mfu"] * 4 / 6)
         assert r["trainable"] == runs[0]["trainable"]  # LoRA removed between runs, not stacked
     # each run is a real `fit` run with its own record, at the production params
     for r in runs:
-        folder = tmp_path / "work" / f"full_run_b{r['batch_size']}_{'gc' if r['gradient_checkpointing'] else 'nogc'}"
+        folder = (
+            tmp_path
+            / "work"
+            / f"full_run_b{r['batch_size']}_{'gc' if r['gradient_checkpointing'] else 'nogc'}"
+        )
         resolved = (folder / "params.resolved.yaml").read_text()
         assert "lora_alpha: 128" in resolved and f"batch_size: {r['batch_size']}" in resolved
     codec = full["codec"]
-    assert codec["clips"] == 3 and codec["one_at_a_time"]["clips_per_s"] > 0 and codec["batched"]["x_real_time"] > 0
+    assert (
+        codec["clips"] == 3
+        and codec["one_at_a_time"]["clips_per_s"] > 0
+        and codec["batched"]["x_real_time"] > 0
+    )
     assert codec["identical"]
     generation = full["generation"]
-    assert 0 < generation["frames"] <= 4 and generation["frames_per_s"] > 0 and generation["real_time_factor"] > 0
+    assert (
+        0 < generation["frames"] <= 4
+        and generation["frames_per_s"] > 0
+        and generation["real_time_factor"] > 0
+    )
     text = BenchTrainResult(machine="test", full=full).format_text()
     assert "tokens/s" in text and "MFU" in text and "peak memory" in text and "codec encoding" in text
     assert "generation:" in text
-
-
-def test_bench_cli_writes_json(tmp_path: Path, capsys) -> None:
-    out = tmp_path / "bench.json"
-    code = main([
-        "bench", "train", "--steps", "1", "--workdir", str(tmp_path / "w"), "--json", str(out),
-    ])  # fmt: skip
-    assert code == 0
-    data = json.loads(out.read_text())
-    assert data["tiny"]["steps"] == 1 and data["loading"]["speedup"] > 0
-    assert "(c) tiny model" in capsys.readouterr().out
 
 
 @no_gpu

@@ -192,3 +192,16 @@ def test_batched_encoding_gives_exactly_the_codes_of_one_at_a_time(processor, tm
     assert not torch.equal(codes[0, :, :frames], one.get(clips[1]))
     with pytest.raises(ValueError, match="batch_size"):
         batched.encode_missing(clips, batch_size=0)
+
+
+def test_long_encoding_logs_its_progress(processor, tmp_path: Path, monkeypatch, caplog) -> None:
+    """A headless run shows no progress bar: encoding logs a line every PROGRESS_LOG_SECONDS."""
+    from workbench.training import codes as codes_module
+
+    clips = [write_tone(tmp_path / f"p{i}.wav", 0.2 + 0.04 * i, 220 + 20 * i, seed=i) for i in range(3)]
+    monkeypatch.setattr(codes_module, "PROGRESS_LOG_SECONDS", 0.0)
+    with caplog.at_level("INFO", logger="workbench.training.codes"):
+        CodesCache(tmp_path / "cache", processor.audio_tokenizer).encode_missing(clips, progress=False)
+    lines = [r.getMessage() for r in caplog.records if "files encoded" in r.getMessage()]
+    assert lines[0].startswith("audio codes (rank 0/1): 1/3 files encoded") and len(lines) == 2, lines
+    assert "min left" in lines[-1]

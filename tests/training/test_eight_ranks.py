@@ -84,3 +84,11 @@ def test_eight_ranks_train_on_the_schedule_they_print(
     assert epoch_at[schedule["steps_per_epoch"]] == pytest.approx(1.0)
     assert epoch_at[schedule["total_steps"]] == pytest.approx(2.0)
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
+    # Every other rank keeps its own notebook (none overwrites another's), each a finished run.
+    logs = sorted(p.name for p in (out / "logs").iterdir())
+    assert logs == [f"04_train.rank{r}.ipynb" for r in range(1, 8)], logs
+    for r in range(1, 8):
+        notebook = json.loads((out / "logs" / f"04_train.rank{r}.ipynb").read_text())
+        assert not any(
+            o.get("output_type") == "error" for c in notebook["cells"] for o in c.get("outputs", [])
+        )

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch loads on first use: the CLI imports this module for its error class
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,8 @@ def parameter_count(model: str | os.PathLike) -> int | None:
     Returns:
         The count, or None when the folder's config cannot be read as Higgs Audio v2.
     """
+    import torch
+
     from workbench.models.folder import resolve_model_path
     from workbench.models.model import RANDOM_FULL, make_random_full_model
 
@@ -58,6 +62,8 @@ def parameter_count(model: str | os.PathLike) -> int | None:
 
 def weight_bytes(model: str | os.PathLike, dtype: torch.dtype) -> int | None:
     """Bytes the LM's weights take in ``dtype`` (None: unknown size)."""
+    import torch
+
     count = parameter_count(model)
     return None if count is None else count * torch.empty((), dtype=dtype).element_size()
 
@@ -100,6 +106,8 @@ def cpu_weight_dtype(model: str | os.PathLike, preferred: torch.dtype | None = N
     float32 (``None``: the transformers default) when its weights fit in half the available memory,
     else bf16, with a log line; ``preferred`` wins when given.
     """
+    import torch
+
     if preferred is not None:
         return preferred
     need = weight_bytes(model, torch.float32)

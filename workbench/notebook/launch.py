@@ -74,7 +74,14 @@ def accelerate_command(launch: LaunchParams, job_json: Path) -> list[str]:
 
 
 def visible_gpus(env: dict[str, str] | None = None) -> int:
-    """GPUs the ranks will see: ``CUDA_VISIBLE_DEVICES`` of the launch's ``env`` when it sets one."""
+    """GPUs the ranks will see: ``CUDA_VISIBLE_DEVICES`` of the launch's ``env`` when it sets one.
+
+    On a machine without the NVIDIA driver the answer is 0 without importing torch: the launcher
+    then stays a small process (importing torch costs ~0.7 GB of memory, which a full-size run on a
+    small machine needs for the model).
+    """
+    if not os.path.exists("/proc/driver/nvidia/version") and not os.path.exists("/dev/nvidiactl"):
+        return 0
     import torch
 
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -157,7 +164,11 @@ def launch_notebook(
         return 0
     out.mkdir(parents=True, exist_ok=True)
     job = {"notebook": notebook, "params": params, "report_dir": str(report), "logs_dir": str(out / "logs")}
-    job_json.write_text(json.dumps(job, indent=2, default=str))
+    from workbench.data.convert import write_json_atomic
+
+    write_json_atomic(
+        job_json, job
+    )  # whole or not at all: ranks of other nodes may read it from a shared folder
     env = {**os.environ, **launch.env}
     env.setdefault("PYTHONUNBUFFERED", "1")
     proc = subprocess.Popen(cmd, env=env)
@@ -517,7 +528,9 @@ def rank_run(job_json: str | os.PathLike) -> int:
         _show_cell_output()
     else:  # the terminal is rank 0's; this rank's failure is said below, its output is in its notebook
         logging.getLogger("papermill").addHandler(logging.NullHandler())
-    target = Path(job["report_dir"] if rank == 0 else job["logs_dir"])
+    # Rank 0 writes the report; every other rank runs in a folder of its own (papermill writes the
+    # notebook under its own name as it goes) and its notebook is then named after the rank.
+    target = Path(job["report_dir"]) if rank == 0 else Path(job["logs_dir"]) / f"rank{rank}"
     ipynb = target / f"{notebook}.ipynb"
     try:
         result = run_notebook(
@@ -529,8 +542,13 @@ def rank_run(job_json: str | os.PathLike) -> int:
         if rank == 0 and ipynb.exists():
             export_html(ipynb)
     if rank != 0 and ipynb.exists():
-        os.replace(ipynb, target / f"{notebook}.rank{rank}.ipynb")
-        ipynb = target / f"{notebook}.rank{rank}.ipynb"
+        named = target.parent / f"{notebook}.rank{rank}.ipynb"
+        os.replace(ipynb, named)
+        ipynb = named
+        try:
+            target.rmdir()
+        except OSError:  # something else was written there: leave it
+            pass
     if terminated.is_set() and getattr(terminated, "signum", None) == signal.SIGINT:
         return 130  # Ctrl-C: the launcher says where the run stands, once
     if not ok:

@@ -278,6 +278,9 @@ class _SharedHashes:
             log.warning("shared content-hash map not written (%s): %s", self.folder, exc)
 
 
+PROGRESS_LOG_SECONDS = 30.0  # how often encode_missing logs its progress
+
+
 def _duration(path: str) -> float:
     """Seconds of an audio file from its header (0 when unreadable: loading it reports why)."""
     import soundfile as sf
@@ -617,7 +620,16 @@ class CodesCache:
             bar.update(len(todo) - len(distinct_todo))
         if batch_size > 1:
             distinct_todo.sort(key=lambda item: _duration(item[1]))
+        started = last_line = time.monotonic()
         for start in range(0, len(distinct_todo), batch_size):
+            if time.monotonic() - last_line >= PROGRESS_LOG_SECONDS and start:
+                # A log line now and then: a headless run's terminal shows no progress bar.
+                last_line = time.monotonic()
+                rate = start / (last_line - started)
+                log.info(
+                    "audio codes (rank %d/%d): %d/%d files encoded, %.1f files/s, about %.0f min left",
+                    rank, world_size, start, len(distinct_todo), rate, (len(distinct_todo) - start) / rate / 60,
+                )  # fmt: skip
             chunk = [
                 (e, p) for e, p in distinct_todo[start : start + batch_size] if not e.is_file()
             ]  # or another rank wrote it

@@ -631,7 +631,9 @@ def training_arguments(params: TrainParams, has_eval: bool) -> Any:
         bf16=params.mixed_precision == "bf16",
         fp16=params.mixed_precision == "fp16",
         activation_checkpointing=params.use_gradient_checkpointing,  # transformers' name for it now
-        activation_checkpointing_kwargs={"use_reentrant": False} if params.use_gradient_checkpointing else None,
+        activation_checkpointing_kwargs={"use_reentrant": False}
+        if params.use_gradient_checkpointing
+        else None,
         dataloader_num_workers=params.dataloader_num_workers,
         save_strategy="steps",
         save_steps=_steps(params.save_steps),
