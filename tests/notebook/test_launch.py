@@ -189,18 +189,15 @@ def complete_checkpoints(out: Path) -> list[Path]:
     return sorted(found, key=lambda d: int(d.name.split("-")[1]))
 
 
-def test_killed_launch_resumes_from_the_last_complete_checkpoint(
-    train_command, launch_env, tmp_path: Path
-) -> None:
-    out = tmp_path / "train"
-    # Gradient accumulation slows each step down, so that the kill lands mid-run.
-    cmd = train_command(
-        out, "max_steps", "30", "save_steps", "5", "gradient_accumulation_steps", "4", "merge", "false"
-    )
-    log = tmp_path / "killed.log"
+def launch_until_checkpoint(
+    cmd: list[str], env: dict[str, str], cwd: Path, log: Path, out: Path
+) -> tuple[subprocess.Popen, list[psutil.Process]]:
+    """Start a launch in a session of its own, its output to ``log``; return once a checkpoint is
+    complete, with the launch and its processes (launcher, ranks, kernels). A launch that ends
+    first, or no checkpoint within the deadline, fails the test (the launch is killed)."""
     with open(log, "w") as fh:
         proc = subprocess.Popen(
-            cmd, env=launch_env, cwd=tmp_path, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+            cmd, env=env, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
         )
     try:
         deadline = time.monotonic() + LAUNCH_TIMEOUT_S
@@ -210,7 +207,24 @@ def test_killed_launch_resumes_from_the_last_complete_checkpoint(
             )
             assert time.monotonic() < deadline, "no complete checkpoint in time"
             time.sleep(0.1)
-        processes = psutil.Process(proc.pid).children(recursive=True)  # launcher, ranks, kernels
+        return proc, psutil.Process(proc.pid).children(recursive=True)
+    except BaseException:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+
+
+def test_killed_launch_resumes_from_the_last_complete_checkpoint(
+    train_command, launch_env, tmp_path: Path
+) -> None:
+    out = tmp_path / "train"
+    # Gradient accumulation slows each step down, so that the kill lands mid-run.
+    cmd = train_command(
+        out, "max_steps", "30", "save_steps", "5", "gradient_accumulation_steps", "4", "merge", "false"
+    )
+    proc, processes = launch_until_checkpoint(cmd, launch_env, tmp_path, tmp_path / "killed.log", out)
+    try:
         os.killpg(proc.pid, signal.SIGKILL)
     finally:
         if proc.poll() is None:
@@ -252,19 +266,8 @@ def test_ctrl_c_stops_every_rank_and_the_same_command_resumes(
         out, "max_steps", "30", "save_steps", "5", "gradient_accumulation_steps", "4", "merge", "false"
     )
     log = tmp_path / "interrupted.log"
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(
-            cmd, env=launch_env, cwd=tmp_path, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    proc, processes = launch_until_checkpoint(cmd, launch_env, tmp_path, log, out)
     try:
-        deadline = time.monotonic() + LAUNCH_TIMEOUT_S
-        while not complete_checkpoints(out):
-            assert proc.poll() is None, (
-                f"the launch ended before its first checkpoint:\n{log.read_text()[-6000:]}"
-            )
-            assert time.monotonic() < deadline, "no complete checkpoint in time"
-            time.sleep(0.1)
-        processes = psutil.Process(proc.pid).children(recursive=True)  # launcher, ranks, kernels
         assert len(processes) >= 5, processes
         os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends on Ctrl-C
         code = proc.wait(timeout=60)

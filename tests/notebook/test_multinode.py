@@ -410,3 +410,10 @@ def test_the_sbatch_example_launches_two_nodes_of_eight(
     assert (args.num_machines, args.num_processes, args.machine_rank, args.nproc_per_node) == (2, 16, 1, "8")
     params, _ = load_train_params(words[3], overrides)
     assert params.batch_size * params.gradient_accumulation_steps * args.num_processes == 128
+
+
+def test_one_local_process_runs_without_a_launcher() -> None:
+    """A single process on one machine is started as itself: accelerate would only add a process."""
+    cmd = accelerate_command(LaunchParams(num_processes=1), Path("job.json"))
+    assert cmd[0] == sys.executable and cmd[1].endswith("rank_entry.py") and cmd[2:] == ["--rank-run", "job.json"]
+    assert "accelerate.commands.launch" in accelerate_command(LaunchParams(num_processes=2), Path("job.json"))

@@ -42,13 +42,18 @@ EVAL_NOTEBOOK = "05_evaluate"
 
 
 def accelerate_command(launch: LaunchParams, job_json: Path) -> list[str]:
-    """The ``accelerate launch`` command line for this run.
+    """The ``accelerate launch`` command line for this run (a single local process: the rank itself).
 
     The machine settings given in ``launch`` (``num_machines``, ``machine_rank``, ``main_process_ip``,
     ``main_process_port``, ``num_processes`` > 1) become flags, which accelerate lets override the
     values of an accelerate config file.
     """
     total, machines = launch.layout()
+    entry = [str(Path(__file__).resolve().with_name("rank_entry.py")), "--rank-run", str(job_json)]
+    if not launch.accelerate_config and total == 1 and machines == 1 and not launch.main_process_ip:
+        # One process needs no launcher: accelerate would only start it, and hold ~0.7 GB importing
+        # torch (memory a full-size run on a small machine needs), and print a traceback on failure.
+        return [sys.executable, *entry]
     cmd = [sys.executable, "-m", "accelerate.commands.launch"]
     if launch.accelerate_config:
         cmd += ["--config_file", launch.accelerate_config]
@@ -69,8 +74,7 @@ def accelerate_command(launch: LaunchParams, job_json: Path) -> list[str]:
         cmd += ["--main_process_ip", launch.main_process_ip]
     if launch.main_process_port is not None:  # 0: accelerate picks a free port
         cmd += ["--main_process_port", str(launch.main_process_port)]
-    cmd += [str(Path(__file__).resolve().with_name("rank_entry.py")), "--rank-run", str(job_json)]
-    return cmd
+    return cmd + entry
 
 
 def visible_gpus(env: dict[str, str] | None = None) -> int:
