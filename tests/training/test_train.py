@@ -156,8 +156,10 @@ def test_params_report_every_problem_at_once(tmp_path: Path) -> None:
         load_train_params(path)
     problems = info.value.problems
     text = str(info.value)
-    assert len(problems) == 8, text
-    assert str(path) in text and "8 parameter problem(s)" in text
+    assert len(problems) == 10, text  # the 8 in the file, and the two required values it lacks
+    assert str(path) in text and "10 parameter problem(s)" in text
+    assert any(p.startswith("train_data: required: ") and "-p train_data PATH" in p for p in problems)
+    assert any(p.startswith("model: required: ") for p in problems)
     assert "lerning_rate: unknown parameter (did you mean 'learning_rate'?)" in problems
     assert any(
         p.startswith("lora_targets: unknown parameter (did you mean 'lora_target_modules'?)")
@@ -173,7 +175,9 @@ def test_params_report_every_problem_at_once(tmp_path: Path) -> None:
 
 def test_params_yaml_pitfalls_are_handled(tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
-    path.write_text("learning_rate: 1e-4\nmodules_to_save: audio_lm_head\nmixed_precision: no\n")
+    path.write_text(
+        "train_data: t.jsonl\nmodel: m\nlearning_rate: 1e-4\nmodules_to_save: audio_lm_head\nmixed_precision: no\n"
+    )
     with pytest.raises(ParamsError) as info:
         load_train_params(path)
     assert info.value.problems == [
@@ -620,7 +624,9 @@ def test_schedule_arithmetic_and_notes() -> None:
     assert small["notes"][0] == "save_steps 250 >= 237 steps: no checkpoint before the end"
     assert "effective batch 128 (4 x 4 accumulation x 8 ranks)" in schedule["text"]
     assert training_schedule(dataclasses.replace(h200, save_steps=0.1), 100_000, 8)["save_every"] == 235
-    tiny = training_schedule(TrainParams(batch_size=8, max_steps=10, eval_steps=20, save_steps=5), 5, 1)
+    tiny = training_schedule(
+        TrainParams(val_data="val.jsonl", batch_size=8, max_steps=10, eval_steps=20, save_steps=5), 5, 1
+    )
     assert tiny["total_steps"] == 10 and tiny["steps_per_epoch"] == 1
     assert tiny["notes"] == ["eval_steps 20 >= 10 steps: no evaluation before the end",
                              "5 samples < effective batch 8: every step sees the whole set"]  # fmt: skip

@@ -552,11 +552,11 @@ def local_model_dir(model_path: str | os.PathLike[str]) -> Path:
     model_dir = resolve_model_path(model_path)
     if is_original_checkpoint(model_dir):
         # Every rank of a launch gets here at once: one process per machine converts, under a lock
-        # beside the conversions; the others wait, then reuse its result (import_original finds it).
-        converted_root = default_cache_dir() / "converted"
-        converted_root.mkdir(parents=True, exist_ok=True)
+        # (in the cache's locks/ folder); the others wait, then reuse its result (import_original finds it).
+        locks = default_cache_dir() / "locks"
+        locks.mkdir(parents=True, exist_ok=True)
         name = hashlib.sha256(str(model_dir).encode()).hexdigest()[:16]
-        with FileLock(converted_root / f"{name}.lock"):
+        with FileLock(locks / f"converted-{name}.lock"):
             converted = import_original(model_dir)
         log.info(
             "%s is an original-layout Higgs Audio checkpoint; using its conversion %s", model_dir, converted
