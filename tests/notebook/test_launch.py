@@ -163,6 +163,8 @@ def test_demo_params_train_on_two_ranks(train_command, launch_env, tmp_path: Pat
     # and rank 1 printed no progress of its own.
     assert "step 40/40 |" in notebook_text(report) and "text/html" in report.read_text()
     assert "step 40/40 |" not in notebook_text(rank1)
+    # No progress-bar widgets (blank boxes in the HTML report): the progress lines stand in for them.
+    assert "application/vnd.jupyter.widget-view+json" not in report.read_text()
 
 
 def test_a_failing_rank_fails_the_launch(train_command, launch_env, tmp_path: Path) -> None:

@@ -211,7 +211,7 @@ class ProbeCache:
             self.reads += len(todo)
             workers = workers or min(8, (os.cpu_count() or 1) * 2)
             bar = None
-            if progress:
+            if progress and not os.environ.get("TQDM_DISABLE"):  # a notebook bar ignores TQDM_DISABLE
                 from tqdm.auto import tqdm
 
                 bar = tqdm(total=len(todo), desc="probing audio", unit="file")

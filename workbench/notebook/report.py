@@ -106,6 +106,9 @@ def export_html(ipynb: str | os.PathLike) -> Path:
     return out
 
 
+HEADLESS_ENV = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+
+
 def run_notebook(
     notebook: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -142,10 +145,13 @@ def run_notebook(
     ipynb = out / source.name
     started = time.perf_counter()
     error = None
-    # Progress-bar widgets render as blank boxes in the HTML report: headless kernels get none.
-    # The kernel inherits this process's environment; the setting is undone afterwards.
-    previous_tqdm = os.environ.get("TQDM_DISABLE")
-    os.environ.setdefault("TQDM_DISABLE", "1")
+    # Progress-bar widgets render as blank boxes in the HTML report: headless kernels get none
+    # (TQDM_DISABLE for our bars; Hugging Face's switch for the libraries' loading and saving bars,
+    # since tqdm's notebook bars ignore TQDM_DISABLE). The kernel inherits this process's
+    # environment; the settings are undone afterwards.
+    previous = {name: os.environ.get(name) for name in HEADLESS_ENV}
+    for name, value in HEADLESS_ENV.items():
+        os.environ.setdefault(name, value)
     try:
         papermill.execute_notebook(
             str(source),
@@ -164,8 +170,9 @@ def run_notebook(
         if log_error:
             log.error("%s failed at %s", source.name, error)
     finally:
-        if previous_tqdm is None:
-            os.environ.pop("TQDM_DISABLE", None)
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
     html_path = export_html(ipynb) if export and ipynb.exists() else out / f"{source.stem}.html"
     return NotebookRun(
         source.name, str(ipynb), str(html_path), error is None, error, time.perf_counter() - started

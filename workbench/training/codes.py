@@ -606,7 +606,7 @@ class CodesCache:
             self.directory,
         )
         bar = None
-        if progress and todo:
+        if progress and todo and not os.environ.get("TQDM_DISABLE"):  # headless: the log lines below
             from tqdm.auto import tqdm
 
             desc = "encoding audio codes" + (f" (rank {rank}/{world_size})" if world_size > 1 else "")
