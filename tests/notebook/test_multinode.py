@@ -415,5 +415,9 @@ def test_the_sbatch_example_launches_two_nodes_of_eight(
 def test_one_local_process_runs_without_a_launcher() -> None:
     """A single process on one machine is started as itself: accelerate would only add a process."""
     cmd = accelerate_command(LaunchParams(num_processes=1), Path("job.json"))
-    assert cmd[0] == sys.executable and cmd[1].endswith("rank_entry.py") and cmd[2:] == ["--rank-run", "job.json"]
+    assert (
+        cmd[0] == sys.executable
+        and cmd[1].endswith("rank_entry.py")
+        and cmd[2:] == ["--rank-run", "job.json"]
+    )
     assert "accelerate.commands.launch" in accelerate_command(LaunchParams(num_processes=2), Path("job.json"))
