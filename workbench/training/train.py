@@ -524,24 +524,18 @@ def _callbacks(params: TrainParams) -> list[Any]:
         elapsed, ETA) and one per evaluation: what a person watching a long run's terminal reads.
 
         Tokens/s counts the non-padding input tokens (the batch's attention mask: text and audio
-        positions) of all ranks per second of training, evaluation and checkpoint time left out.
+        positions) of all ranks, as the Trainer counts them (``state.num_input_tokens_seen``), per
+        second of training, evaluation and checkpoint time left out.
         """
 
         def __init__(self) -> None:
-            self.tokens = 0  # this rank's, since the last progress line (a tensor once counted)
+            self.seen = 0  # the Trainer's token count at the last progress line
             self.busy = 0.0  # seconds of training since the last progress line
-            self.hook = None
 
-        def _count(self, module, args, kwargs) -> None:
-            mask = kwargs.get("attention_mask")
-            if module.training and mask is not None:
-                self.tokens = self.tokens + mask.detach().sum()  # no device sync: read at log time
-
-        def on_train_begin(self, args, state, control, model=None, **kwargs):
+        def on_train_begin(self, args, state, control, **kwargs):
             self.started = self.tick = time.perf_counter()
             self.start_step = state.global_step  # > 0 when resumed
-            if model is not None:
-                self.hook = model.register_forward_pre_hook(self._count, with_kwargs=True)
+            self.seen = state.num_input_tokens_seen
             if state.is_world_process_zero:
                 resumed = f" from step {state.global_step}" if state.global_step else ""
                 ranks = _state().num_processes
@@ -562,24 +556,12 @@ def _callbacks(params: TrainParams) -> list[Any]:
         def on_save(self, args, state, control, **kwargs):
             self.tick = time.perf_counter()
 
-        def on_train_end(self, args, state, control, **kwargs):
-            if self.hook is not None:
-                self.hook.remove()
-                self.hook = None
-
         def on_log(self, args, state, control, logs=None, **kwargs):
             logs = logs or {}
             total = state.max_steps
-            if "loss" in logs:  # every rank logs training steps: the token count is summed over them
-                tokens = torch.as_tensor(self.tokens, device=_state().device, dtype=torch.float64)
-                if _state().num_processes > 1:
-                    from accelerate.utils import reduce
-
-                    tokens = reduce(tokens, "sum")
-                rate = float(tokens) / self.busy if self.busy > 0 else 0.0
-                self.tokens, self.busy = 0, 0.0
-                if not state.is_world_process_zero:
-                    return
+            if "loss" in logs and state.is_world_process_zero:
+                rate = (state.num_input_tokens_seen - self.seen) / self.busy if self.busy > 0 else 0.0
+                self.seen, self.busy = state.num_input_tokens_seen, 0.0
                 elapsed = time.perf_counter() - self.started
                 done = state.global_step - self.start_step
                 eta = elapsed / done * (total - state.global_step) if done > 0 else None
