@@ -210,10 +210,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_make_tiny_model(args: argparse.Namespace) -> int:
-    from workbench.models.model import make_tiny_model
+    from workbench.models.families import family_named
 
-    path = make_tiny_model(args.dir, seed=args.seed, overwrite=args.overwrite)
-    print(f"tiny Higgs Audio v2 model written to {path}")
+    family = family_named(args.family)
+    path = family.make_tiny(args.dir, seed=args.seed, overwrite=args.overwrite)
+    print(f"tiny {family.title} model written to {path}")
     return EXIT_OK
 
 
@@ -490,8 +491,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="a training params file: validity, launch vs this machine's GPUs, precision, its paths",
     )
 
-    p = add("make-tiny-model", cmd_make_tiny_model, "build a tiny random Higgs Audio v2 stack (tests, demo)")
+    p = add("make-tiny-model", cmd_make_tiny_model, "build a tiny random model stack (tests, demo)")
     p.add_argument("dir")
+    p.add_argument(
+        "--family", choices=("higgs-audio-v2", "higgs-tts-3"), default="higgs-audio-v2",
+        help="model family: Higgs Audio v2 (default) or Higgs TTS 3 (release layout)",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true")
 

@@ -14,6 +14,7 @@ from workbench.data.audio import load_audio
 from workbench.data.contract import check_sample
 from workbench.data.sample import Audio, Message, Sample
 from workbench.models.model import SAMPLE_RATE, load_model_and_processor, make_tiny_model
+from workbench.models.higgs_audio_v2 import sample_to_conversation
 from workbench.training.codes import CodesCache
 from workbench.training.collate import (
     IGNORE_INDEX,
@@ -25,7 +26,6 @@ from workbench.training.collate import (
     length_grouped_indices,
     padding_fraction,
     padding_report,
-    sample_to_conversation,
     sequence_length,
     sequence_lengths,
 )

@@ -25,8 +25,8 @@ import torch
 from workbench.data import audio as audio_module
 from workbench.models.model import make_tiny_model
 from workbench.notebook.report import NOTEBOOK_DIR
+from workbench.models.higgs_audio_v2 import DEFAULT_LORA_TARGETS
 from workbench.training.params import (
-    DEFAULT_LORA_TARGETS,
     ParamsError,
     TrainParams,
     load_train_params,

@@ -160,7 +160,7 @@ class RehearsalResult:
 
 def rehearsal_params(workdir: Path, model: str, steps: int, train_data: Path) -> dict[str, Any]:
     """The params file of the rehearsal's training run (item by item what production uses per device)."""
-    from workbench.training.params import DEFAULT_LORA_TARGETS
+    from workbench.models.higgs_audio_v2 import DEFAULT_LORA_TARGETS
 
     return {
         "num_processes": 1,

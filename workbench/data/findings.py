@@ -51,6 +51,11 @@ CODES: dict[str, tuple[str, str]] = {
         "Cut the clip into sentences, use a shorter reference, or move the sample to the evaluation prompts; "
         "training would refuse it.",
     ),
+    "NOT_IN_MODEL_PROMPT": (
+        WARNING,
+        "This model's prompt has no place for it: the sample trains without it. Put style in the text itself "
+        "(e.g. inline tags), or split the sample into one sample per target.",
+    ),
     "DUPLICATE_ID": (ERROR, "Give every sample a unique id."),
     "BAD_START_INDEX": (ERROR, "Set start_index to the index of the target user text message."),
     "START_INDEX_ADJUSTED": (

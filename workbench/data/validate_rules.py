@@ -41,6 +41,7 @@ class LengthCheck:
     limit: int  # tokens
     model: str  # for messages
     longest: tuple[int, str] = (0, "")  # (tokens, sample id) of the longest sample seen
+    notes: Callable[[Sample], list[str]] | None = None  # what the model's prompt leaves out of a sample
 
     def estimate(self, item: Item) -> int | None:
         seconds = {p: i.duration for p, i in item.probes.items() if i.readable and i.duration is not None}
@@ -324,6 +325,17 @@ def rule_length(item: Item) -> list[Finding]:
     ]
 
 
+def rule_model_prompt(item: Item) -> list[Finding]:
+    """NOT_IN_MODEL_PROMPT: a part of the sample that the model's prompt has no place for (with a model only).
+
+    Higgs TTS 3, for one, has no system or scene text and one reference: the sample still trains, without them.
+    """
+    check = item.options.length
+    if check is None or check.notes is None:
+        return []
+    return [item.find("NOT_IN_MODEL_PROMPT", f"{note} ({check.model})") for note in check.notes(item.sample)]
+
+
 RULES: tuple[Callable[[Item], list[Finding]], ...] = (
     rule_contract,
     rule_placeholder,
@@ -332,6 +344,7 @@ RULES: tuple[Callable[[Item], list[Finding]], ...] = (
     rule_duration,
     rule_ref_is_target,
     rule_length,
+    rule_model_prompt,
 )
 
 

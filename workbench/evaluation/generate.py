@@ -83,7 +83,7 @@ def load_for_generation(
         GenerateError: neither a model nor an adapter, or an adapter that does not fit the model.
         workbench.models.folder.ModelNotFoundError: the model is not available locally.
     """
-    from workbench.models.model import load_model_and_processor
+    from workbench.models.families import load_model_and_processor
 
     if model is None:
         if adapter is None:

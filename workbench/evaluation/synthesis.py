@@ -17,6 +17,11 @@ import numpy as np
 import torch
 
 from workbench.data.sample import Sample
+from workbench.models.family import NoAudioError
+
+__all__ = [
+    "EvalPrompt", "NoAudioError", "Sampling", "decode_audio", "generation_config", "generation_inputs", "make_prompt",
+]  # fmt: skip
 
 
 @dataclass
@@ -96,10 +101,9 @@ def make_prompt(sample: Sample, seed: int = 0) -> EvalPrompt:
 def generation_inputs(prompt: EvalPrompt, processor: Any, codes_cache: Any) -> dict[str, torch.Tensor]:
     """Model inputs for generating the prompt's audio, built as training builds sequences.
 
-    The context is encoded by :func:`workbench.training.collate.encode_sample` (reference audio codes from
-    the codes cache) and followed by the chat template's generation prompt (assistant header and
-    ``<|audio_out_bos|>``), exactly what ``processor.apply_chat_template(...,
-    add_generation_prompt=True)`` gives for the same audio.
+    The prompt's context (reference audio codes from the codes cache, then the text to speak) is
+    encoded by the processor's model family exactly as its inference builds the prompt
+    (:meth:`workbench.models.family.ModelFamily.generation_inputs`).
 
     Returns:
         ``input_ids`` and ``attention_mask`` ``(1, L)``; with context audio also
@@ -108,23 +112,11 @@ def generation_inputs(prompt: EvalPrompt, processor: Any, codes_cache: Any) -> d
     Raises:
         ValueError: the prompt cannot be generated from (names the sample and the problem).
     """
-    from workbench.training.collate import encode_sample, sample_to_conversation
+    from workbench.models.families import family_for
 
     if prompt.problem:
         raise ValueError(f"sample {prompt.sample.id!r}: {prompt.problem}")
-    encoded = encode_sample(prompt.context, processor, codes_cache)
-    conversation = sample_to_conversation(prompt.context)
-    plain = processor.apply_chat_template(conversation, tokenize=False)
-    with_prompt = processor.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
-    if not with_prompt.startswith(plain):
-        raise ValueError("the chat template's generation prompt does not extend the rendered conversation")
-    suffix = processor.tokenizer(with_prompt[len(plain) :], add_special_tokens=False)["input_ids"]
-    input_ids = torch.cat([encoded["input_ids"], torch.tensor(suffix, dtype=torch.long)])[None]
-    inputs = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
-    if len(encoded["audio_input_ids"]):
-        inputs["audio_input_ids"] = encoded["audio_input_ids"][None]
-        inputs["audio_input_ids_mask"] = torch.ones(inputs["audio_input_ids"].shape[:2], dtype=torch.bool)
-    return inputs
+    return family_for(processor).generation_inputs(prompt.context, processor, codes_cache)
 
 
 # --- generation -------------------------------------------------------------------------------------
@@ -149,40 +141,12 @@ def generation_config(model: torch.nn.Module, params: Any) -> Any:
     return config
 
 
-class NoAudioError(RuntimeError):
-    """Generated codes that decode to no audio."""
-
-
 def decode_audio(processor: Any, audio_ids: torch.Tensor) -> np.ndarray:
-    """Decode generated codes ``(1, frames, N)`` to a float32 waveform at 24 kHz.
+    """Decode what the model's ``generate`` returned ``(1, rows, N)`` to a float32 waveform at 24 kHz.
 
     Raises:
         NoAudioError: the codes hold no decodable audio (the reason is in the message).
     """
-    frames = audio_ids[0].cpu()
-    num_codebooks = frames.shape[-1]
-    bos, eos = processor.audio_stream_bos_id, processor.audio_stream_eos_id
-    starts = (frames == bos).all(dim=-1).nonzero()
-    if len(starts) == 0:
-        raise NoAudioError("the generated codes have no all-bos frame where audio starts")
-    generated = frames[int(starts[-1]) + 1 :]
-    ends = (generated == eos).all(dim=-1).nonzero()
-    count = int(ends[0]) if len(ends) else len(generated)
-    if count < num_codebooks:
-        raise NoAudioError(
-            f"only {count} audio frame(s) were generated before the end; the delay pattern over {num_codebooks} "
-            f"codebooks needs at least {num_codebooks} to yield any audio (raise max_new_tokens, or the model "
-            "stops too early)"
-        )
-    try:
-        waveform = processor.decode(audio_ids)
-    except Exception as exc:  # the processor raises various errors on degenerate codes
-        raise NoAudioError(
-            f"the processor could not decode the generated codes ({type(exc).__name__}: {exc})"
-        ) from exc
-    audio = waveform.detach().float().cpu().numpy().reshape(-1)
-    if audio.size == 0:
-        raise NoAudioError("the generated codes decode to no samples (the model stopped at once)")
-    if not np.isfinite(audio).all():
-        raise NoAudioError("the decoded audio has NaN or infinite samples")
-    return audio
+    from workbench.models.families import family_for
+
+    return family_for(processor).decode_generated(processor, audio_ids)

@@ -1,9 +1,11 @@
 """Merge and export: a LoRA adapter (or checkpoint) becomes a model other tools can load.
 
-``workbench export ADAPTER -o OUT`` merges the adapter into its base model and writes plain
-transformers weights plus the processor (``--format hf``, loadable by
-``HiggsAudioV2ForConditionalGeneration.from_pretrained`` without peft), or the original
-``boson_multimodal`` layout (``--format original``) for people on the original inference scripts.
+``workbench export ADAPTER -o OUT`` merges the adapter into its base model and writes the model
+family's own layout (``--format hf``): for Higgs Audio v2 plain transformers weights plus the
+processor (loadable by ``HiggsAudioV2ForConditionalGeneration.from_pretrained`` without peft), for
+Higgs TTS 3 the release layout that vLLM-Omni and SGLang-Omni load, with its licence notice. For
+Higgs Audio v2, ``--format original`` writes the original ``boson_multimodal`` layout for people on
+the original inference scripts.
 """
 
 from __future__ import annotations
@@ -51,12 +53,17 @@ def export_memory_need(model: str) -> int | None:
         return None
     dtype = export_dtype(model)
     if dtype == "auto":
-        from transformers import AutoConfig
-
         from workbench.models.folder import resolve_model_path
 
-        stored = getattr(
-            AutoConfig.from_pretrained(resolve_model_path(model), local_files_only=True), "dtype", None
+        config = json.loads((resolve_model_path(model) / "config.json").read_text())
+        stored = next(
+            (
+                c.get(k)
+                for c in (config, config.get("text_config") or {})
+                for k in ("dtype", "torch_dtype")
+                if c.get(k)
+            ),
+            None,
         )
         dtype = getattr(torch, str(stored).replace("torch.", ""), torch.float32) if stored else torch.float32
     return count * torch.empty((), dtype=dtype).element_size() + HEADROOM_BYTES
@@ -75,8 +82,8 @@ def load_merged(source: str | os.PathLike, base_model: str | None = None) -> tup
         FileNotFoundError: ``source`` or the base model cannot be found (named, with a hint).
         workbench.models.memory.InsufficientMemoryError: the merge would not fit in memory here.
     """
+    from workbench.models.families import load_model_and_processor
     from workbench.models.memory import check_fits
-    from workbench.models.model import load_model_and_processor
 
     source = str(source)
     if not os.path.exists(source):
@@ -124,11 +131,23 @@ def export(
         raise FileExistsError(
             f"{out} exists and is not empty. Hint: pass --overwrite or choose another folder."
         )
+    from workbench.models.families import detect_family, family_for
+
+    named_base = base_model or (adapter_base_model(source) if is_adapter_dir(source) else None) or str(source)
+    if (
+        format == "original"
+        and os.path.exists(str(source))
+        and detect_family(named_base).name != "higgs-audio-v2"
+    ):
+        raise ValueError(
+            "export format 'original' is the boson_multimodal layout of Higgs Audio v2; a Higgs TTS 3 model "
+            "exports its release layout (--format hf), which vLLM-Omni and SGLang-Omni load"
+        )
     model, processor, base = load_merged(source, base_model)
     if format == "hf":
-        from workbench.models.model import save_merged
-
-        path = save_merged(model, processor, out)
+        family = family_for(model)
+        path = family.save_merged(model, processor, out)
+        family.write_notices(path, base if os.path.isdir(base) else None)
     else:
         from workbench.models.original_convert import export_original
 

@@ -38,26 +38,20 @@ def parameter_count(model: str | os.PathLike) -> int | None:
         model: ``"random-full"``, a model folder or a cached hub id.
 
     Returns:
-        The count, or None when the folder's config cannot be read as Higgs Audio v2.
+        The count, or None when the folder's config cannot be read as its family's.
     """
-    import torch
-
-    from workbench.models.folder import resolve_model_path
-    from workbench.models.model import RANDOM_FULL, make_random_full_model
+    from workbench.models.families import RANDOM_FULL, detect_family
 
     try:
         if str(model) == RANDOM_FULL:
-            meta_model, _ = make_random_full_model(device="meta")
-        else:
-            from transformers import AutoConfig, HiggsAudioV2ForConditionalGeneration
+            from workbench.models.model import make_random_full_model
 
-            config = AutoConfig.from_pretrained(resolve_model_path(model), local_files_only=True)
-            with torch.device("meta"):
-                meta_model = HiggsAudioV2ForConditionalGeneration(config)
+            meta_model, _ = make_random_full_model(device="meta")
+            return sum(p.numel() for p in meta_model.parameters())
+        return detect_family(model).parameter_count(model)
     except Exception as exc:  # an original layout or an unknown config: decided by loading it
         log.debug("could not count the parameters of %s on meta: %s", model, exc)
         return None
-    return sum(p.numel() for p in meta_model.parameters())
 
 
 def weight_bytes(model: str | os.PathLike, dtype: torch.dtype) -> int | None:

@@ -1,53 +1,39 @@
-"""Training sequences from canonical samples and cached audio codes, built as inference builds them.
+"""Batches from canonical samples and cached audio codes, built as inference builds them.
 
-A canonical :class:`~workbench.data.sample.Sample` becomes exactly the tensors that
-``HiggsAudioV2Processor.apply_chat_template(conversation, tokenize=True, return_dict=True,
-return_tensors="pt")`` produces for the same conversation, except that the audio codes come from
-the :class:`~workbench.training.codes.CodesCache` instead of running the audio tokenizer:
+Each sample becomes its model family's sequence (:mod:`workbench.models.higgs_audio_v2`,
+:mod:`workbench.models.higgs_tts3`): text tokens with one placeholder per audio row, the audio
+rows' codes, and labels on target audio and its end only. This module pads those into batches
+(the same keys for both families), refuses batches with nothing to learn, and orders samples by
+length:
 
-1. the processor's own chat template renders the conversation (system, optional scene, user text,
-   assistant audio as ``<|audio_out_bos|><|AUDIO_OUT|><|audio_eos|>``);
-2. each audio segment's codes ``(N, T)`` get a stream-bos and a stream-eos column and the
-   processor's ``build_delay_pattern`` (codebook ``k`` shifted right by ``k``):
-   ``(T + 2 + N - 1, N)`` frames;
-3. each ``<|AUDIO_OUT|>`` expands to one placeholder per frame with the processor's
-   ``get_audio_tokens`` and the text is tokenized by the processor's tokenizer;
-4. a batch left-pads text with the pad token and right-pads audio frames with the stream-eos id,
-   with ``audio_input_ids_mask`` marking real frames.
-
-Labels differ from the processor's on purpose. The processor labels every audio segment
-(references included) and masks every stream-eos, so a model trained on them never learns to stop.
-Here, as in the original Boson collator, only assistant audio at or after ``start_index`` is a
-target, labelled ``delay([-100, codes, eos])`` with ``-100`` as the delay fill: each codebook's
-codes plus its first stream-eos. Reference audio and all text are context (``-100``).
-
-Length grouping: :func:`sequence_length` gives a sample's token count up front (from cached code
-lengths, no tokenization of audio), :func:`length_grouped_sampler` wraps transformers'
-``LengthGroupedSampler`` with a seed, and :func:`padding_fraction` measures what it saves.
+- a batch left-pads text with the pad token and right-pads audio rows with the stream-eos id,
+  with ``audio_input_ids_mask`` marking real rows;
+- :func:`sequence_length` gives a sample's token count up front (from cached code lengths, no
+  tokenization of audio), :func:`length_grouped_sampler` wraps transformers'
+  ``LengthGroupedSampler`` with a seed, and :func:`padding_fraction` measures what it saves.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from workbench.data.contract import PROMPT, SampleContractError, check_sample, require_usable
-from workbench.data.sample import Message, Sample
+from workbench.data.contract import PROMPT, SampleContractError, check_sample
+from workbench.data.sample import Sample
+from workbench.models.families import family_for
+from workbench.models.family import SequenceTooLongError
+from workbench.models.higgs_audio_v2 import IGNORE_INDEX
 
 if TYPE_CHECKING:
-    from transformers import HiggsAudioV2Processor
-
     from workbench.training.codes import CodesCache
 
 log = logging.getLogger(__name__)
 
-IGNORE_INDEX = -100
 MODEL_INPUT_KEYS = ("input_ids", "attention_mask", "audio_input_ids", "audio_input_ids_mask", "audio_labels")
 
 
@@ -55,169 +41,17 @@ class NoSupervisedTokensError(ValueError):
     """A batch in which every audio label is masked (nothing to learn from)."""
 
 
-class SequenceTooLongError(ValueError):
-    """A sample's token sequence is longer than the configured ``max_length``.
-
-    Attributes:
-        sample_id: The sample's id.
-        length: Its length in tokens (text + audio placeholders).
-        max_length: The limit.
-    """
-
-    def __init__(self, sample_id: str, length: int, max_length: int) -> None:
-        self.sample_id, self.length, self.max_length = sample_id, length, max_length
-        super().__init__(
-            f"sample {sample_id!r} is {length} tokens long, more than max_length={max_length}; "
-            "shorten its audio or references, drop it (`workbench validate` flags it), or raise max_length"
-        )
-
-
-@dataclass(frozen=True)
-class _Segment:
-    """One assistant audio message of a sample, in conversation order."""
-
-    audio_url: str
-    is_target: bool
-
-
-def _structure_error(sample: Sample, problem: str) -> ValueError:
-    return ValueError(f"sample {sample.id!r} ({sample.provenance()}): {problem}; run `workbench validate`")
-
-
-def _ordered_messages(sample: Sample) -> list[tuple[int, Message]]:
-    """``(index, message)`` pairs in template order: system, merged scene, then the rest.
-
-    The caller has checked the sample against the contract (the system message is first).
-    """
-    messages = list(enumerate(sample.messages))
-    scenes = [(i, m) for i, m in messages if m.role == "scene"]
-    rest = [(i, m) for i, m in messages[1:] if m.role != "scene"]
-    if scenes:
-        # The template reads a scene only right after the system turn; several are joined.
-        scene_text = "\n".join(m.text.strip() for _, m in scenes)  # type: ignore[union-attr]
-        scenes = [(scenes[0][0], Message("scene", scene_text))]
-    return [messages[0], *scenes, *rest]
-
-
-def _segments(sample: Sample) -> list[_Segment]:
-    targets = set(sample.target_indices())
-    return [
-        _Segment(m.audio_url, i in targets) for i, m in _ordered_messages(sample) if m.audio_url is not None
-    ]
-
-
-def sample_to_conversation(sample: Sample, audio: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-    """The chat-template conversation of a canonical sample.
-
-    The system turn comes first; scene messages (wherever they are) are merged into one ``scene``
-    turn right after it, where the Higgs template puts the ``<|scene_desc_start|>`` block; user
-    turns are text; assistant turns are audio.
-
-    Args:
-        sample: A canonical sample (trainable or a prompt).
-        audio: Optional ``audio_url -> waveform`` map; mapped audio entries carry the waveform
-            (``{"type": "audio", "audio": array}``), the others the file path
-            (``{"type": "audio", "path": url}``), both of which ``apply_chat_template`` loads.
-
-    Returns:
-        A list of ``{"role", "content": [part]}`` dicts for ``processor.apply_chat_template``.
-
-    Raises:
-        SampleContractError: The sample breaks the contract (no leading system message, audio
-            outside assistant turns, text in an assistant turn...), naming the sample.
-    """
-    require_usable(sample, trainable=False)
-    conversation = []
-    for _, message in _ordered_messages(sample):
-        if message.is_audio:
-            url = message.audio_url
-            in_memory = audio is not None and url in audio
-            part = {"type": "audio", "audio": audio[url]} if in_memory else {"type": "audio", "path": url}
-        else:
-            part = {"type": "text", "text": message.text}
-        conversation.append({"role": message.role, "content": [part]})
-    return conversation
-
-
-def render_text(sample: Sample, processor: HiggsAudioV2Processor) -> str:
-    """The sample rendered by the processor's chat template (one ``<|AUDIO_OUT|>`` per audio)."""
-    return processor.apply_chat_template(sample_to_conversation(sample), tokenize=False)
-
-
-def _num_codebooks(processor: HiggsAudioV2Processor) -> int:
-    return int(processor.audio_tokenizer.config.num_quantizers)
-
-
-def _delay(rows: torch.Tensor, before: int, after: int) -> torch.Tensor:
-    """Delay pattern of ``rows`` ``(N, S)``: codebook ``k`` shifted right by ``k``.
-
-    Returns:
-        ``(S + N - 1, N)``; the ``k`` leading slots of codebook ``k`` hold ``before``, the
-        ``N - 1 - k`` trailing ones ``after``.
-    """
-    n, s = rows.shape
-    out = torch.full((n, s + n - 1), after, dtype=torch.long)
-    for k in range(n):
-        out[k, :k] = before
-        out[k, k : k + s] = rows[k]
-    return out.T.contiguous()
-
-
-def segment_tensors(
-    codes: torch.Tensor, processor: HiggsAudioV2Processor, is_target: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Model inputs and labels of one audio segment.
-
-    Args:
-        codes: LongTensor ``(N, T)`` from the codes cache.
-        processor: Supplies the stream bos/eos ids and ``build_delay_pattern``.
-        is_target: Whether the segment is supervised.
-
-    Returns:
-        ``(audio_input_ids, audio_labels)``, both ``(T + N + 1, N)``. Inputs are
-        ``build_delay_pattern([bos, codes, eos])`` exactly as the processor builds them; labels are
-        ``delay([-100, codes, eos])`` with ``-100`` fill for a target, all ``-100`` otherwise.
-    """
-    n = codes.shape[0]
-    bos = codes.new_full((n, 1), processor.audio_stream_bos_id)
-    eos = codes.new_full((n, 1), processor.audio_stream_eos_id)
-    inputs = processor.build_delay_pattern(torch.cat([bos, codes, eos], dim=1)[None])[0].T.contiguous()
-    if is_target:
-        ignore = codes.new_full((n, 1), IGNORE_INDEX)
-        labels = _delay(torch.cat([ignore, codes, eos], dim=1), IGNORE_INDEX, IGNORE_INDEX)
-    else:
-        labels = torch.full_like(inputs, IGNORE_INDEX)
-    return inputs, labels
-
-
-def _tokenize(processor: HiggsAudioV2Processor, text: str) -> list[int]:
-    tokenizer = processor.tokenizer
-    # As apply_chat_template: a rendered prompt that starts with bos gets no second bos.
-    add_special = not (tokenizer.bos_token is not None and text.startswith(tokenizer.bos_token))
-    return tokenizer(text, add_special_tokens=add_special)["input_ids"]
-
-
 def encode_sample(
-    sample: Sample,
-    processor: HiggsAudioV2Processor,
-    codes_cache: CodesCache,
-    max_length: int | None = None,
+    sample: Sample, processor: Any, codes_cache: CodesCache, max_length: int | None = None
 ) -> dict[str, Any]:
-    """Per-sample tensors of one canonical sample (no padding).
-
-    Args:
-        sample: A canonical sample.
-        processor: The model's ``HiggsAudioV2Processor`` (template, tokenizer, ids).
-        codes_cache: Source of each audio file's codes (never re-encodes cached files).
-        max_length: When set, raise :class:`SequenceTooLongError` for longer samples.
+    """Per-sample tensors of one canonical sample (no padding), as the processor's model family builds them.
 
     Returns:
         A dict with
 
         - ``input_ids``: LongTensor ``(L,)``, text with one placeholder per audio frame;
-        - ``audio_input_ids``: LongTensor ``(F, N)``, all segments' delayed codes concatenated
-          (``F = sum(T_i + N + 1)``; ``(0, N)`` when the sample has no audio);
-        - ``audio_labels``: LongTensor ``(F, N)``, ``-100`` except target codes and first eos;
+        - ``audio_input_ids``: LongTensor ``(F, N)``, every audio segment's delayed codes;
+        - ``audio_labels``: LongTensor ``(F, N)``, ``-100`` except target codes and their end;
         - ``num_target_tokens``: int, label entries that are not ``-100``;
         - ``length``: int, ``L`` (total tokens, for length grouping);
         - ``sample_id``: str.
@@ -226,89 +60,28 @@ def encode_sample(
         ValueError: A malformed sample, or codes with the wrong number of codebooks.
         SequenceTooLongError: ``L > max_length``.
     """
-    num_codebooks = _num_codebooks(processor)
-    segments = _segments(sample)
-    text = render_text(sample, processor)
-    placeholder = re.escape(processor.audio_token)
-    if len(re.findall(placeholder, text)) != len(segments):
-        raise _structure_error(
-            sample,
-            f"the rendered text has {len(re.findall(placeholder, text))} audio placeholders for "
-            f"{len(segments)} audio messages (does a text contain {processor.audio_token!r}?)",
-        )
-    inputs, labels = [], []
-    for segment in segments:
-        codes = codes_cache.get(segment.audio_url)
-        if codes.ndim != 2 or codes.shape[0] != num_codebooks:
-            raise ValueError(
-                f"sample {sample.id!r}: codes of {segment.audio_url} have shape {tuple(codes.shape)}, "
-                f"expected ({num_codebooks}, frames); is the codes cache built with this model's audio tokenizer?"
-            )
-        segment_inputs, segment_labels = segment_tensors(codes, processor, segment.is_target)
-        inputs.append(segment_inputs)
-        labels.append(segment_labels)
-    frames = iter([len(x) for x in inputs])
-    text = re.sub(placeholder, lambda _: processor.get_audio_tokens(next(frames)), text)
-    input_ids = torch.tensor(_tokenize(processor, text), dtype=torch.long)
-    if max_length is not None and len(input_ids) > max_length:
-        raise SequenceTooLongError(sample.id, len(input_ids), max_length)
-    empty = torch.empty((0, num_codebooks), dtype=torch.long)
-    audio_labels = torch.cat(labels) if labels else empty
-    return {
-        "input_ids": input_ids,
-        "audio_input_ids": torch.cat(inputs) if inputs else empty,
-        "audio_labels": audio_labels,
-        "num_target_tokens": int((audio_labels != IGNORE_INDEX).sum()),
-        "length": len(input_ids),
-        "sample_id": sample.id,
-    }
+    return family_for(processor).encode_sample(sample, processor, codes_cache, max_length)
 
 
-def sequence_length(sample: Sample, processor: HiggsAudioV2Processor, codes_cache: CodesCache) -> int:
+def sequence_length(sample: Sample, processor: Any, codes_cache: CodesCache) -> int:
     """Token count of a sample, as :func:`encode_sample` would build it, without building it.
 
-    Tokenizes the rendered text once (each ``<|AUDIO_OUT|>`` is one special token) and adds
-    ``T_i + N`` for each audio segment (it expands to ``T_i + N + 1`` placeholders), reading
-    ``T_i`` from the cached ``.npy`` header. Use it at validation time to find samples over
-    ``max_length`` before training starts.
-
-    Returns:
-        The length ``L`` of ``input_ids``.
+    Reads each clip's frame count from the cached ``.npy`` header. Use it at validation time to find
+    samples over ``max_length`` before training starts.
     """
-    num_codebooks = _num_codebooks(processor)
-    text_tokens = len(_tokenize(processor, render_text(sample, processor)))
-    return text_tokens + sum(codes_cache.num_frames(s.audio_url) + num_codebooks for s in _segments(sample))
+    return family_for(processor).sequence_length(sample, processor, codes_cache)
 
 
-def estimated_length(
-    sample: Sample, processor: HiggsAudioV2Processor, seconds: Mapping[str, float]
-) -> int | None:
+def estimated_length(sample: Sample, processor: Any, seconds: Mapping[str, float]) -> int | None:
     """:func:`sequence_length` from audio durations instead of codes (no encoding; for validation).
-
-    Each clip counts ``ceil(seconds x frame_rate)`` frames, at most one more than the codec gives.
-
-    Args:
-        seconds: Duration of each audio path of ``sample``.
 
     Returns:
         The estimated length of ``input_ids``, or None when a clip's duration is unknown.
     """
-    import math
-
-    num_codebooks = _num_codebooks(processor)
-    frame_rate = float(processor.audio_tokenizer.config.frame_rate)
-    total = len(_tokenize(processor, render_text(sample, processor)))
-    for segment in _segments(sample):
-        duration = seconds.get(segment.audio_url)
-        if duration is None:
-            return None
-        total += math.ceil(duration * frame_rate) + num_codebooks
-    return total
+    return family_for(processor).estimated_length(sample, processor, seconds)
 
 
-def sequence_lengths(
-    samples: Sequence[Sample], processor: HiggsAudioV2Processor, codes_cache: CodesCache
-) -> list[int]:
+def sequence_lengths(samples: Sequence[Sample], processor: Any, codes_cache: CodesCache) -> list[int]:
     """:func:`sequence_length` of every sample (for ``LengthGroupedSampler`` and max-length checks)."""
     lengths = [sequence_length(sample, processor, codes_cache) for sample in samples]
     codes_cache.flush()  # keep the content hashes computed on the way for the next run
@@ -338,7 +111,7 @@ class HiggsAudioCollator:
     The audio keys are left out when no sample has audio (as the processor does).
 
     Args:
-        processor: The model's ``HiggsAudioV2Processor``.
+        processor: The model's processor (either family's: tokenizer, audio tokenizer, stream ids).
         codes_cache: Cache built with the same audio tokenizer as ``processor``'s.
         max_length: Longest allowed sample in tokens (None: no limit).
         require_targets: Raise :class:`NoSupervisedTokensError` for batches without targets
@@ -352,7 +125,7 @@ class HiggsAudioCollator:
 
     def __init__(
         self,
-        processor: HiggsAudioV2Processor,
+        processor: Any,
         codes_cache: CodesCache,
         max_length: int | None = None,
         require_targets: bool = True,
@@ -372,7 +145,7 @@ class HiggsAudioCollator:
         self.max_length = max_length
         self.require_targets = require_targets
         self.pad_to_multiple_of = pad_to_multiple_of
-        self.num_codebooks = _num_codebooks(processor)
+        self.num_codebooks = int(processor.audio_tokenizer.config.num_quantizers)
         self.pad_token_id = processor.tokenizer.pad_token_id
         if self.pad_token_id is None:
             raise ValueError("the processor's tokenizer has no pad token")

@@ -16,6 +16,7 @@ writes and prints to the main process.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -274,10 +275,13 @@ def prepare(params: TrainParams) -> Prepared:
         DataCheckError: error findings, samples without target audio, or sequences longer than
             the model's context — all before the first training step.
     """
-    from workbench.models.model import load_model_and_processor
+    from workbench.models.families import detect_family
     from workbench.training.codes import CodesCache
     from workbench.training.collate import padding_report, sequence_lengths
 
+    family = detect_family(params.model)  # reads config.json only: a wrong folder fails here, at once
+    if params.lora_target_modules is None:  # the family's default, written out in params.resolved.yaml
+        params = dataclasses.replace(params, lora_target_modules=list(family.default_lora_targets))
     state = _state(params)  # the first call: the process group gets params.ddp_timeout
     _probe_audio(params, state)  # each rank reads its share of the audio; validation then reads none
     report = check_data(params)
@@ -294,7 +298,7 @@ def prepare(params: TrainParams) -> Prepared:
     # bf16 weights under bf16 mixed precision, on the CPU too: a full-size LM takes 11 GB so, 22 GB in
     # float32. LoRA's own weights stay float32 (PEFT upcasts adapters), the codec stays float32.
     dtype = torch.bfloat16 if params.mixed_precision == "bf16" else None
-    model, processor = load_model_and_processor(params.model, dtype=dtype)
+    model, processor = family.load(params.model, dtype=dtype)
     cache_dir = Path(params.codes_cache_dir) if params.codes_cache_dir else default_codes_cache_dir()
     if torch.cuda.is_available():
         processor.audio_tokenizer.to(state.device)
@@ -308,7 +312,7 @@ def prepare(params: TrainParams) -> Prepared:
     codes_cache.refresh()  # content hashes the other ranks (other nodes) wrote: their files are not re-read
     processor.audio_tokenizer.to("cpu")
 
-    max_length = params.max_length or int(getattr(model.config, "max_position_embeddings", 0) or 0) or None
+    max_length = params.max_length or family.context_length(model.config)
     lengths = sequence_lengths(train_samples, processor, codes_cache)
     val_lengths = sequence_lengths(val_samples, processor, codes_cache)
     if max_length:
@@ -343,20 +347,26 @@ def apply_lora(model: torch.nn.Module, params: TrainParams) -> torch.nn.Module:
     """
     from peft import LoraConfig, get_peft_model
 
+    from workbench.models.families import family_for
+
+    family = family_for(model)
+    targets = list(params.lora_target_modules or family.default_lora_targets)
     names = [n for n, _ in model.named_modules()]
-    unmatched = [
-        t for t in params.lora_target_modules if not any(n == t or n.endswith("." + t) for n in names)
-    ]
-    if unmatched:
-        raise ValueError(
-            f"lora_target_modules {unmatched} match no module of {type(model).__name__}; "
-            "expected names like q_proj, mlp.gate_proj, audio_mlp.down_proj"
-        )
+    for field_name, wanted, examples in (
+        ("lora_target_modules", targets, family.default_lora_targets),
+        ("modules_to_save", params.modules_to_save or [], family.head_modules),
+    ):
+        unmatched = [t for t in wanted if not any(n == t or n.endswith("." + t) for n in names)]
+        if unmatched:
+            raise ValueError(
+                f"{field_name} {unmatched} match no module of {type(model).__name__} ({family.title}); "
+                f"expected names like {', '.join(examples)}"
+            )
     config = LoraConfig(
         r=params.lora_r,
         lora_alpha=params.lora_alpha,
         lora_dropout=params.lora_dropout,
-        target_modules=list(params.lora_target_modules),
+        target_modules=targets,
         modules_to_save=list(params.modules_to_save) if params.modules_to_save else None,
         bias="none",
     )
@@ -709,9 +719,11 @@ def fit(prepared: Prepared, callbacks: list[Any] | None = None) -> TrainResult |
     """
     if prepared.stop:
         return None
+    from workbench.models.families import family_for
     from workbench.training.collate import HiggsAudioCollator
 
     params = prepared.params
+    family = family_for(prepared.model)
     state = _state()
     out = Path(params.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -743,7 +755,7 @@ def fit(prepared: Prepared, callbacks: list[Any] | None = None) -> TrainResult |
             train_dataset=prepared.train_samples,
             eval_dataset=prepared.val_samples or None,
             data_collator=collator,
-            callbacks=_callbacks(params) + list(callbacks or []),
+            callbacks=_callbacks(params) + [_notices_callback(family, params)] + list(callbacks or []),
         )
     finally:
         if user_tb_dir is None:
@@ -782,14 +794,38 @@ def fit(prepared: Prepared, callbacks: list[Any] | None = None) -> TrainResult |
     if state.is_main_process:
         adapter = out / "adapter"
         trainer.model.save_pretrained(adapter)
+        family.write_notices(adapter, _base_dir(params.model))
         result.adapter_dir = str(adapter)
         if params.merge:
-            from workbench.models.model import save_merged
-
-            result.merged_dir = str(save_merged(trainer.model, prepared.processor, out / "merged"))
+            merged = family.save_merged(trainer.model, prepared.processor, out / "merged")
+            family.write_notices(merged, _base_dir(params.model))
+            result.merged_dir = str(merged)
         write_run_record(params, out, state.num_processes, result)
     state.wait_for_everyone()
     return result
+
+
+def _base_dir(model: str) -> Path | None:
+    """The base model's local folder (for its licence files), or None (``random-full``, not found)."""
+    from workbench.models.folder import ModelNotFoundError, resolve_model_path
+
+    try:
+        return resolve_model_path(model)
+    except ModelNotFoundError:
+        return None
+
+
+def _notices_callback(family: Any, params: TrainParams) -> Any:
+    """A callback that writes the family's licence notices into every checkpoint (a checkpoint is an adapter too)."""
+    from transformers import TrainerCallback
+
+    class LicenceNotices(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if state.is_world_process_zero and folder.is_dir():
+                family.write_notices(folder, _base_dir(params.model))
+
+    return LicenceNotices()
 
 
 # --- run record ------------------------------------------------------------------------------------
