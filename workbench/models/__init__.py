@@ -1,12 +1,16 @@
-"""Models: Higgs Audio v2 model folders in, loaded models and processors out, offline.
+"""Models: Higgs Audio v2 and Higgs TTS 3 folders in, loaded models and processors out, offline.
 
-Takes in a local model folder, a hub id already in the Hugging Face cache, or a checkpoint in the
-original ``boson_multimodal`` layout (``folder`` finds and reads them; ``original_format`` maps
-weights and configs, ``original_convert`` converts once and caches). Gives out the model and its
-processor (``model``), the tiny random stack the tests and the demo run on, a full-size random
-stack for benchmarks, merged or original-layout exports of an adapter (``export``), the chat
-template and special tokens (``chat_template``) and a tiny random Whisper (``tiny_asr``). A missing
-model is a :class:`ModelNotFoundError` naming the path; nothing is downloaded.
+Two model families sit behind one seam (``family``: what a family decides; ``families``: which
+family a folder, model or processor is, and loading through it): Higgs Audio v2 (``higgs_audio_v2``,
+on transformers' native classes in ``model``) and Higgs TTS 3 (``higgs_tts3``: a fused audio
+embedding and tied head over transformers' ``Qwen3Model``, loaded from the release layout).
+Takes in a local model folder, a hub id already in the Hugging Face cache, or a Higgs Audio v2
+checkpoint in the original ``boson_multimodal`` layout (``folder`` finds and reads them;
+``original_format`` maps weights and configs, ``original_convert`` converts once and caches). Gives
+out the model and its processor, the tiny random stacks the tests and the demo run on, a full-size
+random stack for benchmarks, merged exports of an adapter (``export``), the chat template and
+special tokens (``chat_template``) and a tiny random Whisper (``tiny_asr``). A missing model is a
+:class:`ModelNotFoundError` naming the path; nothing is downloaded.
 """
 
 from workbench import lazy_exports
@@ -14,6 +18,6 @@ from workbench import lazy_exports
 __all__, __getattr__, __dir__ = lazy_exports(
     __name__,
     folder=("ModelNotFoundError", "resolve_model_path"),
-    model=("load_model_and_processor", "load_processor", "make_tiny_model"),
+    families=("detect_family", "family_for", "load_model_and_processor", "load_processor", "make_tiny_model"),
     original_convert=("import_original", "export_original"),
 )

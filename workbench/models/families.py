@@ -109,7 +109,7 @@ def load_processor(model_path: str | os.PathLike[str]) -> Any:
 
 
 def make_tiny_model(
-    out_dir: str | os.PathLike[str], family: str = "higgs-audio-v2", seed: int = 0, overwrite: bool = False
+    out_dir: str | os.PathLike[str], seed: int = 0, overwrite: bool = False, *, family: str = "higgs-audio-v2"
 ) -> Path:
     """Build a tiny random, complete stack of ``family`` in ``out_dir`` (see each family's ``make_tiny``)."""
     return family_named(family).make_tiny(out_dir, seed=seed, overwrite=overwrite)

@@ -20,13 +20,6 @@ from typing import Any
 
 import yaml
 
-DEFAULT_LORA_TARGETS = (
-    "q_proj", "k_proj", "v_proj", "o_proj",  # attention
-    "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj",  # text FFN of the dual-FFN layers
-    "audio_mlp.gate_proj", "audio_mlp.up_proj", "audio_mlp.down_proj",  # audio FFN
-)  # fmt: skip
-
-
 class ParamsError(ValueError):
     """All problems found in a parameter set, one per line."""
 
@@ -58,9 +51,11 @@ class TrainParams:
     lora_r: int = 16  # higher = more capacity and memory
     lora_alpha: int = 32  # the LoRA update is scaled by alpha / r
     lora_dropout: float = 0.05
-    lora_target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_LORA_TARGETS))
+    lora_target_modules: list[str] | None = (
+        None  # None: the model family's (Higgs Audio v2: attention + text and audio FFN; Higgs TTS 3: attention + FFN)
+    )
     modules_to_save: list[str] | None = (
-        None  # e.g. ["audio_lm_head"]: trained fully and saved with the adapter
+        None  # trained fully, saved with the adapter: ["audio_lm_head"] (v2), ["audio_codebooks"] (TTS 3, stays tied)
     )
     mixed_precision: str = "no"  # "bf16" | "fp16" | "no"
     use_gradient_checkpointing: bool = False  # trades ~30% speed for much less activation memory
@@ -70,6 +65,7 @@ class TrainParams:
     )
     save_total_limit: int = 3
     eval_steps: int | float = 50  # steps, or a fraction of the run
+    eval_generate: int = 0  # val prompts spoken at each evaluation, scored by speaker similarity and DNSMOS
     logging_steps: int | float = 5  # steps, or a fraction of the run
     codes_cache_dir: str | None = None  # default: <WORKBENCH_CACHE_DIR>/codes
     resume_from_checkpoint: str | None = (
@@ -104,6 +100,8 @@ class TrainParams:
                 problems.append(
                     f"{name}: a whole number of steps (at least 1) or a fraction of the run in (0, 1), got {value}"
                 )
+        if self.eval_generate < 0:
+            problems.append(f"eval_generate: 0 (off) or more prompts to speak, got {self.eval_generate}")
         if not 0 <= self.lora_dropout < 1:
             problems.append(f"lora_dropout: must be in [0, 1), got {self.lora_dropout}")
         if not 0 <= self.warmup_ratio < 1:
@@ -114,8 +112,8 @@ class TrainParams:
             problems.append(f"learning_rate: must be positive, got {self.learning_rate}")
         if self.max_steps <= 0 and self.num_epochs <= 0:
             problems.append("num_epochs or max_steps must be positive")
-        if not self.lora_target_modules:
-            problems.append("lora_target_modules: empty; LoRA would train nothing")
+        if self.lora_target_modules is not None and not self.lora_target_modules:
+            problems.append("lora_target_modules: empty; LoRA would train nothing (leave it unset for the model's default)")
         return problems
 
     def to_dict(self) -> dict[str, Any]:
