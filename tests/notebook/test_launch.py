@@ -480,3 +480,83 @@ def test_original_tooling_layout_trains_end_to_end(tiny_dir: Path, launch_env, t
         assert (labels[:ref_frames] == IGNORE_INDEX).all(), sample.id  # the reference: never a target
         assert (labels[ref_frames:] != IGNORE_INDEX).any() and len(labels) > ref_frames
         assert torch.is_tensor(labels)
+
+
+def test_higgs_tts3_converts_validates_trains_on_two_ranks_evaluates_generates_and_exports(
+    launch_env, tmp_path: Path
+) -> None:
+    """The same commands on a tiny Higgs TTS 3: the family comes from the model folder alone.
+
+    The original tooling's records carry a system prompt of their own: validation says, per sample,
+    that the v3 prompt has no place for it (a warning, still GO). Training runs on 2 ranks; the
+    printed evaluate command compares every checkpoint; ``generate`` speaks with the adapter; ``export``
+    writes the release layout with the licence notice, and that folder loads and generates again.
+    """
+    import torch
+
+    from workbench.models.families import detect_family, load_model_and_processor
+    from workbench.models.folder import safetensors_keys
+
+    cli = [sys.executable, "-m", "workbench.cli"]
+    proc = run(cli + ["make-tiny-model", "tts3", "--family", "higgs-tts-3"], launch_env, tmp_path)
+    assert proc.returncode == 0 and "tiny Higgs TTS 3 model" in proc.stdout, proc.stdout[-2000:]
+    model = tmp_path / "tts3"
+    assert detect_family(model).name == "higgs-tts-3"
+    assert json.loads((model / "config.json").read_text())["model_type"] == "higgs_multimodal_qwen3"
+
+    _original_tooling_dataset(tmp_path / "dataset", 12, "train", seed=0)
+    _original_tooling_dataset(tmp_path / "dataset", 3, "val", seed=100)
+    steps = [
+        ["convert", "dataset/json/train.json", "-o", "work/train.jsonl"],
+        ["convert", "dataset/json/val.json", "-o", "work/val.jsonl"],
+        ["validate", "work/train.jsonl", "--val", "work/val.jsonl", "--model", str(model)],
+        ["train", "--params", str(DEMO_PARAMS), "-p", "model", str(model), "-p", "train_data", "work/train.jsonl",
+         "-p", "val_data", "work/val.jsonl", "-p", "output_dir", "runs/tts3", "-p", "codes_cache_dir", "codes",
+         "-p", "modules_to_save", "audio_codebooks", "-p", "max_steps", "4", "-p", "save_steps", "2",
+         "-p", "eval_steps", "2", "-p", "merge", "false"],
+    ]  # fmt: skip
+    printed = {}
+    for step in steps:
+        proc = run(cli + step, launch_env, tmp_path)
+        assert proc.returncode == 0, (step[:2], proc.stdout[-4000:])
+        printed[" ".join(step[:2])] = proc.stdout
+    validated = printed["validate work/train.jsonl"]
+    assert "GO: 15 trainable samples" in validated, validated[-3000:]
+    assert "NOT_IN_MODEL_PROMPT" in validated and "system" in validated, validated[-3000:]
+    run_json = json.loads((tmp_path / "runs" / "tts3" / "run.json").read_text())
+    assert run_json["world_size"] == 2 and run_json["result"]["global_step"] == 4
+    adapter = tmp_path / "runs" / "tts3" / "adapter"
+    assert "Derived from Higgs TTS 3, licensed from Boson AI USA, Inc." in (adapter / "NOTICE").read_text()
+    targets = set(json.loads((adapter / "adapter_config.json").read_text())["target_modules"])
+    assert targets == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+
+    lines = printed["train --params"].splitlines()
+    evaluate = next(line.split(":  ", 1)[1] for line in lines if "compare every checkpoint" in line)
+    proc = run(cli + shlex.split(evaluate)[1:], launch_env, tmp_path)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    rows = json.loads((tmp_path / "runs" / "tts3" / "05_evaluate" / "metrics.json").read_text())["rows"]
+    assert {r["candidate"] for r in rows} >= {"base", "adapter", "checkpoint-2"}
+    assert not [r for r in rows if r["status"] == "failed"], [
+        r["error"] for r in rows if r["status"] == "failed"
+    ]
+
+    proc = run(cli + ["generate", "--adapter", "runs/tts3/adapter", "--reference", "dataset/data/ref_0000.wav",
+                      "--reference-text", "Reference sentence number 0.", "--text", "Hello from Higgs TTS 3.",
+                      "-o", "hello.wav", "--max-new-tokens", "30"], launch_env, tmp_path)  # fmt: skip
+    assert proc.returncode in (0, EXIT_DATA), proc.stdout[-4000:]
+    if proc.returncode == 0:
+        assert (tmp_path / "hello.wav").stat().st_size > 44
+    else:  # the trained random model ended the clip at once: said plainly
+        assert "NO AUDIO" in proc.stdout, proc.stdout[-4000:]
+
+    proc = run(cli + ["export", "runs/tts3/adapter", "-o", "exported"], launch_env, tmp_path)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    exported = tmp_path / "exported"
+    assert json.loads((exported / "config.json").read_text())["model_type"] == "higgs_multimodal_qwen3"
+    keys = set(safetensors_keys(exported))
+    assert "tied.embedding.modality_embeddings.0.embedding.weight" in keys and "body.norm.weight" in keys
+    assert any(k.startswith("tied.embedding.modality_embeddings.0.model.") for k in keys)
+    assert "Derived from Higgs TTS 3" in (exported / "NOTICE").read_text()
+    merged, processor = load_model_and_processor(exported)
+    assert detect_family(exported).name == "higgs-tts-3"
+    assert torch.isfinite(next(merged.parameters())).all()
