@@ -12,6 +12,7 @@ import html
 import json
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,17 @@ import numpy as np
 from workbench.data.audio import TARGET_SAMPLE_RATE, load_audio, wav_bytes
 
 SUMMARY_KEY = "workbench_summary"
+PARAMETERS_KEY = "workbench_parameters"  # a displayed parameter table: the report folds it into one table
+ANSWER_TAG = "answer"  # the cell that shows a step's result: the HTML report puts it first
+LOG_TAG = "log"  # a cell whose printed output is a log: the HTML report moves it into the log section
+
+# Border and background of an answer box per state (ok: go on; warn: look first; bad: stop here).
+ANSWER_COLOURS = {
+    "ok": ("#2a7", "#f3fbf6"),
+    "warn": ("#c80", "#fdf8ee"),
+    "bad": ("#c33", "#fdf3f3"),
+    "none": ("#888", "#f6f6f6"),
+}
 
 
 def audio_html(audio: np.ndarray, sample_rate: int = TARGET_SAMPLE_RATE, label: str | None = None) -> str:
@@ -79,7 +91,7 @@ def table_html(
     rows = list(rows)
     if columns is None:
         columns = list(dict.fromkeys(k for r in rows for k in r))
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
+    head = "".join(f'<th style="text-align:left">{html.escape(str(c))}</th>' for c in columns)
     body = []
     for r in rows[:max_rows]:
         cells = "".join(
@@ -132,6 +144,71 @@ def show_summary(text: str) -> None:
     from IPython.display import Markdown, display
 
     display(Markdown(f"**Result:** {text}"), metadata={SUMMARY_KEY: text})
+
+
+@dataclass
+class Answer:
+    """What a step report opens with: a verdict, why, and the few things to look at or run next.
+
+    Attributes:
+        headline: the verdict in a few words ("GO: 27 trainable samples", "Yes: checkpoint-40 is better").
+        summary: the step's one-line result; the run index (``RUN_DIR/index.html``) lists it.
+        state: ``ok`` (go on), ``warn`` (look first), ``bad`` (stop here) or ``none``; colours the box.
+        why: one sentence under the headline.
+        body: HTML under it: a small table, players, a figure, next commands.
+    """
+
+    headline: str
+    summary: str
+    state: str = "ok"
+    why: str = ""
+    body: str = ""
+
+    def html(self) -> str:
+        border, background = ANSWER_COLOURS.get(self.state, ANSWER_COLOURS["none"])
+        why = f'<div class="wb-why" style="margin-top:.3em">{html.escape(self.why)}</div>' if self.why else ""
+        return (
+            f'<div class="wb-answer wb-{self.state}" style="border-left:6px solid {border};background:{background};'
+            'padding:.6em 1em;margin:.4em 0 .8em 0">'
+            f'<div class="wb-verdict" style="font-size:1.3em;font-weight:bold">{html.escape(self.headline)}</div>'
+            f"{why}{self.body}</div>"
+        )
+
+
+def show_answer(answer: Answer) -> None:
+    """Display a step's answer; the run index picks up its summary, the HTML report puts it first.
+
+    The notebooks show it in their last cell (tagged ``answer``): the result exists only at the end
+    of a run, and the export moves it to the top of the report.
+    """
+    from IPython.display import display
+
+    bundle = {
+        "text/html": answer.html(),
+        "text/markdown": f"**Result:** {answer.summary}",
+        "text/plain": answer.summary,
+    }
+    display(bundle, raw=True, metadata={SUMMARY_KEY: answer.summary})
+
+
+def show_parameters(values: dict[str, Any]) -> None:
+    """Display a run's resolved parameters as a table; the HTML report folds it into its one parameter table."""
+    from IPython.display import display
+
+    table = table_html([{"parameter": k, "value": v} for k, v in values.items()], max_rows=10_000)
+    plain = json.loads(json.dumps(values, default=str))  # JSON-safe, to travel in the notebook's metadata
+    display(
+        {"text/html": table, "text/plain": f"{len(values)} parameters"},
+        raw=True,
+        metadata={PARAMETERS_KEY: plain},
+    )
+
+
+def pre_html(text: str, style: str = "") -> str:
+    """Preformatted text (commands, summaries) in a report."""
+    return (
+        f'<pre style="white-space:pre-wrap;font-size:small;margin:.3em 0;{style}">{html.escape(text)}</pre>'
+    )
 
 
 def img_html(png: bytes, alt: str, style: str = "max-width:100%") -> str:

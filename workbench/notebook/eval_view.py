@@ -205,3 +205,125 @@ def listening_html(result: EvalResult, max_listen: int | None = None) -> str:
             f"the WAV files are in {html.escape(str(Path(result.params.output_dir) / 'audio'))}.</p>"
         )
     return "\n".join(parts)
+
+
+# --- the answer the report opens with ------------------------------------------------------------------
+def _compared(result: EvalResult) -> str | None:
+    """The adapter the answer sets against the base model: the best one, else the last one evaluated."""
+    if result.best:
+        return result.best["candidate"]
+    adapters = [c.name for c in result.candidates if not c.is_base]
+    return adapters[-1] if adapters else None
+
+
+def verdict(result: EvalResult) -> tuple[str, str]:
+    """``(state, headline)``: is the adapter better than the base model?
+
+    ``state`` is ``ok`` (yes), ``bad`` (no, or it changes nothing), ``warn`` (no comparison possible)
+    or ``none`` (no adapter was evaluated). The reason is the evaluation's best-checkpoint sentence.
+    """
+    name = _compared(result)
+    if name is None:
+        return "none", "No adapter to compare: only the base model was evaluated"
+    if any(a["candidate"] == name and a["no_effect"] for a in result.ab):
+        return "bad", f"No: {name} changes nothing (its LoRA has no effect on the base model)"
+    best = result.best
+    if best is None:
+        return "warn", f"No verdict: no adapter has a value of the selection metric ({name} shown below)"
+    beats = best.get("beats_base")
+    if beats is True:
+        return "ok", f"Yes: {name} is better than the base model. Keep {name}."
+    if beats is False:
+        return "bad", f"No: no adapter beats the base model (closest: {name})"
+    return "warn", f"Best adapter: {name} (the base model has no value to compare with)"
+
+
+def comparison_rows(result: EvalResult, candidate: str) -> list[dict[str, Any]]:
+    """One row per metric: its label and direction, the base model's mean, ``candidate``'s, which is better."""
+    by_name = {s["candidate"]: s for s in result.summary}
+    base, other = by_name.get("base", {}), by_name.get(candidate, {})
+    rows = []
+    for name in metric_names(result.rows):
+        if name.startswith("acc_cb") or (
+            base.get(f"{name}_mean") is None and other.get(f"{name}_mean") is None
+        ):
+            continue
+        label, direction, unit = METRICS.get(name, (name, None, ""))
+        a, b = base.get(f"{name}_mean"), other.get(f"{name}_mean")
+        better = ""
+        if direction and a is not None and b is not None and a != b:
+            better = candidate if (b < a) == (direction == "lower") else "base"
+        digits = 3
+        while better and digits < 8 and f"{a:.{digits}g}" == f"{b:.{digits}g}":
+            digits += 1  # enough digits to show why one is better
+        rows.append(
+            {
+                "metric": f"{label} ({direction} is better)" if direction else label,
+                "base": "" if a is None else f"{a:.{digits}g}{unit}",
+                candidate: "" if b is None else f"{b:.{digits}g}{unit}",
+                "better": better,
+            }
+        )
+    lost = [
+        (by_name.get(n, {}).get("failed", 0) + by_name.get(n, {}).get("no_audio", 0))
+        for n in ("base", candidate)
+    ]
+    rows.append(
+        {
+            "metric": "prompts without audio (fewer is better)",
+            "base": lost[0],
+            candidate: lost[1],
+            "better": "",
+        }
+    )
+    return rows
+
+
+def _answer_players(result: EvalResult, candidate: str, max_seconds: float = 10.0) -> str:
+    """The first prompt both models voiced: the real voice (target, else reference), base, ``candidate``."""
+    from workbench.notebook.display import Listener
+
+    rows: dict[str, dict[str, dict[str, Any]]] = {}
+    for row in result.rows:
+        rows.setdefault(row["sample_id"], {})[row["candidate"]] = row
+    for sample_id, cells in rows.items():
+        base, other = cells.get("base"), cells.get(candidate)
+        if not (base and other and base.get("audio") and other.get("audio")):
+            continue
+        listen = Listener(max_listen=3, max_seconds=max_seconds)
+        first = next(iter(cells.values()))
+        real = (
+            ("target", first.get("target")) if first.get("target") else ("reference", first.get("reference"))
+        )
+        players = [listen.player(real[1], f"{real[0]} (the real voice)")] if real[1] else []
+        players += [listen.player(base["audio"], "base model"), listen.player(other["audio"], candidate)]
+        text = html.escape(first.get("text") or "")
+        return (
+            f'<div style="font-size:small"><b>Listen</b>: {html.escape(sample_id)} “{text}”</div>'
+            + "".join(players)
+        )
+    return '<div class="wb-note">No prompt has audio from both the base model and the adapter.</div>'
+
+
+def answer(result: EvalResult) -> Any:
+    """What report 05 opens with: the verdict, the best checkpoint and why, base vs adapter, players.
+
+    Returns:
+        A :class:`workbench.notebook.display.Answer` (:func:`workbench.notebook.display.show_answer`).
+    """
+    from workbench.notebook.display import Answer, table_html
+
+    state, headline = verdict(result)
+    candidate = _compared(result)
+    body = ""
+    if candidate is not None:
+        table = table_html(comparison_rows(result, candidate), ["metric", "base", candidate, "better"])
+        body = (
+            '<div style="display:flex;flex-wrap:wrap;gap:1.5em;align-items:flex-start;margin-top:.5em">'
+            f"<div>{table}</div><div>{_answer_players(result, candidate)}</div></div>"
+        )
+    notes = [a["verdict"] for a in result.ab if a["no_effect"]] + list(result.notes)
+    if notes:
+        items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+        body += f'<ul style="font-size:small;color:#555;margin:.4em 0">{items}</ul>'
+    return Answer(headline, result.summary_line(), state, result.best_sentence(), body)

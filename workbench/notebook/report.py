@@ -94,13 +94,19 @@ def check_parameters(notebook: Path, params: dict[str, Any]) -> None:
 
 
 def export_html(ipynb: str | os.PathLike) -> Path:
-    """Write ``X.html`` next to ``X.ipynb``: plots, tables and audio are embedded, so it stands alone."""
+    """Write ``X.html`` next to ``X.ipynb``: plots, tables and audio are embedded, so it stands alone.
+
+    The report reads answer first: the step's result, then one collapsed parameter table, then the
+    details, then one collapsed log; code is hidden (see :mod:`workbench.notebook.report_layout`).
+    The executed notebook is left as it ran.
+    """
     import nbformat
-    from nbconvert import HTMLExporter
+
+    from workbench.notebook.report_layout import report_exporter
 
     ipynb = Path(ipynb)
     nb = nbformat.read(str(ipynb), as_version=4)
-    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
+    body, _ = report_exporter().from_notebook_node(nb, resources={"metadata": {"name": ipynb.stem}})
     out = ipynb.with_suffix(".html")
     out.write_text(body, encoding="utf-8")
     return out
