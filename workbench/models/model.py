@@ -80,7 +80,7 @@ FULL_CODEC_OVERRIDES: dict[str, Any] = {
     "acoustic_model_config": {"downsampling_ratios": [8, 5, 4, 2, 3], "upsampling_ratios": [8, 5, 4, 2, 3]},
 }
 
-_CORPUS = (
+CORPUS = (  # the tiny tokenizers' training text (both families)
     "Generate audio following instruction.",
     "You are an AI assistant designed to convert text into speech.",
     "Audio is recorded from a quiet room.",
@@ -123,7 +123,7 @@ def _train_text_tokenizer(chat_template: str = CHAT_TEMPLATE) -> Any:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    backend.train_from_iterator(list(_CORPUS), trainer=trainer)
+    backend.train_from_iterator(list(CORPUS), trainer=trainer)
     # Like Llama 3, prepend <|begin_of_text|> when add_special_tokens=True.
     backend.post_processor = processors.TemplateProcessing(
         single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, backend.token_to_id(BOS))]
@@ -135,7 +135,7 @@ def _train_text_tokenizer(chat_template: str = CHAT_TEMPLATE) -> Any:
     return tokenizer
 
 
-def _build_audio_tokenizer() -> Any:
+def build_tiny_codec() -> Any:
     """Build a tiny random ``HiggsAudioV2TokenizerModel`` from the global torch RNG."""
     from transformers import HiggsAudioV2TokenizerConfig, HiggsAudioV2TokenizerModel
 
@@ -355,7 +355,7 @@ def make_tiny_model(out_dir: str | os.PathLike[str], seed: int = 0, overwrite: b
         tokenizer = _train_text_tokenizer()
         with torch.random.fork_rng(devices=[]):  # leave the caller's RNG state untouched
             torch.manual_seed(seed)
-            codec = _build_audio_tokenizer()
+            codec = build_tiny_codec()
             model = _build_lm(tokenizer, codec.config.num_quantizers, codec.config.codebook_size)
 
         codec.save_pretrained(tmp / AUDIO_TOKENIZER_SUBDIR)

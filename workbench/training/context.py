@@ -39,7 +39,9 @@ def length_check(model: str | os.PathLike, max_tokens: int | None = None) -> Len
     config = json.loads((folder / "config.json").read_text())
     limit = max_tokens or family.context_length(config)
     if not limit:
-        raise ValueError(f"{model}: its config names no context length (max_position_embeddings): pass max_tokens")
+        raise ValueError(
+            f"{model}: its config names no context length (max_position_embeddings): pass max_tokens"
+        )
 
     def tokens(sample: Sample, seconds: Mapping[str, float]) -> int | None:
         return family.estimated_length(sample, processor, seconds)

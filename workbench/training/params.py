@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+
 class ParamsError(ValueError):
     """All problems found in a parameter set, one per line."""
 
@@ -113,7 +114,9 @@ class TrainParams:
         if self.max_steps <= 0 and self.num_epochs <= 0:
             problems.append("num_epochs or max_steps must be positive")
         if self.lora_target_modules is not None and not self.lora_target_modules:
-            problems.append("lora_target_modules: empty; LoRA would train nothing (leave it unset for the model's default)")
+            problems.append(
+                "lora_target_modules: empty; LoRA would train nothing (leave it unset for the model's default)"
+            )
         return problems
 
     def to_dict(self) -> dict[str, Any]:

@@ -151,7 +151,8 @@ class HiggsTTS3Family(ModelFamily):
         merged = unwrap(merged)
         base = getattr(merged.config, "_name_or_path", "") or ""
         base_dir = base if base and Path(base).is_dir() else None
-        return save_release(merged, processor, out_dir, base_dir=base_dir)
+        # The callers decide on replacing: export asks for --overwrite, a run rewrites its own merged/.
+        return save_release(merged, processor, out_dir, base_dir=base_dir, overwrite=True)
 
     def write_notices(self, folder: str | os.PathLike[str], base_dir: str | os.PathLike[str] | None) -> None:
         """The licence ``NOTICE`` (and the base's licence files) for an adapter or model folder."""

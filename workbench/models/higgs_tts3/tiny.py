@@ -68,7 +68,7 @@ def train_tiny_tokenizer() -> Any:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    backend.train_from_iterator(list(v2_model._CORPUS), trainer=trainer)
+    backend.train_from_iterator(list(v2_model.CORPUS), trainer=trainer)
     return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token=END_OF_TEXT, pad_token=END_OF_TEXT)
 
 
@@ -113,7 +113,7 @@ def make_tiny_tts3(out_dir: str | os.PathLike[str], seed: int = 0, overwrite: bo
     tokenizer = train_tiny_tokenizer()
     with torch.random.fork_rng(devices=[]):  # leave the caller's RNG state untouched
         torch.manual_seed(seed)
-        codec = v2_model._build_audio_tokenizer()
+        codec = v2_model.build_tiny_codec()
         config = tiny_config(tokenizer, codec.config.num_quantizers, codec.config.codebook_size)
         model = HiggsTTS3ForConditionalGeneration(config).eval()
     processor = HiggsTTS3Processor(tokenizer, codec, config.codebook_size, source="the tiny tokenizer")
