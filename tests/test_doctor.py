@@ -125,6 +125,31 @@ def test_model_variants(tmp_path: Path) -> None:
     assert check_model("nobody/not-in-the-cache").status == FAIL
 
 
+def test_higgs_tts3_folders_and_unknown_families(tmp_path: Path) -> None:
+    """A tiny Higgs TTS 3 passes; without its codec it fails naming what is missing; a folder of
+    another model fails naming its model_type."""
+    import json
+    import shutil
+
+    from workbench.models.families import make_tiny_model
+
+    tts3 = make_tiny_model(tmp_path / "tts3", family="higgs-tts-3")
+    check = check_model(str(tts3))
+    assert check.status == PASS and "Higgs TTS 3" in check.detail
+    assert check_end_ids(str(tts3)) is None  # v3 stops by its sampler, not an end id
+    shutil.rmtree(tts3 / "audio_tokenizer")
+    check = check_model(str(tts3))
+    assert (
+        check.status == FAIL and "Higgs TTS 3" in check.detail and "higgs-audio-v2-tokenizer" in check.detail
+    )
+    other = tmp_path / "bert"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({"model_type": "bert", "architectures": ["BertModel"]}))
+    (other / "model.safetensors").write_bytes(b"")
+    check = check_model(str(other))
+    assert check.status == FAIL and "'bert'" in check.detail and "higgs_multimodal_qwen3" in check.detail
+
+
 def test_disk_warns_under_the_threshold_and_uses_an_existing_parent(tmp_path: Path) -> None:
     target = tmp_path / "not" / "yet" / "created"
     assert check_disk(target, min_free_gb=0).status == PASS

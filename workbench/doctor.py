@@ -272,6 +272,25 @@ def check_model(model: str) -> Check:
         return Check(
             "model", FAIL, f"{folder}: no weight files (*.safetensors)", "copy the complete model folder"
         )
+    import json
+
+    from workbench.models.families import family_of_config
+    from workbench.models.family import UnknownModelFamilyError
+
+    try:
+        family = family_of_config(
+            json.loads((folder / "config.json").read_text()), str(folder / "config.json")
+        )
+    except (UnknownModelFamilyError, ValueError) as exc:
+        return Check("model", FAIL, str(exc), "pass a Higgs Audio v2 or Higgs TTS 3 model folder")
+    if (
+        family.name != "higgs-audio-v2"
+    ):  # its own folder layout: loading its processor checks tokenizer and codec
+        try:
+            family.load_processor(folder)
+        except (model_folder.ModelNotFoundError, OSError, ValueError) as exc:
+            return Check("model", FAIL, f"{family.title}: {exc}", model_folder.HINT)
+        return Check("model", PASS, f"{folder} ({family.title}; tokenizer and audio tokenizer load offline)")
     reference = model_folder.audio_tokenizer_reference(folder)
     if reference is None:
         return Check(
@@ -336,6 +355,8 @@ def check_end_ids(model: str) -> Check | None:
         )
     try:
         folder = resolve_model_path(model)
+        if (read_json(folder / "config.json") or {}).get("model_type") != "higgs_audio_v2":
+            return None  # Higgs TTS 3 stops by its sampler (codebook 0's end), not by an end id
         config_eos, generation_eos = read_end_ids(folder)
     except (ModelNotFoundError, OSError, ValueError):
         return None

@@ -105,25 +105,37 @@ CORPUS = (  # the tiny tokenizers' training text (both families)
 # --------------------------------------------------------------------------- building
 
 
-def _train_text_tokenizer(chat_template: str = CHAT_TEMPLATE) -> Any:
-    """Train a small byte-level BPE tokenizer with all Higgs special tokens (deterministic).
+def train_tiny_bpe(special_tokens: tuple[str, ...] | list[str]) -> Any:
+    """A small byte-level BPE ``tokenizers.Tokenizer`` trained on :data:`CORPUS` (deterministic).
 
-    Returns:
-        A transformers fast tokenizer; special tokens get ids ``0..len(SPECIAL_TOKENS)-1``.
+    Args:
+        special_tokens: Added first, in order: they get ids ``0..len(special_tokens)-1``.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=TINY_TEXT_VOCAB,
-        special_tokens=list(SPECIAL_TOKENS),
+        special_tokens=list(special_tokens),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     backend.train_from_iterator(list(CORPUS), trainer=trainer)
+    return backend
+
+
+def _train_text_tokenizer(chat_template: str = CHAT_TEMPLATE) -> Any:
+    """Train a small byte-level BPE tokenizer with all Higgs special tokens (deterministic).
+
+    Returns:
+        A transformers fast tokenizer; special tokens get ids ``0..len(SPECIAL_TOKENS)-1``.
+    """
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast
+
+    backend = train_tiny_bpe(SPECIAL_TOKENS)
     # Like Llama 3, prepend <|begin_of_text|> when add_special_tokens=True.
     backend.post_processor = processors.TemplateProcessing(
         single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, backend.token_to_id(BOS))]

@@ -4,8 +4,8 @@ Takes in what the data, training and evaluation stages give out. Gives out what 
 notebooks 00-05: widgets with a static stand-in for the HTML report (``widgets``,
 ``prepare_view``), HTML tables, players and plots (``display``, ``plots``, ``eval_view``), the
 notebooks' few multi-step helpers (``steps``); and the runs themselves: a notebook executed by
-papermill into an executed ``.ipynb`` and a stand-alone HTML report, and a run folder's index
-(``report``), notebooks 04 and 05 on every rank of an ``accelerate launch`` (``launch``,
+papermill into an executed ``.ipynb`` and a stand-alone HTML report that opens with the step's
+answer (``report``, ``report_layout``, ``answers``) and a run folder's index, notebooks 04 and 05 on every rank of an ``accelerate launch`` (``launch``,
 ``rank_entry``) and the whole demo pipeline (``pipeline``).
 """
 

@@ -24,7 +24,7 @@ from workbench.models.higgs_tts3.configuration import HiggsTTS3Config
 from workbench.models.higgs_tts3.modeling import HiggsTTS3ForConditionalGeneration
 from workbench.models.higgs_tts3.processing import END_OF_TEXT, PROMPT_TOKENS, HiggsTTS3Processor
 from workbench.models.higgs_tts3.release import MARKER_FILE, save_release
-from workbench.models.model import TINY_TEXT_VOCAB, state_dict_digest
+from workbench.models.model import state_dict_digest
 
 log = logging.getLogger(__name__)
 
@@ -56,19 +56,9 @@ def train_tiny_tokenizer() -> Any:
     Returns:
         A transformers fast tokenizer; the special tokens have ids ``0..len(SPECIAL_TOKENS) - 1``.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=TINY_TEXT_VOCAB,
-        special_tokens=list(SPECIAL_TOKENS),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    backend.train_from_iterator(list(v2_model.CORPUS), trainer=trainer)
+    backend = v2_model.train_tiny_bpe(SPECIAL_TOKENS)
     return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token=END_OF_TEXT, pad_token=END_OF_TEXT)
 
 
