@@ -133,6 +133,17 @@ def _same_path(a: Any, b: Any) -> bool:
     return a == b
 
 
+def _default_targets(model: str) -> list[str] | None:
+    """The LoRA targets that unset ``lora_target_modules`` means for ``model`` (its family's), or None."""
+    from workbench.models.families import detect_family
+    from workbench.models.folder import ModelNotFoundError
+
+    try:
+        return list(detect_family(model).default_lora_targets)
+    except (ModelNotFoundError, OSError, ValueError):
+        return None
+
+
 def check_resume(params: TrainParams, resume: str | None) -> list[str]:
     """Refuse a resume that cannot work, before the Trainer fails deep inside; return what changed.
 
@@ -163,6 +174,8 @@ def check_resume(params: TrainParams, resume: str | None) -> list[str]:
         if key not in adapter:
             continue
         ours, theirs = getattr(params, name), adapter[key]
+        if name == "lora_target_modules" and ours is None:
+            ours = _default_targets(params.model)
         if isinstance(theirs, (list, set, tuple)) or isinstance(ours, (list, tuple)):
             same = set(ours or []) == set(theirs or [])
         else:

@@ -279,9 +279,6 @@ def prepare(params: TrainParams) -> Prepared:
     from workbench.training.codes import CodesCache
     from workbench.training.collate import padding_report, sequence_lengths
 
-    family = detect_family(params.model)  # reads config.json only: a wrong folder fails here, at once
-    if params.lora_target_modules is None:  # the family's default, written out in params.resolved.yaml
-        params = dataclasses.replace(params, lora_target_modules=list(family.default_lora_targets))
     state = _state(params)  # the first call: the process group gets params.ddp_timeout
     _probe_audio(params, state)  # each rank reads its share of the audio; validation then reads none
     report = check_data(params)
@@ -289,6 +286,11 @@ def prepare(params: TrainParams) -> Prepared:
     if params.validate_data_only:
         prepared.stop = True
         return prepared
+    family = detect_family(params.model)  # reads config.json only: a wrong folder fails here, before loading
+    if params.lora_target_modules is None:  # the family's default, written out in params.resolved.yaml
+        params = prepared.params = dataclasses.replace(
+            params, lora_target_modules=list(family.default_lora_targets)
+        )
 
     train_samples = _load_split(params.train_data)
     val_samples = _load_split(params.val_data)
