@@ -520,6 +520,17 @@ def _show_cell_output() -> None:
     pm_log.propagate = False
 
 
+def _cells_ran(ipynb: Path) -> bool:
+    """Whether any code cell of a (partly) executed notebook ran."""
+    if not ipynb.is_file():
+        return False
+    try:
+        cells = json.loads(ipynb.read_text()).get("cells", [])
+    except ValueError:
+        return True  # unreadable: do not guess that nothing ran
+    return any(c.get("execution_count") for c in cells if c.get("cell_type") == "code")
+
+
 def rank_run(job_json: str | os.PathLike) -> int:
     """One rank: execute the job's notebook with its parameters (see the module docstring)."""
     from workbench.notebook.report import export_html, run_notebook
@@ -537,9 +548,20 @@ def rank_run(job_json: str | os.PathLike) -> int:
     target = Path(job["report_dir"]) if rank == 0 else Path(job["logs_dir"]) / f"rank{rank}"
     ipynb = target / f"{notebook}.ipynb"
     try:
-        result = run_notebook(
-            notebook, target, params, log_output=rank == 0, export=rank == 0, log_error=False
-        )
+        try:
+            result = run_notebook(
+                notebook, target, params, log_output=rank == 0, export=rank == 0, log_error=False
+            )
+        except Exception as exc:
+            # A kernel that failed to start (many kernels starting at once on a loaded machine can
+            # race for their local ports) ran nothing: start it once more. Anything else is final.
+            if terminated.is_set() or _cells_ran(ipynb):
+                raise
+            print(f"rank {rank}: the notebook kernel did not start ({type(exc).__name__}: {exc}); starting it again",
+                  file=sys.stderr, flush=True)  # fmt: skip
+            result = run_notebook(
+                notebook, target, params, log_output=rank == 0, export=rank == 0, log_error=False
+            )
         ok, error = result.ok, result.error
     except Exception as exc:  # the kernel died (e.g. killed on SIGTERM): keep what the notebook shows
         ok, error = False, f"{type(exc).__name__}: {exc}"

@@ -29,12 +29,7 @@ from workbench.models.model import state_dict_digest
 log = logging.getLogger(__name__)
 
 TINY_TEXT_CONFIG: dict[str, Any] = {
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "head_dim": 16,
+    **v2_model.TINY_LM,
     "max_position_embeddings": 4096,
     "tie_word_embeddings": True,
 }
