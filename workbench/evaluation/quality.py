@@ -51,7 +51,7 @@ class OptionalModelError(RuntimeError):
 # --------------------------------------------------------------------------- signal metrics
 
 
-def _mono(audio: np.ndarray) -> np.ndarray:
+def mono(audio: np.ndarray) -> np.ndarray:
     """Float64 mono copy: ``(frames, channels)`` is down-mixed, non-finite samples become 0."""
     x = np.asarray(audio, dtype=np.float64)
     if x.ndim == 2:
@@ -96,7 +96,7 @@ def silence_ratio(audio: np.ndarray, sample_rate: int, threshold_db: float = SIL
     is all silence (1.0); a trailing partial frame is ignored, and a clip shorter than one frame is one frame.
     """
     _check_rate(sample_rate)
-    x = _mono(audio)
+    x = mono(audio)
     hop = max(1, round(sample_rate * FRAME_SECONDS))
     if len(x) == 0:
         return 1.0
@@ -132,7 +132,7 @@ def median_pitch(audio: np.ndarray, sample_rate: int) -> float | None:
     when that peak exceeds 0.6. The median is robust to the odd octave error.
     """
     _check_rate(sample_rate)
-    x = _mono(audio)
+    x = mono(audio)
     window, hop = round(sample_rate * PITCH_WINDOW_SECONDS), max(1, round(sample_rate * FRAME_SECONDS))
     if len(x) < window:
         return None
@@ -212,7 +212,7 @@ def mel_cepstra(audio: np.ndarray, sample_rate: int, n_mfcc: int = 13) -> np.nda
     from scipy.fft import dct, rfft
 
     _check_rate(sample_rate)
-    x = _mono(audio)
+    x = mono(audio)
     win = max(2, round(sample_rate * MCD_WINDOW_SECONDS))
     hop = max(1, round(sample_rate * FRAME_SECONDS))
     n_fft = max(512, 1 << (win - 1).bit_length())
@@ -484,7 +484,7 @@ class AsrScorer:
     def transcribe(self, audio: np.ndarray, sample_rate: int) -> str:
         """The model's transcript of ``audio`` (any rate; resampled to the model's), stripped."""
         _check_rate(sample_rate)
-        x = resample(_mono(audio).astype(np.float32), sample_rate, self.sample_rate)
+        x = resample(mono(audio).astype(np.float32), sample_rate, self.sample_rate)
         if len(x) == 0:
             return ""
         kwargs: dict[str, Any] = {}
@@ -538,7 +538,7 @@ class SpeakerScorer:
         import torch
 
         _check_rate(sample_rate)
-        x = resample(_mono(audio).astype(np.float32), sample_rate, self.sample_rate)
+        x = resample(mono(audio).astype(np.float32), sample_rate, self.sample_rate)
         shortest = int(_MIN_SPEAKER_SECONDS * self.sample_rate)
         if len(x) < shortest:
             x = np.pad(x, (0, shortest - len(x)))

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from workbench.data.audio import SILENCE_DB_BELOW_PEAK, resample
+from workbench.evaluation.quality import mono
 
 log = logging.getLogger(__name__)
 
@@ -70,15 +71,6 @@ def _package_file(package: str, relative: str, pip_name: str) -> Path:
             f"Fix: pip install --force-reinstall {pip_name}"
         )
     return path
-
-
-def _mono_float32(audio: np.ndarray) -> np.ndarray:
-    x = np.asarray(audio, dtype=np.float32)
-    if x.ndim == 2:
-        x = x.mean(axis=1)
-    elif x.ndim != 1:
-        raise ValueError(f"expected audio of shape (frames,) or (frames, channels), got {x.shape}")
-    return np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
 
 
 # --------------------------------------------------------------------------- speaker similarity
@@ -132,7 +124,9 @@ class SpeakerEncoder:
         """L2-normalised embedding ``(256,)`` of a clip at any rate; all zeros when it holds no sound."""
         import torch
 
-        x = self._trim_and_level(resample(_mono_float32(audio), sample_rate, GE2E_RATE).astype(np.float32))
+        x = self._trim_and_level(
+            resample(mono(audio).astype(np.float32), sample_rate, GE2E_RATE).astype(np.float32)
+        )
         if len(x) == 0:
             return np.zeros(256)
         frames = int(math.ceil((len(x) + 1) / GE2E_HOP))
@@ -192,7 +186,9 @@ class Dnsmos:
         As DNSMOS's reference script: a clip shorter than 9.01 s is repeated to fill one window, longer
         ones are scored in 9.01 s windows every second and the scores averaged.
         """
-        x = np.clip(resample(_mono_float32(audio), sample_rate, DNSMOS_RATE), -1.0, 1.0).astype(np.float32)
+        x = np.clip(resample(mono(audio).astype(np.float32), sample_rate, DNSMOS_RATE), -1.0, 1.0).astype(
+            np.float32
+        )
         if len(x) == 0:
             return {"dnsmos_ovrl": math.nan, "dnsmos_sig": math.nan, "dnsmos_bak": math.nan}
         window = int(DNSMOS_WINDOW_SECONDS * DNSMOS_RATE)

@@ -145,6 +145,31 @@ class NoAudioError(RuntimeError):
     """Generated codes that decode to no audio."""
 
 
+def decoded_waveform(decode: Any, what: str) -> Any:
+    """``decode()``'s waveform as float32 numpy, or :class:`NoAudioError` saying why there is none.
+
+    Args:
+        decode: A no-argument callable that decodes the generated codes (a tensor or array).
+        what: What decodes, for the message ("the processor", "the codec").
+    """
+    import numpy as np
+
+    try:
+        waveform = decode()
+    except Exception as exc:  # codecs raise various errors on degenerate codes
+        raise NoAudioError(
+            f"{what} could not decode the generated codes ({type(exc).__name__}: {exc})"
+        ) from exc
+    if hasattr(waveform, "detach"):
+        waveform = waveform.detach().float().cpu().numpy()
+    audio = np.asarray(waveform, dtype=np.float32).reshape(-1)
+    if audio.size == 0:
+        raise NoAudioError("the generated codes decode to no samples (the model stopped at once)")
+    if not np.isfinite(audio).all():
+        raise NoAudioError("the decoded audio has NaN or infinite samples")
+    return audio
+
+
 class SequenceTooLongError(ValueError):
     """A sample's token sequence is longer than the configured ``max_length``.
 

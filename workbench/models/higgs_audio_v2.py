@@ -36,7 +36,7 @@ import torch
 
 from workbench.data.contract import require_usable
 from workbench.data.sample import Message, Sample
-from workbench.models.family import ModelFamily, NoAudioError, SequenceTooLongError, unwrap
+from workbench.models.family import ModelFamily, NoAudioError, SequenceTooLongError, decoded_waveform, unwrap
 
 IGNORE_INDEX = -100
 # LoRA on attention and on both FFN paths (text and audio) of every dual-FFN layer.
@@ -340,18 +340,7 @@ def decode_generated(processor: Any, audio_ids: torch.Tensor) -> np.ndarray:
         NoAudioError: the codes hold no decodable audio (the reason is in the message).
     """
     generated_codes(processor, audio_ids)  # a clear NoAudioError before the processor's own checks
-    try:
-        waveform = processor.decode(audio_ids)
-    except Exception as exc:  # the processor raises various errors on degenerate codes
-        raise NoAudioError(
-            f"the processor could not decode the generated codes ({type(exc).__name__}: {exc})"
-        ) from exc
-    audio = waveform.detach().float().cpu().numpy().reshape(-1)
-    if audio.size == 0:
-        raise NoAudioError("the generated codes decode to no samples (the model stopped at once)")
-    if not np.isfinite(audio).all():
-        raise NoAudioError("the decoded audio has NaN or infinite samples")
-    return audio
+    return decoded_waveform(lambda: processor.decode(audio_ids), "the processor")
 
 
 def codebook_hits(

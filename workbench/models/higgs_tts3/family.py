@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from workbench.models.family import ModelFamily, NoAudioError, unwrap
+from workbench.models.family import ModelFamily, NoAudioError, decoded_waveform, unwrap
 from workbench.models.folder import resolve_model_path
 from workbench.models.higgs_tts3 import sequence
 from workbench.models.higgs_tts3.configuration import MODEL_TYPE, TRAINING_CONTEXT, HiggsTTS3Config
@@ -123,18 +123,7 @@ class HiggsTTS3Family(ModelFamily):
             NoAudioError: No generated audio, or a degenerate decode.
         """
         codes = self.generated_codes(processor, audio_ids)
-        try:
-            waveform = processor.decode_codes(codes)
-        except Exception as exc:  # the codec raises various errors on degenerate codes
-            raise NoAudioError(
-                f"the codec could not decode the generated codes ({type(exc).__name__}: {exc})"
-            ) from exc
-        audio = waveform.numpy().astype(np.float32).reshape(-1)
-        if audio.size == 0:
-            raise NoAudioError("the generated codes decode to no samples")
-        if not np.isfinite(audio).all():
-            raise NoAudioError("the decoded audio has NaN or infinite samples")
-        return audio
+        return decoded_waveform(lambda: processor.decode_codes(codes), "the codec")
 
     # --- training metrics and export ------------------------------------------------------------
     def codebook_hits(self, model: Any, inputs: Mapping[str, Any], logits: Any) -> tuple[Any, Any]:
