@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from workbench.data import audio as audio_module
+from workbench.data import probe as probe_module
 
 
 @pytest.fixture(autouse=True)
@@ -17,7 +17,7 @@ def isolated_cache(tmp_path_factory, monkeypatch):
     """Keep the audio probe cache out of ~/.cache and fresh for every test."""
     cache = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(cache))
-    monkeypatch.setattr(audio_module, "_default_cache", None)
+    monkeypatch.setattr(probe_module, "_default_cache", None)
     return cache
 
 

@@ -67,7 +67,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from workbench.data.prepare import prepare
+    from workbench.prepare.pipeline import prepare
 
     report = prepare(
         args.inputs,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from workbench.data import audio
+from workbench.data import probe as probe_module
 from workbench.data.inspection import inspect
 from workbench.data.sample import Audio, Message, Sample, write_samples
 
@@ -18,7 +18,7 @@ SR = 24_000
 @pytest.fixture(autouse=True)
 def _private_probe_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(audio, "_default_cache", None)
+    monkeypatch.setattr(probe_module, "_default_cache", None)
 
 
 def tone(path, seconds: float, sr: int = SR, channels: int = 1) -> str:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from workbench.data import audio
+from workbench.data import probe as probe_module
 from workbench.data.sample import Audio, Message, Sample, load_samples, write_samples
 from workbench.data.split import split
 from workbench.data.validate import validate
@@ -20,7 +20,7 @@ SR = 24_000
 @pytest.fixture(autouse=True)
 def _private_probe_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(audio, "_default_cache", None)
+    monkeypatch.setattr(probe_module, "_default_cache", None)
 
 
 def make(sample_id: str, target: str | None, speaker: str | None = "spk1", ref: str | None = None) -> Sample:

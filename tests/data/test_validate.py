@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from workbench.data import audio
+from workbench.data import probe as probe_module
 from workbench.data import validate as validate_module
 from workbench.data.sample import Audio, Message, Sample
 from workbench.data.validate import ValidationReport, validate
@@ -22,7 +22,7 @@ SR = 24_000
 def _private_probe_cache(tmp_path, monkeypatch):
     """Probe cache in a temporary folder, and a fresh process-wide cache per test."""
     monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(audio, "_default_cache", None)
+    monkeypatch.setattr(probe_module, "_default_cache", None)
 
 
 def voiced(seconds: float, sr: int = SR, f0: float = 140.0, channels: int = 1) -> np.ndarray:
@@ -414,7 +414,7 @@ def test_token_length_estimate_is_within_a_frame_per_clip_of_the_exact_count(wav
     ]
     for sample in samples:
         paths = [m.audio_url for m in sample.messages if m.is_audio]
-        estimate = estimated_length(sample, processor, {p: audio.probe(p).duration for p in paths})
+        estimate = estimated_length(sample, processor, {p: probe_module.probe(p).duration for p in paths})
         exact = sequence_length(sample, processor, cache)
         assert exact <= estimate <= exact + len(paths), (sample.id, exact, estimate)
     assert estimated_length(samples[1], processor, {wavs["long"]: 3.0}) is None  # a clip without a duration

@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 from conftest import voiced
 
-from workbench.data import audio as audio_module
+from workbench.data import probe as probe_module
 from workbench.data.sample import Audio, Message, Sample, write_samples
 from workbench.evaluation.during_training import METRIC_KEYS, eval_generate_callbacks
 from workbench.evaluation.synthesis import Sampling
@@ -39,7 +39,7 @@ def params(tmp_path, monkeypatch) -> TrainParams:
     from workbench.models.model import make_tiny_model
 
     monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(audio_module, "_default_cache", None)
+    monkeypatch.setattr(probe_module, "_default_cache", None)
     samples = []
     for i, text in enumerate(TEXTS):
         ref, target = tmp_path / f"ref{i}.wav", tmp_path / f"target{i}.wav"

@@ -14,7 +14,7 @@ import torch
 from conftest import voiced
 from tiny_audio_models import build_tiny_whisper, build_tiny_xvector
 
-from workbench.data import audio as audio_module
+from workbench.data import probe as probe_module
 from workbench.data.sample import Audio, Message, Sample, write_samples
 from workbench.evaluation import eval_report as er
 from workbench.evaluation import evaluate as ev
@@ -56,7 +56,7 @@ def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("evaluate")
     with pytest.MonkeyPatch.context() as mp:  # module scope: keep the probe cache out of ~/.cache
         mp.setenv("WORKBENCH_CACHE_DIR", str(root / "cache"))
-        mp.setattr(audio_module, "_default_cache", None)
+        mp.setattr(probe_module, "_default_cache", None)
         tiny = make_tiny_model(root / "tiny")
         samples = []
         for i, text in enumerate(TEXTS):
@@ -156,7 +156,7 @@ def test_params_reject_unknown_keys_and_bad_values(tmp_path):
 
 
 def test_generation_inputs_match_the_processor(workspace):
-    from workbench.data.audio import load_audio
+    from workbench.audio import load_audio
     from workbench.data.sample import read_samples
     from workbench.models.higgs_audio_v2 import sample_to_conversation
     from workbench.models.model import load_processor

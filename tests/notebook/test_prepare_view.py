@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from workbench.data.prepare import prepare
 from workbench.data.recordings import long_recording
-from workbench.data.subtitles import write_srt
 from workbench.notebook.prepare_view import FLAGGED, UNFLAGGED, ClipBrowser, flag_counts
+from workbench.prepare.pipeline import prepare
+from workbench.prepare.subtitles import write_srt
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog.",

@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from workbench.data.audio import default_cache_dir, load_audio
+from workbench.audio import default_cache_dir, load_audio
 from workbench.models.model import SAMPLE_RATE, load_processor, make_tiny_model
 from workbench.training.codes import (
     CodesCache,

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from workbench.data.audio import load_audio
+from workbench.audio import load_audio
 from workbench.data.contract import check_sample
 from workbench.data.sample import Audio, Message, Sample
 from workbench.models.higgs_audio_v2 import sample_to_conversation

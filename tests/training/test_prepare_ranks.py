@@ -29,7 +29,7 @@ RANK_SCRIPT = textwrap.dedent(
     import torch
     from torch.distributed import distributed_c10d
 
-    from workbench.data.audio import default_probe_cache
+    from workbench.data.probe import default_probe_cache
     from workbench.training.params import TrainParams
     from workbench.training.train import _state, prepare, training_arguments
 

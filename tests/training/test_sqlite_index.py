@@ -8,7 +8,7 @@ import sqlite3
 import traceback
 from pathlib import Path
 
-from workbench.data.audio import AudioInfo, ProbeCache
+from workbench.data.probe import AudioInfo, ProbeCache
 from workbench.data.sqlite_index import connect_index
 from workbench.training.codes import _HashIndex
 

@@ -22,7 +22,7 @@ import papermill
 import pytest
 import torch
 
-from workbench.data import audio as audio_module
+from workbench.data import probe as probe_module
 from workbench.models.higgs_audio_v2 import DEFAULT_LORA_TARGETS
 from workbench.models.model import make_tiny_model
 from workbench.notebook.report import NOTEBOOK_DIR
@@ -129,7 +129,7 @@ def trained(
     )  # fmt: skip
     with pytest.MonkeyPatch.context() as mp:  # module scope: keep caches out of ~/.cache
         mp.setenv("WORKBENCH_CACHE_DIR", str(out.parent / "cache"))
-        mp.setattr(audio_module, "_default_cache", None)
+        mp.setattr(probe_module, "_default_cache", None)
         prepared = prepare(params)
         result = fit(prepared)
     return params, prepared, result

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from workbench.data.audio import write_wav
+from workbench.audio import write_wav
 
 TARGETS = {"convert_records_per_s": 20_000, "validate_records_per_s": 5_000, "convert_peak_rss_mb_1m": 1024}
 

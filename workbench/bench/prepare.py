@@ -20,8 +20,8 @@ import shutil
 import time
 from dataclasses import dataclass, field
 
+from workbench.audio import resample
 from workbench.bench.data import bench_workdir, machine_description
-from workbench.data.audio import resample
 
 SEGMENTATION_GOAL = 100.0
 
@@ -71,10 +71,10 @@ def bench_prepare(
     Raises:
         ValueError: ``espeak-ng`` is not installed, or ``minutes`` is not positive.
     """
-    from workbench.data.prepare import load_mono, prepare
     from workbench.data.recordings import espeak_available, recording_of_length
-    from workbench.data.segment import SpeechDetector, plan_clips, split_long_regions
-    from workbench.data.subtitles import write_srt
+    from workbench.prepare.pipeline import load_mono, prepare
+    from workbench.prepare.segment import SpeechDetector, plan_clips, split_long_regions
+    from workbench.prepare.subtitles import write_srt
 
     if minutes <= 0:
         raise ValueError(f"--minutes: must be positive, got {minutes}")

@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from workbench.data.audio import load_audio, write_wav
+from workbench.audio import load_audio, write_wav
 from workbench.data.contract import check_sample
 from workbench.data.sample import Audio, Message, Sample
 from workbench.training.codes import CodesCache

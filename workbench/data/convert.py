@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from workbench.audio import TARGET_SAMPLE_RATE, write_wav
 from workbench.data import formats
-from workbench.data.audio import TARGET_SAMPLE_RATE, write_wav
 from workbench.data.contract import INVALID, TRAINABLE, check_sample
 from workbench.data.findings import ERROR, WARNING, Finding, finding
 from workbench.data.formats.base import ConvertContext, RecordError, ReferencePool
@@ -253,7 +253,7 @@ class Converter:
         Every sample carries its reference, so a very long one costs context (25 tokens per
         second) in every sample of that speaker, and a very short one carries little of the voice.
         """
-        from workbench.data.audio import probe_many
+        from workbench.data.probe import probe_many
 
         assert self.pool is not None
         infos = probe_many(self.pool.audio_paths())

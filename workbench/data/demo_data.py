@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import lfilter
 
-from workbench.data.audio import write_wav
+from workbench.audio import write_wav
 
 SAMPLE_RATE = 24_000
 CHARS_PER_SECOND = 14.0

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from workbench.data.audio import AudioInfo, probe_many
+from workbench.data.probe import AudioInfo, probe_many
 from workbench.data.validate import SampleSource, Source
 
 log = logging.getLogger(__name__)

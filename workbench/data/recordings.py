@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from workbench.data.audio import resample
+from workbench.audio import resample
 from workbench.data.demo_data import SENTENCES, VOICES, synthesize
 
 SENTENCES_LONG = (
@@ -181,7 +181,7 @@ def demo_recordings(folder: str | os.PathLike, minutes: float = 1.0) -> list[str
     Returns:
         ``[folder/demo]``, the input folder (its name is the speaker).
     """
-    from workbench.data.subtitles import write_srt
+    from workbench.prepare.subtitles import write_srt
 
     target = Path(folder) / "demo"
     audio = target / "recording.wav"

@@ -8,9 +8,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from workbench.data.audio import probe_many
 from workbench.data.contract import check_sample
 from workbench.data.findings import Finding
+from workbench.data.probe import probe_many
 from workbench.data.sample import Sample
 
 ROW_COLUMNS = (

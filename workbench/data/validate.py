@@ -4,7 +4,7 @@ Validation runs in two streaming passes over each file, so memory stays modest w
 file size:
 
 1. collect the distinct audio paths of every sample and probe them all at once with
-   :func:`workbench.data.audio.probe_many` (parallel, cached by path, size and mtime);
+   :func:`workbench.data.probe.probe_many` (parallel, cached by path, size and mtime);
 2. run the per-sample rules of :mod:`workbench.data.validate_rules` (each a small function returning
    findings) against the probes,
    keeping only small per-sample facts (ids, target keys, speaking rates) for the
@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workbench.data.audio import AudioInfo, probe_many
 from workbench.data.contract import PROMPT, TRAINABLE, check_sample
 from workbench.data.findings import ERROR, WARNING, Finding, finding, summarize
+from workbench.data.probe import AudioInfo, probe_many
 from workbench.data.sample import Sample, read_jsonl_lines
 from workbench.data.validate_rules import RULES, FileState, Item, LengthCheck, Options
 

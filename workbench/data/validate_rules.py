@@ -14,9 +14,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from workbench.data.audio import TARGET_SAMPLE_RATE, AudioInfo
+from workbench.audio import TARGET_SAMPLE_RATE
 from workbench.data.contract import Verdict
 from workbench.data.findings import ERROR, WARNING, Finding, finding
+from workbench.data.probe import AudioInfo
 from workbench.data.sample import Sample
 
 MAX_CLIPPED_FRACTION = 0.001  # above this share of clipped samples a clip is reported

@@ -135,7 +135,7 @@ class GenerateAndScore(TrainerCallback):
         """Speak every prompt with ``model`` and return the means of :data:`METRIC_KEYS` (NaN when none)."""
         import torch
 
-        from workbench.data.audio import load_audio, write_wav
+        from workbench.audio import load_audio, write_wav
         from workbench.evaluation import quality, voice
 
         if self._scorer is None:

@@ -211,7 +211,7 @@ class _Scorers:
         self._embeddings: dict[str, np.ndarray] = {}
 
     def embedding_of_file(self, path: str) -> np.ndarray:
-        from workbench.data.audio import load_audio
+        from workbench.audio import load_audio
 
         if path not in self._embeddings:
             audio = load_audio(path, SAMPLE_RATE)
@@ -330,7 +330,7 @@ class _Session:
     """
 
     def __init__(self, params: EvalParams, prompts: list[EvalPrompt]):
-        from workbench.data.audio import load_audio
+        from workbench.audio import load_audio
         from workbench.models.families import load_model_and_processor
         from workbench.training.codes import CodesCache
         from workbench.training.collate import HiggsAudioCollator
@@ -405,7 +405,7 @@ class _Session:
 
     def prompt_row(self, candidate: Candidate, active: torch.nn.Module, prompt: EvalPrompt) -> dict[str, Any]:
         """Teacher-forced metrics, generation, decoding and audio metrics of one candidate on one prompt."""
-        from workbench.data.audio import write_wav
+        from workbench.audio import write_wav
 
         sid = prompt.sample.id
         row: dict[str, Any] = {

@@ -208,7 +208,7 @@ def speak(
         Path(codes_cache_dir) if codes_cache_dir else default_codes_cache_dir(), processor.audio_tokenizer
     )
     if references:
-        from workbench.data.audio import probe
+        from workbench.data.probe import probe
 
         info = probe(references[0][0])
         if info.error:
@@ -239,7 +239,7 @@ def speak(
             log.warning("no audio for %r: %s", text, exc)
             results.append(Spoken(text, None, 0.0, gen_seconds, frames, str(exc)))
             continue
-        from workbench.data.audio import write_wav
+        from workbench.audio import write_wav
 
         path = paths[index]
         write_wav(path, audio.clip(-1, 1), SAMPLE_RATE)

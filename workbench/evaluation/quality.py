@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from workbench.data.audio import CLIP_LEVEL, SILENCE_DB_BELOW_PEAK, resample
+from workbench.audio import CLIP_LEVEL, SILENCE_DB_BELOW_PEAK, resample
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def speaking_rate(text: str, seconds: float) -> float | None:
 def silence_ratio(audio: np.ndarray, sample_rate: int, threshold_db: float = SILENCE_DB_BELOW_PEAK) -> float:
     """Fraction of 10 ms frames whose RMS is more than ``threshold_db`` below the loudest frame's.
 
-    The same rule as the probe's edge-silence measure (``workbench.data.audio``). An empty or all-zero clip
+    The same rule as the probe's edge-silence measure (``workbench.audio``). An empty or all-zero clip
     is all silence (1.0); a trailing partial frame is ignored, and a clip shorter than one frame is one frame.
     """
     _check_rate(sample_rate)

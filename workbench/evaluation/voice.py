@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from workbench.data.audio import SILENCE_DB_BELOW_PEAK, resample
+from workbench.audio import SILENCE_DB_BELOW_PEAK, resample
 from workbench.evaluation.quality import mono
 
 log = logging.getLogger(__name__)
@@ -253,7 +253,7 @@ class VoiceScorer:
         key = str(path)
         if key not in self._embeddings:
             if audio is None:
-                from workbench.data.audio import load_audio
+                from workbench.audio import load_audio
 
                 audio = load_audio(key, self.sample_rate)
             self._embeddings[key] = self.speaker.embed(audio, self.sample_rate)  # type: ignore[union-attr]

@@ -557,7 +557,7 @@ def local_model_dir(model_path: str | os.PathLike[str]) -> Path:
     """
     from filelock import FileLock
 
-    from workbench.data.audio import default_cache_dir
+    from workbench.audio import default_cache_dir
     from workbench.models.original_convert import import_original
     from workbench.models.original_format import is_original_checkpoint
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from workbench.data.audio import default_cache_dir
+from workbench.audio import default_cache_dir
 from workbench.models.chat_template import CHAT_TEMPLATE
 from workbench.models.folder import (
     AUDIO_TOKENIZER_SUBDIR,

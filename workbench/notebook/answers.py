@@ -27,7 +27,7 @@ def prepare_answer(report: Any, conversion: Any) -> Answer:
     """Notebook 00: clips made from the recordings, flagged and dropped, and what ``convert`` makes of them.
 
     Args:
-        report: the :class:`workbench.data.prepare.PrepareReport`.
+        report: the :class:`workbench.prepare.pipeline.PrepareReport`.
         conversion: :func:`workbench.notebook.steps.convert_in_memory` of the clip folder.
     """
     from workbench.notebook.prepare_view import flag_counts

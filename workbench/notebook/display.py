@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from workbench.data.audio import TARGET_SAMPLE_RATE, load_audio, wav_bytes
+from workbench.audio import TARGET_SAMPLE_RATE, load_audio, wav_bytes
 
 SUMMARY_KEY = "workbench_summary"
 PARAMETERS_KEY = "workbench_parameters"  # a displayed parameter table: the report folds it into one table

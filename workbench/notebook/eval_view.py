@@ -117,7 +117,7 @@ def _clip_cell(
     error: str | None = None,
     status: str = "failed",
 ) -> str:
-    from workbench.data.audio import load_audio
+    from workbench.audio import load_audio
 
     head = f"<b>{html.escape(label)}</b>"
     if error:

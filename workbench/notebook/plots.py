@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from workbench.data.audio import TARGET_SAMPLE_RATE
+from workbench.audio import TARGET_SAMPLE_RATE
 
 
 def distributions(rows: Sequence[dict[str, Any]]) -> Figure:

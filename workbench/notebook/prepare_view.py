@@ -17,7 +17,7 @@ from typing import Any
 import ipywidgets as W
 import numpy as np
 
-from workbench.data.audio import TARGET_SAMPLE_RATE, load_audio, wav_bytes
+from workbench.audio import TARGET_SAMPLE_RATE, load_audio, wav_bytes
 from workbench.notebook.display import Listener, img_html, table_html
 from workbench.notebook.plots import figure_png, waveform_and_spectrogram
 
@@ -54,7 +54,7 @@ class ClipBrowser:
         max_listen: int = 6,
         max_seconds: float = 15.0,
     ):
-        from workbench.data.prepare_store import read_prepare_csv
+        from workbench.prepare.store import read_prepare_csv
 
         self.root = Path(dataset_dir)
         self.rows = list(rows if rows is not None else read_prepare_csv(dataset_dir))

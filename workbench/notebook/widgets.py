@@ -20,8 +20,8 @@ from typing import Any
 import ipywidgets as W
 import numpy as np
 
+from workbench.audio import TARGET_SAMPLE_RATE, load_audio, wav_bytes
 from workbench.data import formats
-from workbench.data.audio import TARGET_SAMPLE_RATE, load_audio, wav_bytes
 from workbench.data.convert import Outcome
 from workbench.data.findings import Finding
 from workbench.data.fixes import TRIM_AUDIO_CHOICES, FixRecipe

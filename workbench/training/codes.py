@@ -1,7 +1,7 @@
 """Content-addressed cache of audio codes: every distinct audio file is encoded once.
 
 Training reads audio codes, not waveforms. Each distinct audio file, loaded as the model hears it
-(:func:`workbench.data.audio.load_audio`: float32 mono at the codec's sample rate), is encoded once by
+(:func:`workbench.audio.load_audio`: float32 mono at the codec's sample rate), is encoded once by
 the audio tokenizer (``processor.audio_tokenizer``, a ``HiggsAudioV2TokenizerModel``) and stored as
 a ``.npy`` array of shape ``(num_codebooks, frames)``. The key is the file's *content* hash, under
 a folder named by the audio tokenizer's fingerprint (config + weights digest + this module's
@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from workbench.data.audio import load_audio
+from workbench.audio import load_audio
 from workbench.data.sqlite_index import connect_index
 from workbench.models.model import state_dict_digest
 
@@ -341,7 +341,7 @@ class CodesCache:
         encode_on_miss: bool = True,
         hash_index: str | os.PathLike[str] | None = None,
     ) -> None:
-        from workbench.data.audio import default_cache_dir
+        from workbench.audio import default_cache_dir
 
         self.cache_dir = Path(cache_dir).expanduser()
         self.audio_tokenizer = audio_tokenizer
@@ -521,7 +521,7 @@ class CodesCache:
         """Codes of the audio file ``path``, encoding and storing them on a miss.
 
         Args:
-            path: An audio file (any format and rate :func:`workbench.data.audio.load_audio` reads).
+            path: An audio file (any format and rate :func:`workbench.audio.load_audio` reads).
 
         Returns:
             LongTensor ``(num_codebooks, frames)``.

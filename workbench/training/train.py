@@ -231,7 +231,7 @@ CUDA_CODES_BATCH_SIZE = 16
 
 
 def default_codes_cache_dir() -> Path:
-    from workbench.data.audio import default_cache_dir
+    from workbench.audio import default_cache_dir
 
     return default_cache_dir() / "codes"
 
@@ -239,14 +239,14 @@ def default_codes_cache_dir() -> Path:
 def _probe_audio(params: TrainParams, state: Any) -> int:
     """Probe this rank's share of the data's audio files and give the results to every rank.
 
-    Rank ``r`` of ``n`` probes ``distinct[r::n]`` (:func:`workbench.data.audio.probe_share`); the
+    Rank ``r`` of ``n`` probes ``distinct[r::n]`` (:func:`workbench.data.probe.probe_share`); the
     results are gathered (a barrier), so :func:`check_data` on each rank reads no audio. The first
     process of each machine also writes them to its probe cache.
 
     Returns:
         How many files this rank read (its share, less what its probe cache held).
     """
-    from workbench.data.audio import default_probe_cache, probe_share, remember_probes
+    from workbench.data.probe import default_probe_cache, probe_share, remember_probes
     from workbench.data.validate import Source
 
     paths = [

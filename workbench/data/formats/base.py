@@ -158,7 +158,7 @@ class ConvertContext:
         are decoded, so that every sample names a plain audio file; :attr:`extracted` records each
         (the source keeps the original). A slice of a missing file is AUDIO_NOT_FOUND.
         """
-        from workbench.data.audio import default_cache_dir, write_segment  # soundfile: only when needed
+        from workbench.audio import default_cache_dir, write_segment  # soundfile: only when needed
 
         if part.url is None and part.raw is None:
             raise RecordError("BAD_FIELD", f"{field_name}: the audio part names no file", field_name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workbench.data.subtitles import (
+from workbench.prepare.subtitles import (
     Cue,
     SubtitleError,
     format_time,

@@ -12,7 +12,7 @@ each clip comes from, in this order:
 
 The output is ``DATASET_DIR/<speaker>/clip_0001.wav`` + ``.txt`` at 24 kHz mono (the folder
 layout ``workbench convert`` reads, the speaker from the folder) and ``DATASET_DIR/prepare.csv``.
-Runs resume: clips already written are skipped (see :mod:`workbench.data.prepare_store`).
+Runs resume: clips already written are skipped (see :mod:`workbench.prepare.store`).
 
 Examples:
     >>> report = prepare(["talk.mp3"], "dataset", speaker="anna", asr_model="/models/whisper-small")  # doctest: +SKIP
@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from workbench.data.audio import TARGET_SAMPLE_RATE, resample
-from workbench.data.prepare_inputs import (
+from workbench.audio import TARGET_SAMPLE_RATE, resample
+from workbench.prepare.inputs import (
     ASR,
     AUDIO_SUFFIXES,
     GIVEN,
@@ -40,8 +40,7 @@ from workbench.data.prepare_inputs import (
     find_inputs,
     load_mono,
 )
-from workbench.data.prepare_store import CSV_NAME, Store, input_key, read_prepare_csv, write_clip
-from workbench.data.segment import (
+from workbench.prepare.segment import (
     FLAG_TOO_SHORT,
     ClipPlan,
     Region,
@@ -50,8 +49,9 @@ from workbench.data.segment import (
     split_long_regions,
     trim_to_speech,
 )
-from workbench.data.subtitles import read_subtitles
-from workbench.data.transcribe import (
+from workbench.prepare.store import CSV_NAME, Store, input_key, read_prepare_csv, write_clip
+from workbench.prepare.subtitles import read_subtitles
+from workbench.prepare.transcribe import (
     ASR_SAMPLE_RATE,
     AsrModelError,
     Transcriber,

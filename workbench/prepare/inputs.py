@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from workbench.data.audio import TARGET_SAMPLE_RATE, resample
-from workbench.data.prepare_store import speaker_folder_name
-from workbench.data.subtitles import SUBTITLE_SUFFIXES
+from workbench.audio import TARGET_SAMPLE_RATE, resample
+from workbench.prepare.store import speaker_folder_name
+from workbench.prepare.subtitles import SUBTITLE_SUFFIXES
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus")
 SUBTITLE, GIVEN, ASR = "subtitle", "given", "asr"

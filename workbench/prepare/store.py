@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from workbench.data.audio import TARGET_SAMPLE_RATE
+from workbench.audio import TARGET_SAMPLE_RATE
 
 STATE_DIR = ".prepare"
 CSV_NAME = "prepare.csv"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from workbench.data.recordings import espeak_available, long_recording
-from workbench.data.segment import (
+from workbench.prepare.segment import (
     FLAG_SPLIT_AT_WORD,
     FLAG_SPLIT_IN_SPEECH,
     FLAG_TOO_LONG,
@@ -104,7 +104,7 @@ def test_very_long_speech_becomes_several_pieces_within_bounds():
 
 @needs_espeak
 def test_silero_finds_every_utterance_and_batched_streams_agree_with_the_sequential_pass(tmp_path):
-    from workbench.data.audio import load_audio
+    from workbench.audio import load_audio
 
     texts = [
         "The quick brown fox jumps over the lazy dog.",

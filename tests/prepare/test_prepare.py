@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from workbench.data.prepare import AsrModelError, find_inputs, prepare
-from workbench.data.prepare_store import CSV_COLUMNS, read_prepare_csv
 from workbench.data.recordings import espeak_available, long_recording, recording_of_length
-from workbench.data.subtitles import write_srt
+from workbench.prepare.pipeline import AsrModelError, find_inputs, prepare
+from workbench.prepare.store import CSV_COLUMNS, read_prepare_csv
+from workbench.prepare.subtitles import write_srt
 
 needs_espeak = pytest.mark.skipif(
     not espeak_available(), reason="espeak-ng not installed (apt-get install espeak-ng)"
@@ -431,7 +431,7 @@ def test_a_mono_clip_keeps_its_samples_at_24_khz(tmp_path):
     row = report.rows[0]
     clip, rate = sf.read(str(tmp_path / "dataset" / row["file_name"]))
     source, _ = sf.read(str(rec.path))
-    from workbench.data.audio import resample
+    from workbench.audio import resample
 
     expected = resample(source.astype(np.float32), sr, 24_000)[round(row["start"] * 24_000) :][: len(clip)]
     middle = slice(200, len(clip) - 200)  # the edges fade in and out over 5 ms

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from workbench.data.transcribe import (
+from workbench.prepare.transcribe import (
     AsrModelError,
     Transcriber,
     Transcript,

@@ -1,0 +1,159 @@
+"""Files: the one way the workbench writes a file, and the one way it writes a table.
+
+Every file is written to a hidden temporary sibling (``.NAME.XXXX.tmp`` in the same folder) and moved
+into place with ``os.replace``. A reader therefore sees the old file or the new one, never half a
+file; two processes writing the same path leave one whole copy; a crash leaves no partial output
+(and the temporary file is removed on any error). The new file gets the mode a plainly created file
+would have (``mkstemp`` files are 0600), so shared caches stay readable by the group.
+
+:func:`atomic_write` opens a file object; :func:`atomic_path` hands a temporary path to a library
+that writes by name (soundfile, ``np.save``, ``safetensors``); :func:`write_text`, :func:`write_bytes`
+and :func:`write_json` are the one-liners; :func:`write_table` writes rows as CSV or JSON by the
+path's suffix.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+
+def plain_file_mode(path: str | os.PathLike) -> None:
+    """Give ``path`` the mode a plainly created file gets under the current umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
+    """A temporary sibling of ``path`` to write to by name; moved onto ``path`` when the block succeeds.
+
+    Args:
+        path: the final file; its folder is created.
+        suffix: the temporary file's suffix (some writers pick the format by it, e.g. ``".wav"``).
+
+    Examples:
+        >>> with atomic_path("out/clip.wav", suffix=".wav") as tmp:  # doctest: +SKIP
+        ...     soundfile.write(tmp, audio, 24_000)
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        plain_file_mode(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+@contextmanager
+def atomic_write(
+    path: str | os.PathLike, mode: str = "w", *, encoding: str | None = "utf-8", newline: str | None = None
+) -> Iterator[IO[Any]]:
+    """Open ``path`` for writing (``"w"`` or ``"wb"``) so that it appears only whole, when the block ends.
+
+    Raises:
+        ValueError: ``mode`` is not a write mode.
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_write: mode must be 'w' or 'wb', got {mode!r}")
+    with atomic_path(path) as tmp:
+        if mode == "wb":
+            with open(tmp, "wb") as fh:
+                yield fh
+        else:
+            with open(tmp, "w", encoding=encoding, newline=newline) as fh:
+                yield fh
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically; returns ``path``."""
+    with atomic_write(path, "wb") as fh:
+        fh.write(data)
+    return Path(path)
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically; returns ``path``."""
+    with atomic_write(path) as fh:
+        fh.write(text)
+    return Path(path)
+
+
+def json_text(data: Any, indent: int | None = 2) -> str:
+    """``data`` as the workbench writes JSON: UTF-8 kept as is, ``indent`` 2, a final newline."""
+    return json.dumps(data, indent=indent, ensure_ascii=False, default=_jsonable) + "\n"
+
+
+def write_json(path: str | os.PathLike, data: Any, indent: int | None = 2) -> Path:
+    """Write ``data`` as JSON to ``path`` atomically (paths and numpy scalars become plain values)."""
+    return write_text(path, json_text(data, indent))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if hasattr(value, "item"):  # numpy and torch scalars
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def table_columns(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> list[str]:
+    """``columns``, or every key of ``rows`` in the order first seen."""
+    return list(columns) if columns is not None else list(dict.fromkeys(k for r in rows for k in r))
+
+
+def csv_text(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
+    """``rows`` as CSV text with a header; keys outside ``columns`` are left out, missing ones empty."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(
+        buf, fieldnames=table_columns(rows, columns), extrasaction="ignore", lineterminator="\n"
+    )
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def write_table(
+    rows: Sequence[Mapping[str, Any]], path: str | os.PathLike, columns: Sequence[str] | None = None
+) -> Path:
+    """Write ``rows`` to ``path`` atomically: CSV for ``.csv``, a JSON list for ``.json``, JSON Lines for ``.jsonl``.
+
+    Args:
+        rows: one mapping per row.
+        path: the file; its suffix picks the format.
+        columns: the columns, in order (default: every key, in the order first seen). JSON rows keep
+            only these keys too, so the CSV and JSON exports of one table hold the same cells.
+
+    Raises:
+        ValueError: the suffix is none of ``.csv``, ``.json``, ``.jsonl``.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    names = table_columns(rows, columns)
+    if suffix == ".csv":
+        return write_text(path, csv_text(rows, names))
+    picked = [{k: r.get(k) for k in names} for r in rows]
+    if suffix == ".json":
+        return write_json(path, picked)
+    if suffix == ".jsonl":
+        return write_text(path, "".join(json_text(r, indent=None) for r in picked))
+    raise ValueError(
+        f"{path}: a table is written as .csv, .json or .jsonl, not {path.suffix or 'no suffix'!r}"
+    )
