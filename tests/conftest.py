@@ -58,7 +58,7 @@ def make_wav(tmp_path):
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory):
     """The demo pipeline (notebooks 01-03 under papermill) run once per test session."""
-    from workbench.notebook.pipeline import run_demo
+    from workbench.demo import run_demo
 
     run = tmp_path_factory.mktemp("demo") / "run"
     result = run_demo(run)

@@ -1,4 +1,5 @@
-"""The ``workbench`` command line: convert and demo-data (exit codes, stderr, files written)."""
+"""The ``workbench`` command line: convert and demo-data (exit codes, stderr, files written); the
+parameter flags of train and evaluate and ``workbench params``."""
 
 from __future__ import annotations
 
@@ -194,6 +195,19 @@ def test_cli_convert_demo_data_end_to_end(tmp_path, capsys):
     assert main(["demo-data", str(demo), "--overwrite"]) == 0
 
 
+def test_cli_make_tiny_model_builds_the_family_named_and_keeps_an_existing_folder(tmp_path, capsys):
+    from workbench.models.families import detect_family
+    from workbench.models.model import read_marker
+
+    folder = tmp_path / "tiny_tts3"
+    assert main(["make-tiny-model", str(folder), "--family", "higgs-tts-3", "--seed", "3"]) == 0
+    assert f"tiny Higgs TTS 3 model written to {folder}" in capsys.readouterr().out
+    assert detect_family(folder).name == "higgs-tts-3" and read_marker(folder)["seed"] == 3
+    assert main(["make-tiny-model", str(folder), "--family", "higgs-tts-3"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert read_marker(folder)["seed"] == 3  # left as it was
+
+
 def test_cli_convert_output_is_a_folder_is_fatal_exit_2(tmp_path, good_input, capsys):
     folder = tmp_path / "already_a_folder.jsonl"
     folder.mkdir()
@@ -229,3 +243,105 @@ def test_cli_convert_groups_many_findings_by_code(tmp_path, make_wav, capsys):
         in out
     )
     assert len(json.loads(report.read_text())["issues"]) == 25
+
+
+# --- train and evaluate: flags from the parameter dataclasses ---------------------------------------
+PARAMS_DIR = Path(__file__).resolve().parents[1] / "params"
+
+
+def test_cli_train_flags_win_over_the_params_file_and_the_defaults():
+    from workbench.cli import build_parser, overrides_from
+    from workbench.training.params import TrainParams, load_train_params
+
+    args = build_parser().parse_args(
+        ["train", "--params", str(PARAMS_DIR / "demo.yaml"), "--lora-r", "4", "--no-merge",
+         "--modules-to-save", "audio_lm_head", "lm_head", "-p", "max_steps", "7", "--num-processes", "1"]
+    )  # fmt: skip
+    overrides = overrides_from(args)
+    assert overrides == {"max_steps": 7, "lora_r": 4, "merge": False, "modules_to_save": ["audio_lm_head", "lm_head"],
+                         "num_processes": 1}  # fmt: skip
+    params, launch = load_train_params(args.params, overrides)
+    assert (params.lora_r, params.merge, params.max_steps, launch.num_processes) == (4, False, 7, 1)  # flags
+    assert params.modules_to_save == ["audio_lm_head", "lm_head"]
+    assert params.learning_rate == 0.005 and params.lora_alpha == 16  # the file's
+    assert params.weight_decay == TrainParams.weight_decay == 0.0  # the default
+    assert launch.env == {"OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}  # the file's
+
+
+def test_cli_train_dry_run_launches_with_the_flags(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", "--params", str(PARAMS_DIR / "demo.yaml"), "--output-dir", str(out), "--dry-run"]
+    assert main([*argv, "--num-processes", "3", "--main-process-port", "29511"]) == 0
+    printed = capsys.readouterr().out
+    assert "--num_processes 3" in printed and "--main_process_port 29511" in printed
+    assert not out.exists()  # a dry run writes nothing
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--lora-r", "two"], "lora_r: expected int, got 'two'"),
+        (["--lora-rank", "8"], "unrecognized arguments: --lora-rank 8"),
+        (["--lora-r", "4", "-p", "lora_r", "8"], "lora_r: given both as -p NAME VALUE and as a --flag"),
+        (["--env", "OMP_NUM_THREADS"], "expected NAME=VALUE, got 'OMP_NUM_THREADS'"),
+    ],
+)
+def test_cli_train_bad_flags_are_usage_errors(flags, message, tmp_path, capsys):
+    argv = [
+        "train",
+        "--params",
+        str(PARAMS_DIR / "demo.yaml"),
+        "--output-dir",
+        str(tmp_path / "run"),
+        "--dry-run",
+    ]
+    try:
+        code = main([*argv, *flags])
+    except SystemExit as exc:  # argparse refuses what it cannot parse
+        code = exc.code
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_evaluate_flags_reach_the_parameters(tmp_path, capsys):
+    from workbench.cli import build_parser, overrides_from
+    from workbench.evaluation.params import load_eval_params
+    from workbench.notebook.report import load_notebook_params
+
+    file = PARAMS_DIR / "evaluate_demo.yaml"
+    args = build_parser().parse_args(
+        [
+            "evaluate",
+            "--params",
+            str(file),
+            "--adapters",
+            "runs/a",
+            "runs/b",
+            "--top-k",
+            "null",
+            "--max-samples",
+            "2",
+        ]
+    )
+    params = load_eval_params(None, load_notebook_params("05_evaluate", args.params, overrides_from(args)))
+    assert (
+        params.adapters == ["runs/a", "runs/b"] and params.top_k is None and params.max_samples == 2
+    )  # flags
+    assert params.max_new_tokens == 75 and params.max_listen == 4  # the file's; the default
+
+    code = main(["evaluate", "--params", str(file), "--max-samples", "0", "--out", str(tmp_path / "report")])
+    assert code == 2
+    assert "max_samples: must be at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "report").exists()
+
+
+def test_cli_params_prints_the_notebook_cell_and_the_table(capsys):
+    from workbench.evaluation.params import EvalParams
+    from workbench.training.param_schema import markdown_table, notebook_cell
+    from workbench.training.params import TrainParams
+
+    assert main(["params", "train", "--format", "cell"]) == 0
+    assert capsys.readouterr().out == notebook_cell(TrainParams) + "\n"
+    assert main(["params", "evaluate"]) == 0
+    assert capsys.readouterr().out == markdown_table(EvalParams) + "\n"

@@ -11,6 +11,7 @@ import torch
 
 from workbench.cli import main
 from workbench.data.sample import Audio, Message, Sample, write_samples
+from workbench.demo import make_tiny_model
 from workbench.doctor import (
     FAIL,
     NO_GPU,
@@ -27,7 +28,6 @@ from workbench.doctor import (
     doctor,
     format_checks,
 )
-from workbench.models.model import make_tiny_model
 
 STATUSES = (PASS, WARN, FAIL)
 
@@ -130,8 +130,6 @@ def test_higgs_tts3_folders_and_unknown_families(tmp_path: Path) -> None:
     another model fails naming its model_type."""
     import json
     import shutil
-
-    from workbench.models.families import make_tiny_model
 
     tts3 = make_tiny_model(tmp_path / "tts3", family="higgs-tts-3")
     check = check_model(str(tts3))

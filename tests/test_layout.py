@@ -270,7 +270,7 @@ def test_each_stage_exports_its_public_names(stage):
 def test_light_modules_stay_light():
     """A launched rank reads params and runs a notebook; the CLI reads samples: none of it loads torch."""
     code = (
-        "import sys, workbench.data, workbench.training, workbench.notebook.launch, workbench.data.sample, "
+        "import sys, workbench.data, workbench.training, workbench.training.launch, workbench.notebook.ranks, workbench.data.sample, "
         "workbench.training.params, workbench.training.context; print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -1,4 +1,5 @@
-"""Packaging: pyproject and environment.yml agree; the console script and CI entry exist."""
+"""Packaging: pyproject and environment.yml agree, ranges are capped, constraints.txt pins every
+dependency within its range and is what make and CI install; the console script and CI entry exist."""
 
 from __future__ import annotations
 
@@ -9,8 +10,32 @@ import tomllib
 from pathlib import Path
 
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _requirements() -> list[Requirement]:
+    """Every dependency pyproject.toml declares: the runtime list and every optional extra."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = [d for group in project.get("optional-dependencies", {}).values() for d in group]
+    return [Requirement(d) for d in [*project["dependencies"], *extras]]
+
+
+def _constraints() -> dict[str, str]:
+    """constraints.txt as ``{canonical name: pinned version}``; every line must be ``name==version``."""
+    pins = {}
+    for number, line in enumerate((ROOT / "constraints.txt").read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, version = line.partition("==")
+        assert sep and version and not re.search(r"[\s;@]", version), (
+            f"constraints.txt:{number}: {line!r} is not name==version"
+        )
+        pins[canonicalize_name(name)] = version
+    return pins
 
 
 def _name(requirement: str) -> str:
@@ -26,6 +51,34 @@ def test_environment_yml_lists_the_same_packages_and_pins_as_pyproject():
     assert sorted(conda) == sorted(deps), f"only in one file: {sorted(set(conda) ^ set(deps))}"
     for name, spec in deps.items():
         assert conda[name] == spec, f"{name}: pyproject says {spec}, environment.yml says {conda[name]}"
+
+
+def test_every_dependency_is_capped_below_its_next_major_release():
+    uncapped = [
+        str(r) for r in _requirements() if not any(s.operator in ("<", "<=", "==", "~=") for s in r.specifier)
+    ]
+    assert not uncapped, f"add an upper bound (<next major) to: {uncapped}"
+
+
+def test_constraints_pin_every_dependency_within_its_range():
+    pins = _constraints()
+    for requirement in _requirements():
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{requirement.name} is not in constraints.txt; run `make lock`"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (
+            f"constraints.txt pins {requirement.name}=={pins[name]}, outside pyproject's {requirement}"
+        )
+    assert "workbench" not in pins  # the project itself installs from the checkout
+
+
+def test_make_and_ci_install_from_the_constraints_and_make_lock_rewrites_them():
+    makefile = (ROOT / "Makefile").read_text()
+    assert "CONSTRAINTS := constraints.txt" in makefile
+    install = [line for line in makefile.splitlines() if "pip install" in line and '".[dev]"' in line]
+    assert install and "-c $(CONSTRAINTS)" in install[0], install
+    assert re.search(r"^lock:", makefile, re.M) and "pip freeze --exclude-editable" in makefile
+    readme = (ROOT / "README.md").read_text()
+    assert "constraints.txt" in readme and "make lock" in readme
 
 
 def test_torch_and_torchaudio_are_pinned_to_the_same_release():

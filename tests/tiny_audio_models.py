@@ -2,8 +2,8 @@
 
 - :func:`build_tiny_whisper`: a Whisper speech-recognition model that
   ``transformers.pipeline("automatic-speech-recognition", model=folder)`` loads and runs, producing
-  some (random) text (it lives in :mod:`workbench.models.tiny_asr`, so ``workbench bench prepare`` builds
-  the same one).
+  some (random) text (it lives in :mod:`workbench.demo.tiny_whisper`, so ``workbench bench prepare``
+  builds the same one).
 - :func:`build_tiny_xvector`: a WavLM x-vector speaker model that ``AutoFeatureExtractor`` and
   ``AutoModelForAudioXVector`` load.
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from workbench.models.tiny_asr import WHISPER_SPECIAL_TOKENS, build_tiny_whisper
+from workbench.demo.tiny_whisper import WHISPER_SPECIAL_TOKENS, build_tiny_whisper
 
 __all__ = ["WHISPER_SPECIAL_TOKENS", "build_tiny_whisper", "build_tiny_xvector"]
 

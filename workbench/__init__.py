@@ -2,11 +2,13 @@
 
 The package is cut by stage, in the order data flows; a stage imports only the stages before it::
 
-    workbench.data        source files and recordings -> canonical samples, findings, fixes, split
-    workbench.models      model folders -> loaded models (tiny, original layout, exported)
-    workbench.training    samples + model -> audio codes, batches, a LoRA adapter
+    workbench.prepare     long recordings -> clip folders with transcripts (stage 00)
+    workbench.data        source files and clip folders -> canonical samples, findings, fixes, split
+    workbench.models      model folders -> loaded models (original layout, exported, random full-size)
+    workbench.training    samples + model -> audio codes, batches, a LoRA adapter; the launcher
     workbench.evaluation  model + adapters -> generated audio, metrics, the best checkpoint
-    workbench.notebook    the notebooks' views and runs (papermill, accelerate launch, reports)
+    workbench.notebook    the notebooks' views and runs (papermill, each launched rank, reports)
+    workbench.demo        tiny random models, the demo dataset and recordings, the demo pipeline
     workbench.cli, workbench.doctor, workbench.bench   on top
 
 One module per step, each with a function of the same name as its CLI command::
@@ -16,7 +18,7 @@ One module per step, each with a function of the same name as its CLI command::
     from workbench.data.split import split                  # workbench split
     from workbench.data.inspection import inspect           # workbench inspect
     from workbench.data.fixes import fix                    # workbench fix
-    from workbench.notebook.launch import train_launch      # workbench train
+    from workbench.training.launch import train_launch      # workbench train
     from workbench.evaluation.evaluate import evaluate      # workbench evaluate
     from workbench.models.export import export              # workbench export
     from workbench.evaluation.generate import speak         # workbench generate

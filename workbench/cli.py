@@ -12,7 +12,6 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 EXIT_OK, EXIT_DATA, EXIT_USAGE = 0, 1, 2
 
@@ -140,7 +139,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_demo_data(args: argparse.Namespace) -> int:
-    from workbench.data.demo_data import demo_data
+    from workbench.demo import demo_data
 
     info = demo_data(args.dir, overwrite=args.overwrite)
     print(f"demo dataset written to {os.path.abspath(args.dir)}")
@@ -149,6 +148,8 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    from workbench.files import write_json
+
     if args.what == "train":
         from workbench.bench.train import bench_train
 
@@ -159,7 +160,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         )  # fmt: skip
         print(result.format_text())
         if args.json:
-            Path(args.json).write_text(json.dumps(result.to_dict(), indent=2, default=str))
+            write_json(args.json, result.to_dict())
             print(f"figures: {args.json}")
         return EXIT_OK
     if args.what == "generate":
@@ -181,7 +182,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         )
         print(result.format_text())
         if args.json:
-            Path(args.json).write_text(json.dumps(result.to_dict(), indent=2, default=str))
+            write_json(args.json, result.to_dict())
         return EXIT_OK if result.stages and result.stages[0].ok else EXIT_DATA
     if args.what == "prepare":
         from workbench.bench.prepare import bench_prepare
@@ -210,10 +211,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_make_tiny_model(args: argparse.Namespace) -> int:
+    from workbench.demo import make_tiny_model
     from workbench.models.families import family_named
 
     family = family_named(args.family)
-    path = family.make_tiny(args.dir, seed=args.seed, overwrite=args.overwrite)
+    path = make_tiny_model(args.dir, seed=args.seed, overwrite=args.overwrite, family=family.name)
     print(f"tiny {family.title} model written to {path}")
     return EXIT_OK
 
@@ -256,7 +258,7 @@ def cmd_fix(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from workbench.notebook.launch import train_launch
+    from workbench.training.launch import train_launch
 
     overrides = overrides_from(args)
     code = train_launch(args.params, overrides, dry_run=args.dry_run)
@@ -307,7 +309,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from workbench.notebook.launch import run_evaluation_notebook
+    from workbench.notebook.ranks import run_evaluation_notebook
     from workbench.notebook.report import load_notebook_params
 
     overrides = overrides_from(args)
@@ -317,7 +319,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from workbench.notebook.pipeline import run_demo
+    from workbench.demo import run_demo
 
     result = run_demo(args.out, overwrite=True)
     print(result.format_text())
@@ -338,14 +340,47 @@ def add_param_overrides(parser: argparse.ArgumentParser) -> None:
 
 
 def overrides_from(args: argparse.Namespace) -> dict[str, object]:
-    from workbench.training.params import parse_cli_value
+    """The ``-p NAME VALUE`` pairs (VALUE read as YAML) and the parameter flags given (``--lora-r 8``)."""
+    from workbench.training.param_schema import flag_values, parse_cli_value
 
-    return {name: parse_cli_value(value) for name, value in args.param or []}
+    pairs = {name: parse_cli_value(value) for name, value in args.param or []}
+    flags = flag_values(args)
+    twice = sorted(pairs.keys() & flags.keys())
+    if twice:
+        raise UsageError(
+            f"{', '.join(twice)}: given both as -p NAME VALUE and as a --flag; give each parameter once"
+        )
+    return {**pairs, **flags}
+
+
+def param_schemas() -> dict[str, type]:
+    """The parameter dataclasses the ``train`` and ``evaluate`` flags and ``workbench params`` come from."""
+    from workbench.evaluation.params import EvalParams
+    from workbench.training.params import LaunchParams, TrainParams
+
+    return {"train": TrainParams, "launch": LaunchParams, "evaluate": EvalParams}
+
+
+def cmd_params(args: argparse.Namespace) -> int:
+    from workbench.training.param_schema import render
+
+    print(render(param_schemas()[args.schema], args.format))
+    return EXIT_OK
+
+
+PARAMS_EPILOG = (
+    "Each parameter is taken from, last one winning: its default, the --params file, then a --flag or "
+    "-p NAME VALUE (not both). A flag's value is read as YAML like -p's (a text parameter keeps its text; "
+    "null is None); lists take several values, env takes NAME=VALUE pairs, booleans are --flag / --no-flag."
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     from workbench.data.convert import MISSING_AUDIO_POLICIES, REFERENCE_POLICIES
     from workbench.data.formats import FORMAT_NAMES
+    from workbench.training.param_schema import add_flags
+
+    schemas = param_schemas()
 
     parser = argparse.ArgumentParser(prog="workbench", description="Higgs Audio v2 LoRA workbench")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -464,7 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="train, full size: per-device batches (default 4 8 16 on a GPU)",
     )
     p.add_argument(
-        "--checkpointing", choices=("on", "off", "both"), help="train, full size: gradient checkpointing "
+        "--checkpointing", choices=("on", "off", "both"), help="train, full size: activation checkpointing "
         "(default both on a GPU, on on a CPU)",
     )  # fmt: skip
     p.add_argument("--minutes", type=float, default=10.0, help="prepare: minutes of synthetic speech")
@@ -525,6 +560,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--dry-run", action="store_true", help="check the parameters and print the launch command only"
     )
+    add_flags(p, schemas["train"], "training parameters (notebook 04's)")
+    add_flags(p, schemas["launch"], "launch parameters")
+    p.epilog = PARAMS_EPILOG
 
     p = add("export", cmd_export, "merge an adapter into its base model and save it (hf or original layout)")
     p.add_argument("source", help="an adapter/ or checkpoint-N/ folder (or a merged model folder)")
@@ -545,6 +583,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_param_overrides(p)
     p.add_argument("--out", help="folder for the executed notebook and its HTML report (default: output_dir)")
     p.add_argument("--log-output", action="store_true", help="stream cell output to the terminal")
+    add_flags(p, schemas["evaluate"], "evaluation parameters (notebook 05's)")
+    add_flags(p, schemas["launch"], "launch parameters (several ranks split the prompts)")
+    p.epilog = PARAMS_EPILOG
+
+    p = add("params", cmd_params, "the parameters of train, launch or evaluate: name, type, default, meaning")
+    p.add_argument("schema", choices=("train", "launch", "evaluate"))
+    p.add_argument(
+        "--format",
+        choices=("markdown", "cell"),
+        default="markdown",
+        help="markdown: the README's table (default); cell: a notebook's parameters cell",
+    )
 
     p = add("generate", cmd_generate, "speak text in a voice: base model, a LoRA adapter or a merged model")
     p.add_argument("--model", help="model folder or cached hub id (default: the adapter's base model)")

@@ -416,7 +416,7 @@ def check_params(params_file: str | os.PathLike[str]) -> tuple[list[Check], Any]
     """
     import torch
 
-    from workbench.notebook.launch import check_gpu_fit, processes_per_machine, visible_gpus
+    from workbench.training.launch import check_gpu_fit, processes_per_machine, visible_gpus
     from workbench.training.params import ParamsError, load_train_params
 
     try:

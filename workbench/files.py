@@ -4,12 +4,13 @@ Every file is written to a hidden temporary sibling (``.NAME.XXXX.tmp`` in the s
 into place with ``os.replace``. A reader therefore sees the old file or the new one, never half a
 file; two processes writing the same path leave one whole copy; a crash leaves no partial output
 (and the temporary file is removed on any error). The new file gets the mode a plainly created file
-would have (``mkstemp`` files are 0600), so shared caches stay readable by the group.
+would have (``0666`` under the umask, where ``mkstemp`` files are 0600), so shared caches stay
+readable by the group.
 
 :func:`atomic_write` opens a file object; :func:`atomic_path` hands a temporary path to a library
 that writes by name (soundfile, ``np.save``, ``safetensors``); :func:`write_text`, :func:`write_bytes`
-and :func:`write_json` are the one-liners; :func:`write_table` writes rows as CSV or JSON by the
-path's suffix.
+and :func:`write_json` are the one-liners; :func:`write_table` writes rows as CSV, JSON or JSON
+Lines by the path's suffix, with the same cells in each.
 """
 
 from __future__ import annotations
@@ -18,27 +19,49 @@ import csv
 import io
 import json
 import os
-import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+import secrets
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 
 def plain_file_mode(path: str | os.PathLike) -> None:
-    """Give ``path`` the mode a plainly created file gets under the current umask."""
+    """Give ``path`` (e.g. a ``mkstemp`` file, always 0600) the mode a plainly created file gets under the umask.
+
+    The umask can only be read by setting it, so another thread creating a file at that moment gets
+    mode 0666; :func:`atomic_path` therefore never calls this and lets the kernel apply the umask.
+    """
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(path, 0o666 & ~umask)
+
+
+def _create_sibling(path: Path, suffix: str) -> Path:
+    """Create an empty, uniquely named hidden sibling of ``path`` with a plain file's mode."""
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{suffix}")
+        try:
+            # mode 0666 as open() uses: the kernel applies the umask (mkstemp would give 0600)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(f"{path.parent}: no free temporary name for {path.name} after 100 tries")
 
 
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
     """A temporary sibling of ``path`` to write to by name; moved onto ``path`` when the block succeeds.
 
+    The temporary file exists (empty) when the block starts. If the block raises, it is removed and
+    ``path`` is left as it was.
+
     Args:
         path: the final file; its folder is created.
-        suffix: the temporary file's suffix (some writers pick the format by it, e.g. ``".wav"``).
+        suffix: the temporary file's suffix (some writers pick the format by it, e.g. ``".wav"``;
+            ``np.save`` appends ``.npy`` to a name without it).
 
     Examples:
         >>> with atomic_path("out/clip.wav", suffix=".wav") as tmp:  # doctest: +SKIP
@@ -46,15 +69,12 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
+    tmp = _create_sibling(path, suffix)
     try:
-        yield Path(tmp)
-        plain_file_mode(tmp)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -63,6 +83,12 @@ def atomic_write(
     path: str | os.PathLike, mode: str = "w", *, encoding: str | None = "utf-8", newline: str | None = None
 ) -> Iterator[IO[Any]]:
     """Open ``path`` for writing (``"w"`` or ``"wb"``) so that it appears only whole, when the block ends.
+
+    Args:
+        path: the final file; its folder is created.
+        mode: ``"w"`` (text) or ``"wb"`` (bytes).
+        encoding: the text encoding (text mode only).
+        newline: as for :func:`open` (text mode only); ``""`` for the ``csv`` module.
 
     Raises:
         ValueError: ``mode`` is not a write mode.
@@ -92,22 +118,28 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return Path(path)
 
 
-def json_text(data: Any, indent: int | None = 2) -> str:
-    """``data`` as the workbench writes JSON: UTF-8 kept as is, ``indent`` 2, a final newline."""
-    return json.dumps(data, indent=indent, ensure_ascii=False, default=_jsonable) + "\n"
+def json_text(data: Any, indent: int | None = 2, *, sort_keys: bool = False) -> str:
+    """``data`` as the workbench writes JSON: UTF-8 kept as is, ``indent`` 2, a final newline.
+
+    Paths become strings, numpy and torch values plain numbers or lists, sets sorted lists.
+
+    Raises:
+        TypeError: a value is none of these, naming its type.
+    """
+    return json.dumps(data, indent=indent, ensure_ascii=False, sort_keys=sort_keys, default=_jsonable) + "\n"
 
 
-def write_json(path: str | os.PathLike, data: Any, indent: int | None = 2) -> Path:
-    """Write ``data`` as JSON to ``path`` atomically (paths and numpy scalars become plain values)."""
-    return write_text(path, json_text(data, indent))
+def write_json(
+    path: str | os.PathLike, data: Any, indent: int | None = 2, *, sort_keys: bool = False
+) -> Path:
+    """Write ``data`` as JSON (:func:`json_text`) to ``path`` atomically; returns ``path``."""
+    return write_text(path, json_text(data, indent, sort_keys=sort_keys))
 
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, os.PathLike):
         return os.fspath(value)
-    if hasattr(value, "item"):  # numpy and torch scalars
-        return value.item()
-    if hasattr(value, "tolist"):
+    if hasattr(value, "tolist"):  # numpy and torch scalars and arrays
         return value.tolist()
     if isinstance(value, (set, frozenset)):
         return sorted(value)
@@ -119,19 +151,29 @@ def table_columns(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | No
     return list(columns) if columns is not None else list(dict.fromkeys(k for r in rows for k in r))
 
 
-def csv_text(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
-    """``rows`` as CSV text with a header; keys outside ``columns`` are left out, missing ones empty."""
+def _csv_cell(value: Any) -> Any:
+    """A nested value as its JSON text, so the CSV cell holds what the JSON export holds."""
+    return json_text(value, indent=None).rstrip("\n") if isinstance(value, (list, tuple, dict)) else value
+
+
+def csv_text(rows: Iterable[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
+    """``rows`` as CSV text with a header.
+
+    Keys outside ``columns`` are left out, missing keys and ``None`` are empty cells, and lists and
+    dicts are written as JSON text.
+    """
+    rows = list(rows)
     buf = io.StringIO()
     writer = csv.DictWriter(
         buf, fieldnames=table_columns(rows, columns), extrasaction="ignore", lineterminator="\n"
     )
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: _csv_cell(v) for k, v in r.items()} for r in rows)
     return buf.getvalue()
 
 
 def write_table(
-    rows: Sequence[Mapping[str, Any]], path: str | os.PathLike, columns: Sequence[str] | None = None
+    rows: Iterable[Mapping[str, Any]], path: str | os.PathLike, columns: Sequence[str] | None = None
 ) -> Path:
     """Write ``rows`` to ``path`` atomically: CSV for ``.csv``, a JSON list for ``.json``, JSON Lines for ``.jsonl``.
 
@@ -146,14 +188,14 @@ def write_table(
     """
     path = Path(path)
     suffix = path.suffix.lower()
+    if suffix not in (".csv", ".json", ".jsonl"):
+        got = repr(path.suffix) if path.suffix else "a name without one"
+        raise ValueError(f"{path}: a table's suffix picks its format: .csv, .json or .jsonl, not {got}")
+    rows = list(rows)
     names = table_columns(rows, columns)
     if suffix == ".csv":
         return write_text(path, csv_text(rows, names))
     picked = [{k: r.get(k) for k in names} for r in rows]
     if suffix == ".json":
         return write_json(path, picked)
-    if suffix == ".jsonl":
-        return write_text(path, "".join(json_text(r, indent=None) for r in picked))
-    raise ValueError(
-        f"{path}: a table is written as .csv, .json or .jsonl, not {path.suffix or 'no suffix'!r}"
-    )
+    return write_text(path, "".join(json_text(r, indent=None) for r in picked))

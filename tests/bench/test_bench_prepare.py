@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from workbench.bench.prepare import SEGMENTATION_GOAL, bench_prepare
-from workbench.data.recordings import espeak_available
+from workbench.demo.recordings import espeak_available
 
 pytestmark = pytest.mark.skipif(
     not espeak_available(), reason="espeak-ng not installed (apt-get install espeak-ng)"

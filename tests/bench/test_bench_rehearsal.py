@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from workbench.bench.rehearsal import TreeMemory, bench_rehearsal
-from workbench.models.model import make_tiny_model
+from workbench.demo import make_tiny_model
 
 
 def test_rehearsal_trains_speaks_and_exports(tmp_path: Path) -> None:
@@ -27,7 +27,7 @@ def test_rehearsal_trains_speaks_and_exports(tmp_path: Path) -> None:
     record = json.loads((tmp_path / "work" / "train" / "run.json").read_text())
     assert record["result"]["global_step"] == 2 and record["world_size"] == 1
     resolved = (tmp_path / "work" / "train" / "params.resolved.yaml").read_text()
-    for line in ("mixed_precision: bf16", "use_gradient_checkpointing: true", "lora_r: 64", "lora_alpha: 128",
+    for line in ("mixed_precision: bf16", "activation_checkpointing: true", "lora_r: 64", "lora_alpha: 128",
                  "batch_size: 1", "- audio_mlp.gate_proj", "- mlp.gate_proj", "- q_proj"):  # fmt: skip
         assert line in resolved
     assert (tmp_path / "work" / "hello.wav").is_file() or "NO AUDIO" in result.stages[1].tail

@@ -28,8 +28,9 @@ from workbench.data.findings import ERROR
 from workbench.data.formats.instructions import has_instruction, strip_instruction
 from workbench.data.sample import Audio, Message, Sample
 from workbench.data.validate import validate
+from workbench.demo import make_tiny_model
 from workbench.models.higgs_audio_v2 import sample_to_conversation
-from workbench.models.model import SAMPLE_RATE, load_model_and_processor, make_tiny_model
+from workbench.models.model import SAMPLE_RATE, load_model_and_processor
 from workbench.training.codes import CodesCache
 from workbench.training.collate import (
     IGNORE_INDEX,

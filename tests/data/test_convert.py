@@ -14,9 +14,9 @@ from conftest import read_jsonl, write_jsonl
 
 from workbench.data.contract import check_sample
 from workbench.data.convert import convert, parse_remap
-from workbench.data.demo_data import demo_data
 from workbench.data.readers import InputError
 from workbench.data.sample import AtomicJsonlWriter, Sample, load_samples
+from workbench.demo import demo_data
 
 
 def count_lines(path: Path) -> int:
@@ -201,6 +201,70 @@ def test_placeholder_never_writes_outside_output_folder(tmp_path):
     (sample,) = load_samples(out)
     assert Path(sample.target_audio()[0]).is_relative_to(out.parent)
     assert sample.misc["placeholder_audio"] == [str(tmp_path / "a" / "x.wav")]
+
+
+def _voice_cloning(**misc) -> dict:
+    """A voice-cloning record as the original Higgs tooling writes it; its reference file is ``ref.wav``."""
+    return {
+        "id": "vc",
+        "messages": [
+            {"role": "system", "content": "Generate audio following instruction."},
+            {"role": "user", "content": [{"type": "text", "text": "ref words"}, {"type": "audio", "audio_url": "ref.wav"}]},
+            {"role": "assistant", "content": [{"type": "audio", "audio_url": ""}]},
+        ],
+        **({"misc": misc} if misc else {}),
+    }  # fmt: skip
+
+
+def test_voice_cloning_record_reports_its_missing_reference_and_becomes_a_prompt_once_found(
+    tmp_path, make_wav
+):
+    src = write_jsonl(tmp_path / "in.jsonl", [_voice_cloning(target_text="Say this, please.")])
+    out = tmp_path / "o.jsonl"
+    report = convert(src, out)
+    assert (report.converted, report.prompts, report.rejected) == (0, 0, 1)
+    (entry,) = read_jsonl(outputs(out)[2])
+    assert [r["code"] for r in entry["reasons"]] == ["AUDIO_NOT_FOUND"]
+    (missing,) = report.issues
+    assert missing.message == f"reference audio not found: {tmp_path / 'ref.wav'}"
+    assert (missing.sample_id, missing.source_file, missing.source_line) == ("vc", str(src), 1)
+    assert missing.field == "messages[1].content" and "--audio-root" in missing.hint
+
+    make_wav("ref.wav")
+    report = convert(src, out, overwrite=True)
+    assert (report.converted, report.prompts, report.rejected) == (0, 1, 0)
+    (prompt,) = load_samples(outputs(out)[1])
+    assert prompt.messages[prompt.start_index].text == "Say this, please."
+    assert check_sample(prompt).kind == "prompt"
+    assert prompt.reference_audio() == [str(tmp_path / "ref.wav")]
+
+
+def test_a_records_structure_problem_and_missing_files_are_reported_together(tmp_path, make_wav):
+    make_wav("t.wav")
+    marked_up = {  # converts, but the contract refuses the markup; its target file is missing
+        "id": "markup",
+        "messages": [
+            {"role": "user", "content": "hello <|eot_id|> there"},
+            {"role": "assistant", "content": {"type": "audio", "audio_url": "gone.wav"}},
+        ],
+    }
+    src = write_jsonl(tmp_path / "in.jsonl", [_voice_cloning(ref_transcript="ref words"), marked_up])
+    out = tmp_path / "o.jsonl"
+    report = convert(src, out)
+    assert report.rejected == 2
+    reasons = {e["record"]["id"]: e["reasons"] for e in read_jsonl(outputs(out)[2])}
+    assert [r["code"] for r in reasons["vc"]] == ["BAD_STRUCTURE", "AUDIO_NOT_FOUND"]
+    assert reasons["vc"][1]["field"] == "messages[1].content" and "ref.wav" in reasons["vc"][1]["message"]
+    assert [r["code"] for r in reasons["markup"]] == ["AUDIO_NOT_FOUND", "BAD_STRUCTURE"]
+    assert (
+        reasons["markup"][0]["message"].startswith("target audio not found")
+        and "gone.wav" in reasons["markup"][0]["message"]
+    )
+    assert (
+        reasons["markup"][0]["field"] == "messages[1].content"
+        and "<|eot_id|>" in reasons["markup"][1]["message"]
+    )
+    assert all(r.get("hint") for rs in reasons.values() for r in rs)
 
 
 # --- paths ----------------------------------------------------------------------------------------
@@ -480,17 +544,3 @@ def test_demo_dataset_converts_to_documented_counts(tmp_path):
     assert len(mixed) == 3
     assert all("generate speech" not in s.target_text() for s in mixed)
     assert all("generate speech" in s.misc["instruction"] for s in mixed)
-
-
-def test_demo_data_is_deterministic_and_refuses_non_empty_folder(tmp_path):
-    demo_data(tmp_path / "d1")
-    demo_data(tmp_path / "d2")
-    files1 = sorted(p.relative_to(tmp_path / "d1") for p in (tmp_path / "d1").rglob("*") if p.is_file())
-    files2 = sorted(p.relative_to(tmp_path / "d2") for p in (tmp_path / "d2").rglob("*") if p.is_file())
-    assert files1 == files2
-    for rel in files1:
-        if rel.name != "demo.json":
-            assert sha(tmp_path / "d1" / rel) == sha(tmp_path / "d2" / rel), rel
-    with pytest.raises(FileExistsError):
-        demo_data(tmp_path / "d1")
-    demo_data(tmp_path / "d1", overwrite=True)

@@ -10,6 +10,7 @@ import soundfile as sf
 
 from workbench.data.contract import check_sample
 from workbench.data.fixes import FixRecipe, Operation, RecipeError, apply_recipe, fix, trim_file
+from workbench.data.probe import probe
 from workbench.data.sample import Audio, Message, Sample, read_samples, write_samples
 
 
@@ -205,6 +206,21 @@ def test_trim_silence_writes_a_shorter_copy_and_keeps_the_source(make_wav, tmp_p
     again = apply_recipe([sample], recipe, out)
     assert again.samples == result.samples
     assert len(list((out / "trimmed").iterdir())) == 1
+
+
+def test_trim_cuts_where_the_probe_finds_the_edge_silence(make_wav, tmp_path):
+    sr = 44_100
+    tail = np.zeros(int(0.3 * sr) + 17, np.float32)  # + 17 samples: a partial last 10 ms frame
+    src = make_wav("edges.wav", sr=sr, channels=2, data=np.concatenate([silence_then_voice(sr, 0.55), tail]))
+    info = probe(str(src))
+    lead, trail = round(info.leading_silence * sr), round(info.trailing_silence * sr)
+    assert info.leading_silence == pytest.approx(0.55, abs=0.02) and trail >= len(tail)
+
+    new, note = trim_file(str(src), tmp_path / "out", keep_ms=0)
+    source, _ = sf.read(str(src), dtype="int16")
+    trimmed, rate = sf.read(new, dtype="int16")
+    assert rate == sr and np.array_equal(trimmed, source[lead : len(source) - trail])
+    assert f"cut {lead / sr:.2f} s at start, {trail / sr:.2f} s at end" in note
 
 
 def test_trim_skips_clean_missing_and_silent_audio(make_wav, tmp_path):

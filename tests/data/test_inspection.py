@@ -107,3 +107,45 @@ def test_bad_lines_are_counted(tmp_path, data):
     path.write_text(data.read_text() + "{broken\n")
     stats = inspect(path)
     assert (stats.samples, stats.bad_records) == (5, 1)
+
+
+def test_trainable_is_the_sample_contracts_verdict_and_matches_convert(tmp_path):
+    """Samples with target audio that the contract refuses are invalid, not trainable, as convert routes them."""
+    from workbench.data.contract import INVALID, PROMPT, TRAINABLE, check_sample
+    from workbench.data.convert import convert
+
+    ref = tone(tmp_path / "ref.wav", 2.0)
+    target = tone(tmp_path / "t.wav", 1.0)
+    markup = make("markup", target, "hello <|AUDIO_OUT|> there", "a", ref=ref)  # template markup in the text
+    untranscribed = Sample("bare", (Message("system", "Speak."), Message("assistant", Audio(target))), 1)
+    samples = [
+        make("ok", target, "hello", "a", ref=ref),
+        make("p", None, "prompt", "a", ref=ref),
+        markup,
+        untranscribed,
+    ]
+    assert [check_sample(s).kind for s in samples] == [TRAINABLE, PROMPT, INVALID, INVALID]
+    assert all(
+        s.target_indices() for s in (markup, untranscribed)
+    )  # target audio alone does not make it trainable
+    path = tmp_path / "d.jsonl"
+    write_samples(path, samples)
+
+    stats = inspect(path)
+    report = convert(path, tmp_path / "out" / "c.jsonl")
+    assert (stats.samples, stats.trainable, stats.prompts, stats.invalid) == (4, 1, 1, 2)
+    assert (stats.trainable, stats.prompts, stats.invalid) == (
+        report.converted,
+        report.prompts,
+        report.rejected,
+    )
+    assert stats.duration["p0"] == pytest.approx(1.0) and stats.duration["p100"] == pytest.approx(1.0)
+    assert "4 samples: 1 trainable, 1 prompts, 2 invalid" in stats.format_text()
+
+
+def test_a_start_index_that_is_not_an_integer_is_an_invalid_sample(tmp_path):
+    record = make("s", tone(tmp_path / "t.wav", 1.0), "hello", "a").to_dict()
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps({**record, "start_index": "1"}) + "\n")
+    stats = inspect(path, probe_audio=False)
+    assert (stats.samples, stats.trainable, stats.invalid, stats.bad_records) == (1, 0, 1, 0)

@@ -394,7 +394,7 @@ def test_speed_many_samples_over_few_files(wavs, tmp_path):
 # --- token length against a model's context --------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    from workbench.models.model import make_tiny_model
+    from workbench.demo import make_tiny_model
 
     return make_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
 

@@ -36,7 +36,7 @@ def _sample(sample_id: str, ref: Path, text: str, target: Path) -> Sample:
 
 @pytest.fixture
 def params(tmp_path, monkeypatch) -> TrainParams:
-    from workbench.models.model import make_tiny_model
+    from workbench.demo import make_tiny_model
 
     monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(probe_module, "_default_cache", None)

@@ -19,8 +19,7 @@ from workbench.data.sample import Audio, Message, Sample, write_samples
 from workbench.evaluation import eval_report as er
 from workbench.evaluation import evaluate as ev
 from workbench.notebook import eval_view
-from workbench.training.params import ParamsError
-from workbench.training.train import COMPLETE_MARKER
+from workbench.training.checkpoints import COMPLETE_MARKER
 
 SYSTEM = "Generate speech in the provided voice."
 TEXTS = (
@@ -49,7 +48,8 @@ def workspace(tmp_path_factory):
     """Tiny model, voiced clips, a 3-step training run (checkpoint-2, adapter at step 3), a zero adapter."""
     from peft import LoraConfig, get_peft_model
 
-    from workbench.models.model import load_model_and_processor, make_tiny_model
+    from workbench.demo import make_tiny_model
+    from workbench.models.model import load_model_and_processor
     from workbench.training import train
     from workbench.training.params import TrainParams
 
@@ -137,22 +137,6 @@ def test_resolve_candidates_orders_checkpoints_then_adapter(workspace, tmp_path)
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="holds no adapter"):
         ev.resolve_candidates("tiny", [str(tmp_path / "empty")])
-
-
-def test_params_reject_unknown_keys_and_bad_values(tmp_path):
-    with pytest.raises(ParamsError) as info:
-        ev.load_eval_params(
-            None, {"adapter": ["x"], "temperature": -1, "select_by": "vibes", "max_samples": 0}
-        )
-    message = str(info.value)
-    assert "did you mean 'adapters'" in message and "temperature" in message
-    assert "select_by" in message and "max_samples" in message
-    file = tmp_path / "p.yaml"
-    file.write_text(
-        "05_evaluate:\n  base_model: m\n  eval_data: e.jsonl\n  adapters: one/dir\n  max_new_tokens: 12\n"
-    )
-    params = ev.load_eval_params(file)
-    assert params.adapters == ["one/dir"] and params.max_new_tokens == 12
 
 
 def test_generation_inputs_match_the_processor(workspace):
@@ -333,21 +317,6 @@ def test_a_checkpoint_that_falls_silent_is_never_chosen():
     rows[2]["status"], rows[2]["mcd"] = "failed", None
     best = er.select_best(er.summarize(rows, cands))
     assert best["candidate"] == "checkpoint-4"
-
-
-def test_notebook_parameters_match_the_schema():
-    import dataclasses
-
-    from workbench.notebook.report import NOTEBOOK_DIR, notebook_parameters
-
-    declared = notebook_parameters(NOTEBOOK_DIR / "05_evaluate.ipynb")
-    fields = {f.name: f for f in dataclasses.fields(ev.EvalParams)}
-    assert list(declared) == list(fields)
-    defaults = ev.EvalParams()
-    for name, value in declared.items():
-        assert eval(value) == getattr(defaults, name), name  # noqa: S307 - our own notebook's literals
-    nb = json.loads((NOTEBOOK_DIR / "05_evaluate.ipynb").read_text())
-    assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code")
 
 
 def test_cli_evaluate_runs_notebook_05_headless(workspace, tmp_path, capsys):

@@ -77,6 +77,18 @@ def test_silence_ratio_on_tone_then_zeros():
     )
 
 
+def test_silence_ratio_is_the_detector_the_probe_and_trim_use(speech):
+    from workbench.audio import edge_silence, voiced_frames
+
+    clip = np.concatenate([np.zeros(SR // 2, np.float32), speech, np.zeros(SR, np.float32)])
+    flags = voiced_frames(clip, SR)
+    assert silence_ratio(clip, SR) == pytest.approx(1 - flags.mean())
+    # The speech holds no pause, so its silent frames are the edges the probe reports.
+    lead, trail = edge_silence(clip, SR)
+    assert lead >= 0.5 and trail >= 1.0
+    assert silence_ratio(clip, SR) == pytest.approx((lead + trail) / duration(clip, SR), abs=0.01)
+
+
 def test_clipping_fraction_on_clipped_sine():
     sine = np.sin(2 * np.pi * np.arange(SR) / 100)  # 240 whole periods
     assert clipping_fraction(0.5 * sine) == 0.0

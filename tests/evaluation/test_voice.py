@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from workbench.data.recordings import espeak_available, speak
+from workbench.demo.recordings import espeak_available, speak
 from workbench.evaluation import voice
 
 SR = 24_000

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from workbench.models.model import make_tiny_model
+from workbench.demo import make_tiny_model
 from workbench.models.original_format import IMPORT_SIDECAR
 
 PROCESSES = 4

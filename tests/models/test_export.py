@@ -8,8 +8,9 @@ import sys
 import pytest
 import torch
 
+from workbench.demo import make_tiny_model
 from workbench.models.export import adapter_base_model, export, is_adapter_dir
-from workbench.models.model import load_model_and_processor, make_tiny_model
+from workbench.models.model import load_model_and_processor
 from workbench.models.original_format import is_original_checkpoint
 
 

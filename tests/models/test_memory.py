@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from workbench.cli import main
+from workbench.demo import make_tiny_model
 from workbench.models.memory import (
     GIB,
     InsufficientMemoryError,
@@ -18,7 +19,6 @@ from workbench.models.memory import (
     parameter_count,
     weight_bytes,
 )
-from workbench.models.model import make_tiny_model
 
 
 def test_full_size_counts_and_bytes_without_loading_weights() -> None:

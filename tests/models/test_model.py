@@ -1,4 +1,4 @@
-"""Tests for workbench.models.model: the tiny Higgs Audio v2 stack and the offline loaders (real, no mocks)."""
+"""Tests for workbench.models.model: the offline loaders, on the tiny Higgs Audio v2 stack (real, no mocks)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from workbench.models.chat_template import SPECIAL_TOKENS
+from workbench.demo import make_tiny_model
 from workbench.models.folder import AUDIO_TOKENIZER_SUBDIR, ModelNotFoundError
 from workbench.models.model import (
     MARKER_FILE,
@@ -19,18 +19,12 @@ from workbench.models.model import (
     generation_stop_problem,
     load_model_and_processor,
     load_processor,
-    make_tiny_model,
     read_end_ids,
     read_marker,
     state_dict_digest,
 )
 
 transformers = pytest.importorskip("transformers")
-from transformers import (  # noqa: E402
-    AutoProcessor,
-    HiggsAudioV2ForConditionalGeneration,
-    HiggsAudioV2TokenizerModel,
-)
 
 SYSTEM = "Generate audio following instruction."
 
@@ -60,49 +54,6 @@ def audio(wav: np.ndarray) -> dict:
     return {"role": "assistant", "content": [{"type": "audio", "audio": wav}]}
 
 
-def tensors_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
-    sa, sb = a.state_dict(), b.state_dict()
-    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
-
-
-def load_plain(path: Path):
-    return (
-        HiggsAudioV2ForConditionalGeneration.from_pretrained(path),
-        HiggsAudioV2TokenizerModel.from_pretrained(path / AUDIO_TOKENIZER_SUBDIR),
-    )
-
-
-def test_loads_with_plain_transformers_classes(tiny_dir: Path) -> None:
-    processor = AutoProcessor.from_pretrained(tiny_dir)
-    model = HiggsAudioV2ForConditionalGeneration.from_pretrained(tiny_dir)
-    cfg = model.config
-    codec = processor.audio_tokenizer
-
-    assert type(processor).__name__ == "HiggsAudioV2Processor"
-    assert cfg.num_hidden_layers == 2 and cfg.hidden_size == 64
-    assert all(hasattr(layer, "audio_mlp") for layer in model.model.layers)  # dual FFN kept
-    assert codec.config.sample_rate == SAMPLE_RATE and codec.config.frame_rate == 25
-    assert cfg.num_codebooks == codec.config.num_quantizers == 8
-    assert cfg.codebook_size == codec.config.codebook_size + 2
-    assert (processor.audio_stream_bos_id, processor.audio_stream_eos_id) == (
-        cfg.audio_stream_bos_id,
-        cfg.audio_stream_eos_id,
-    )
-    tok = processor.tokenizer
-    assert len(tok) <= cfg.vocab_size
-    ids = tok.convert_tokens_to_ids(list(SPECIAL_TOKENS))
-    assert len(set(ids)) == len(SPECIAL_TOKENS) and tok.unk_token_id not in ids
-    assert processor.audio_token_id == cfg.audio_token_id
-    assert processor.audio_delay_token_id == cfg.audio_delay_token_id
-    assert tok.convert_tokens_to_ids("<|audio_out_bos|>") == cfg.audio_bos_token_id
-    assert model.generation_config.eos_token_id == tok.convert_tokens_to_ids("<|eot_id|>")
-
-    marker = read_marker(tiny_dir)
-    assert marker["kind"] == "tiny" and marker["seed"] == 0
-    assert marker["digests"]["model"] == state_dict_digest(model)
-    assert marker["digests"]["audio_tokenizer"] == state_dict_digest(codec)
-
-
 def test_chat_template_renders_higgs_format(tiny) -> None:
     _, processor = tiny
     conversation = [
@@ -125,30 +76,6 @@ def test_chat_template_renders_higgs_format(tiny) -> None:
         processor.apply_chat_template([text("user", "hi")])
     with pytest.raises(Exception, match="audio content only"):
         processor.apply_chat_template([text("system", SYSTEM), text("assistant", "hi")])
-
-
-def test_same_seed_is_bit_identical_and_other_seed_differs(tiny_dir: Path, tmp_path: Path) -> None:
-    reference_model, reference_codec = load_plain(tiny_dir)
-
-    again = make_tiny_model(tmp_path / "again", seed=0)
-    model, codec = load_plain(again)
-    assert tensors_equal(model, reference_model) and tensors_equal(codec, reference_codec)
-    assert (again / "tokenizer.json").read_bytes() == (tiny_dir / "tokenizer.json").read_bytes()
-
-    with pytest.raises(FileExistsError):
-        make_tiny_model(again, seed=1)
-    other = make_tiny_model(again, seed=1, overwrite=True)
-    model, codec = load_plain(other)
-    assert not tensors_equal(model, reference_model)
-    assert not tensors_equal(codec, reference_codec)
-    assert read_marker(other)["seed"] == 1
-
-
-def test_refuses_to_overwrite_foreign_folder(tmp_path: Path) -> None:
-    (tmp_path / "notes.txt").write_text("keep me")
-    with pytest.raises(FileExistsError):
-        make_tiny_model(tmp_path, overwrite=True)
-    assert (tmp_path / "notes.txt").read_text() == "keep me"
 
 
 def test_loads_after_move_and_copy(tiny_dir: Path, tmp_path: Path) -> None:

@@ -11,8 +11,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from workbench.demo import make_tiny_model
 from workbench.models.folder import AUDIO_TOKENIZER_SUBDIR, ModelNotFoundError
-from workbench.models.model import load_processor, make_tiny_model
+from workbench.models.model import load_processor
 from workbench.models.original_convert import export_original, import_original
 from workbench.models.original_format import (
     EXPORT_MARKER,

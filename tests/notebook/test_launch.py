@@ -20,9 +20,9 @@ import psutil
 import pytest
 
 from workbench.cli import EXIT_DATA
-from workbench.models.model import make_tiny_model
-from workbench.notebook.launch import NOTEBOOK
-from workbench.training.train import COMPLETE_MARKER
+from workbench.demo import make_tiny_model
+from workbench.training.checkpoints import COMPLETE_MARKER
+from workbench.training.launch import NOTEBOOK
 
 pytestmark = pytest.mark.slow
 
@@ -325,7 +325,7 @@ def test_own_voice_flow_from_a_folder_of_clips(tiny_dir: Path, launch_env, tmp_p
          "-p", "train_data", "work/train.jsonl", "-p", "val_data", "work/val.jsonl", "-p", "output_dir", "runs/me",
          "-p", "max_steps", "4", "-p", "save_steps", "2", "-p", "eval_steps", "2", "-p", "batch_size", "1",
          "-p", "gradient_accumulation_steps", "1", "-p", "dataloader_num_workers", "0",
-         "-p", "mixed_precision", "no", "-p", "use_gradient_checkpointing", "false"],
+         "-p", "mixed_precision", "no", "-p", "activation_checkpointing", "false"],
         ["generate", "--adapter", "runs/me/adapter", "--reference", "data/me/0000.wav", "--reference-text", texts[0],
          "--text", "Hello, this is my voice.", "-o", "hello.wav", "--max-new-tokens", "40"],
     ]  # fmt: skip

@@ -8,6 +8,7 @@ per machine rank, 1 CPU rank each, gloo), train to the end, and kill one node mi
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -20,9 +21,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from workbench.models.model import make_tiny_model
-from workbench.notebook import launch as wl
-from workbench.notebook.launch import NOTEBOOK, accelerate_command, train_launch
+from workbench.demo import make_tiny_model
+from workbench.training import launch as wl
+from workbench.training.launch import NOTEBOOK, accelerate_command, train_launch
 from workbench.training.params import LaunchParams, ParamsError, load_train_params
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,6 +58,11 @@ def test_machine_settings_become_accelerate_flags() -> None:
     assert (args.main_process_ip, args.main_process_port) == ("10.0.0.1", 29400)
     assert (args.nproc_per_node, args.nnodes, args.node_rank) == ("8", "2", 1)
     assert wl.processes_per_machine(launch) == 8
+    # Every rank runs the notebook layer's entry module, named by its string (training imports no notebook).
+    assert (
+        args.module and args.training_script == wl.RANK_ENTRY and args.training_script_args[0] == "--rank-run"
+    )
+    assert importlib.util.find_spec(wl.RANK_ENTRY) is not None
     # No port given: accelerate's 29500 on every machine, never "0" (a free port only the main one knows).
     launch.main_process_port = None
     assert "--main_process_port" not in accelerate_command(launch, Path("job.json"))
@@ -392,7 +398,7 @@ def test_the_sbatch_example_launches_two_nodes_of_eight(
     """params/slurm_h200x8.sbatch's command, on its second node: 16 ranks, 8 here, the recipe's batch."""
     import shlex
 
-    from workbench.training.params import parse_cli_value
+    from workbench.training.param_schema import parse_cli_value
 
     script = (ROOT / "params" / "slurm_h200x8.sbatch").read_text()
     assert "#SBATCH --ntasks-per-node=1" in script and "#SBATCH --nodes=2" in script
@@ -415,9 +421,7 @@ def test_the_sbatch_example_launches_two_nodes_of_eight(
 def test_one_local_process_runs_without_a_launcher() -> None:
     """A single process on one machine is started as itself: accelerate would only add a process."""
     cmd = accelerate_command(LaunchParams(num_processes=1), Path("job.json"))
-    assert (
-        cmd[0] == sys.executable
-        and cmd[1].endswith("rank_entry.py")
-        and cmd[2:] == ["--rank-run", "job.json"]
-    )
-    assert "accelerate.commands.launch" in accelerate_command(LaunchParams(num_processes=2), Path("job.json"))
+    assert cmd == [sys.executable, "-m", "workbench.notebook.rank_entry", "--rank-run", "job.json"]
+    launched = accelerate_command(LaunchParams(num_processes=2), Path("job.json"))
+    assert launched[1:3] == ["-m", "accelerate.commands.launch"]
+    assert launched[-4:] == ["--module", "workbench.notebook.rank_entry", "--rank-run", "job.json"]

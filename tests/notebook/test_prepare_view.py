@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workbench.data.recordings import long_recording
+from workbench.demo.recordings import long_recording
 from workbench.notebook.prepare_view import FLAGGED, UNFLAGGED, ClipBrowser, flag_counts
 from workbench.prepare.pipeline import prepare
 from workbench.prepare.subtitles import write_srt

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from workbench.data.recordings import espeak_available, long_recording, recording_of_length
+from workbench.demo.recordings import espeak_available, long_recording, recording_of_length
 from workbench.prepare.pipeline import AsrModelError, find_inputs, prepare
 from workbench.prepare.store import CSV_COLUMNS, read_prepare_csv
 from workbench.prepare.subtitles import write_srt

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workbench.data.recordings import espeak_available, long_recording
+from workbench.demo.recordings import espeak_available, long_recording
 from workbench.prepare.segment import (
     FLAG_SPLIT_AT_WORD,
     FLAG_SPLIT_IN_SPEECH,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from workbench.prepare.subtitles import (
@@ -28,7 +30,9 @@ general Kenobi.\r
 {\\an8}Last words.\r
 """
 
-VTT = """WEBVTT - a talk
+VTT = """\ufeffWEBVTT - a talk
+Kind: captions
+Language: en
 
 NOTE this block is a comment
 and spans lines
@@ -36,11 +40,15 @@ and spans lines
 STYLE
 ::cue { color: lime }
 
+REGION
+id:left
+width:40%
+
 intro
 00:01.000 --> 00:02.500 align:start position:10%
 <v Anna>Good morning</v> everyone.
 
-00:00:03.000 --> 00:00:04.000
+00:00:03.000 --> 00:00:04.000 region:left line:0
 Second cue.
 """
 
@@ -51,39 +59,91 @@ def test_srt_cues_keep_times_and_spoken_text_only():
         (1.0, 3.25, "Hello there, general Kenobi."),
         (3723.04, 3724.5, "Last words."),  # the sound-only cue is dropped
     ]
-    assert cues[0].line == 2
+    assert [c.number for c in cues] == [1, 3]
 
 
-def test_vtt_skips_notes_and_styles_and_reads_cue_settings_and_voices():
-    cues = parse_vtt(VTT, "talk.vtt")
-    assert [(c.start, c.end, c.text) for c in cues] == [
-        (1.0, 2.5, "Good morning everyone."),
-        (3.0, 4.0, "Second cue."),
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+def test_vtt_skips_header_notes_styles_and_regions_and_reads_cue_settings_and_voices(newline):
+    cues = parse_vtt(VTT.replace("\n", newline), "talk.vtt")
+    assert [(c.start, c.end, c.text, c.number) for c in cues] == [
+        (1.0, 2.5, "Good morning everyone.", 1),
+        (3.0, 4.0, "Second cue.", 2),
     ]
+
+
+def test_srt_with_lone_carriage_returns_reads_like_crlf():
+    assert parse_srt(SRT.replace("\r\n", "\r"), "talk.srt") == parse_srt(SRT, "talk.srt")
+
+
+def test_overlapping_cues_are_kept_in_start_order():
+    text = (
+        "2\n00:00:04,000 --> 00:00:06,000\nSecond.\n\n"
+        "1\n00:00:01,000 --> 00:00:05,000\nFirst, talking over.\n\n"
+        "3\n00:00:04,000 --> 00:00:04,500\nShort.\n"
+    )
+    cues = parse_srt(text, "talk.srt")
+    assert [(c.start, c.end, c.text, c.number) for c in cues] == [
+        (1.0, 5.0, "First, talking over.", 2),
+        (4.0, 4.5, "Short.", 3),
+        (4.0, 6.0, "Second.", 1),
+    ]
+
+
+def test_a_blank_line_inside_a_cue_keeps_its_text_in_that_cue():
+    text = "1\n00:00:01,000 --> 00:00:02,000\nHi,\n\nthere.\n\n2\n00:00:03,000 --> 00:00:04,000\nBye.\n"
+    assert [c.text for c in parse_srt(text, "talk.srt")] == ["Hi, there.", "Bye."]
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("1\n00:00:01,000 --> 00:00:xx,000\nHi\n", "talk.srt:2: bad time '00:00:xx,000'"),
+        (
+            "1\n00:00:01,000 --> 00:00:xx,000\nHi\n",
+            "talk.srt:2: bad time '00:00:xx,000' in cue 1; expected HH:MM:SS,mmm",
+        ),
+        (
+            "1\n00:00:01,000 --> 00:00:02,000\nHi\n\n2\n00:00:03,000 --> 00:0x:04,000\nBye\n",
+            "talk.srt:6: bad time '00:0x:04,000' in cue 2",
+        ),
         (
             "1\n00:00:05,000 --> 00:00:04,000\nHi\n",
-            "talk.srt:2: cue ends at 4.000 s, not after its start 5.000 s",
+            "talk.srt: cue 1 ends at 4.000 s, not after its start 5.000 s; fix its times",
         ),
         (
-            "1\n00:00:01,000 --> 00:00:02,000\nHi\n\nno timing here\nat all\n",
-            "talk.srt:5: expected a timing line",
+            "no timing here\n\n1\n00:00:01,000 --> 00:00:02,000\nHi\n",
+            "talk.srt:1: cue 1: expected a timing line 'start --> end' (HH:MM:SS,mmm), got 'no timing here'",
         ),
-        ("1\n00:00:01,000 --> 00:61:02,000\nHi\n", "minutes and seconds must be below 60"),
+        (
+            "1\n00:00:01,000 --> 00:00:02,000\nHi\n\n2\n00:00:03,000 -> 00:00:04,000\nBye\n",
+            "talk.srt:6: cue 2: expected a timing line 'start --> end' (HH:MM:SS,mmm), got '00:00:03,000 -> 00:00:04,000'",
+        ),
     ],
 )
-def test_malformed_srt_names_file_and_line(text, message):
-    with pytest.raises(SubtitleError, match=message.replace("(", r"\(").replace(")", r"\)")):
+def test_malformed_srt_names_file_line_and_cue(text, message):
+    with pytest.raises(SubtitleError, match=re.escape(message)):
         parse_srt(text, "talk.srt")
 
 
+@pytest.mark.parametrize(
+    ("cue", "message"),
+    [
+        (
+            "00:00:03.000 --> 00:0x:04.000",
+            "talk.vtt:7: bad time '00:0x:04.000' in cue 2; expected [HH:]MM:SS.mmm",
+        ),
+        ("00:00:03,000 --> 00:00:04.000 align:start", "talk.vtt:7: bad time '00:00:03,000' in cue 2"),
+        ("00:00:03.000 --> 00:61:04.000", "talk.vtt:7: bad time '00:61:04.000' in cue 2"),
+        ("00:00:05.000 --> 00:00:04.000", "talk.vtt: cue 2 ends at 4.000 s, not after its start 5.000 s"),
+    ],
+)
+def test_malformed_vtt_names_file_line_and_cue(cue, message):
+    text = f"WEBVTT\n\n1\n00:00:01.000 --> 00:00:02.000\nHi\n\n{cue}\nBye\n\n00:00:06.000 --> 00:00:07.000\nEnd\n"
+    with pytest.raises(SubtitleError, match=re.escape(message)):
+        parse_vtt(text, "talk.vtt")
+
+
 def test_vtt_without_header_is_refused():
-    with pytest.raises(SubtitleError, match=r"talk.vtt:1: a WebVTT file starts with 'WEBVTT'"):
+    with pytest.raises(SubtitleError, match=r"talk.vtt:1: a WebVTT file starts with 'WEBVTT'; add that line"):
         parse_vtt("00:01.000 --> 00:02.000\nHi\n", "talk.vtt")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
@@ -12,8 +13,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from workbench.audio import default_cache_dir, load_audio
-from workbench.models.model import SAMPLE_RATE, load_processor, make_tiny_model
+from workbench.audio import AUDIO_READER, default_cache_dir, load_audio
+from workbench.demo import make_tiny_model
+from workbench.models.model import SAMPLE_RATE, load_processor
 from workbench.training.codes import (
     CodesCache,
     CodesMissingError,
@@ -68,6 +70,30 @@ def test_codes_match_processor_encoding_and_second_pass_hits_only(processor, wav
     assert len(stored) == 4 and all(np.load(f).dtype == np.int16 for f in stored)
     assert not list(again.directory.rglob("*.tmp"))  # atomic writes leave no temporaries
     assert (again.directory / "tokenizer.json").is_file()
+
+
+def test_codes_of_a_44k_stereo_file_are_the_codes_of_transformers_reading_it(
+    processor, tmp_path: Path
+) -> None:
+    from transformers.audio_utils import load_audio as transformers_load_audio
+
+    t = np.arange(int(0.5 * 44_100)) / 44_100
+    left, right = 0.3 * np.sin(2 * np.pi * 220 * t), 0.2 * np.sin(2 * np.pi * 330 * t + 0.5)
+    path = tmp_path / "stereo44k.wav"
+    sf.write(str(path), np.stack([left, right], axis=1).astype(np.float32), 44_100, subtype="PCM_16")
+    cache = CodesCache(tmp_path / "codes", processor.audio_tokenizer)
+    assert cache.encode_missing([path], progress=False) == 1
+
+    waveform = transformers_load_audio(str(path), SAMPLE_RATE)
+    features = processor.feature_extractor(
+        waveform, sampling_rate=SAMPLE_RATE, padding=False, return_tensors="pt"
+    )
+    features.pop("padding_mask", None)
+    with torch.no_grad():
+        expected = processor.audio_tokenizer.encode(**features).audio_codes[0]
+    assert torch.equal(cache.get(path), expected)
+    manifest = json.loads((cache.directory / "tokenizer.json").read_text())
+    assert manifest["audio_reader"] == AUDIO_READER and "soxr" in AUDIO_READER
 
 
 def test_content_hashes_are_indexed_across_runs(processor, wavs, tmp_path: Path) -> None:
@@ -126,6 +152,16 @@ def test_fingerprint_depends_on_weights_and_config_not_location(processor, tmp_p
     changed = audio_tokenizer_fingerprint(same, refresh=True)
     assert changed != fingerprint
     assert CodesCache(tmp_path / "codes", same).directory != CodesCache(tmp_path / "codes", codec).directory
+
+
+def test_fingerprint_changes_with_the_audio_reader(processor) -> None:
+    codec = processor.audio_tokenizer
+    assert audio_tokenizer_fingerprint(codec, reader=AUDIO_READER) == audio_tokenizer_fingerprint(codec)
+    other_version = AUDIO_READER.replace("soxr ", "soxr 0.0.0-", 1)
+    assert audio_tokenizer_fingerprint(codec, reader=other_version) != audio_tokenizer_fingerprint(codec)
+    assert audio_tokenizer_fingerprint(codec, reader="scipy resample_poly") != audio_tokenizer_fingerprint(
+        codec
+    )
 
 
 def test_sharded_encoding_splits_work_across_ranks(processor, wavs, tmp_path: Path) -> None:

@@ -13,8 +13,9 @@ import torch
 from workbench.audio import load_audio
 from workbench.data.contract import check_sample
 from workbench.data.sample import Audio, Message, Sample
+from workbench.demo import make_tiny_model
 from workbench.models.higgs_audio_v2 import sample_to_conversation
-from workbench.models.model import SAMPLE_RATE, load_model_and_processor, make_tiny_model
+from workbench.models.model import SAMPLE_RATE, load_model_and_processor
 from workbench.training.codes import CodesCache
 from workbench.training.collate import (
     IGNORE_INDEX,

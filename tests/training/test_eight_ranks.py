@@ -1,6 +1,6 @@
 """Eight ranks: ``workbench train`` of the tiny model with ``num_processes: 8`` on this machine (CPU, gloo).
 
-The schedule the launcher prints (:func:`workbench.training.train.training_schedule`) must be the one
+The schedule the launcher prints (:func:`workbench.training.preparation.training_schedule`) must be the one
 the Trainer runs: effective batch = batch_size x accumulation x 8, steps per epoch, total steps.
 """
 
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from workbench.models.model import make_tiny_model
+from workbench.demo import make_tiny_model
 from workbench.training.params import load_train_params
-from workbench.training.train import training_schedule
+from workbench.training.preparation import training_schedule
 
 pytestmark = pytest.mark.slow
 

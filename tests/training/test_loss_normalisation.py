@@ -18,12 +18,13 @@ import soundfile as sf
 import torch
 
 from workbench.data.sample import Audio, Message, Sample
-from workbench.models.model import SAMPLE_RATE, load_model_and_processor, make_tiny_model
+from workbench.demo import make_tiny_model
+from workbench.models.model import SAMPLE_RATE, load_model_and_processor
 from workbench.training.codes import CodesCache
 from workbench.training.collate import HiggsAudioCollator
 from workbench.training.loss import supervised_entries, supervised_per_codebook
 from workbench.training.params import TrainParams
-from workbench.training.train import _trainer_class, apply_lora, training_arguments
+from workbench.training.trainer import apply_lora, trainer_class, training_arguments
 
 TARGET_SECONDS = (0.08, 0.16, 0.32, 0.64)  # 2, 4, 8, 16 codec frames: 3, 5, 9, 17 supervised per codebook
 MATCH = 1e-4  # relative gradient error of the same sum in another float summation order
@@ -106,7 +107,7 @@ def step_gradients(
     args = training_arguments(params, has_eval=evaluate)
     args.report_to = []  # no TensorBoard files from the tests
     collator = HiggsAudioCollator(processor, CodesCache(codes_dir, processor.audio_tokenizer))
-    trainer = (Trainer if stock else _trainer_class())(
+    trainer = (Trainer if stock else trainer_class())(
         model=model, args=args, train_dataset=samples, eval_dataset=samples if evaluate else None,
         data_collator=collator, callbacks=[CaptureGradients()],
     )  # fmt: skip

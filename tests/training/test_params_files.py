@@ -1,22 +1,35 @@
-"""Every committed parameter file is valid for what it drives (no unknown keys, existing configs)."""
+"""Every committed parameter file is valid for what it drives (no unknown keys, existing configs), and
+the notebooks' parameters cells and the README's parameter tables are the dataclasses'."""
 
 from __future__ import annotations
 
+import ast
+import json
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from workbench.evaluation.evaluate import load_eval_params
+from workbench.evaluation.params import EvalParams, load_eval_params
 from workbench.notebook.report import NOTEBOOK_DIR, load_notebook_params, notebook_parameters
-from workbench.training.params import load_train_params
+from workbench.training.param_schema import notebook_cell, schema
+from workbench.training.params import TrainParams, load_train_params
 
 ROOT = Path(__file__).resolve().parents[2]
 PARAMS = ROOT / "params"
+TRAINING_FILES = ["demo.yaml", "single_gpu.yaml", "h200x8.yaml", "higgs_tts_3.yaml"]
+EVALUATION_FILES = ["evaluate_demo.yaml"]
+NOTEBOOK_FILES = ["data_demo.yaml", "data_example.yaml"]  # sections of notebooks 00-03
+SCHEMAS = {"04_train": TrainParams, "05_evaluate": EvalParams}
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "single_gpu.yaml", "h200x8.yaml", "higgs_tts_3.yaml"])
+def test_every_params_file_is_checked_for_what_it_drives():
+    listed = TRAINING_FILES + EVALUATION_FILES + NOTEBOOK_FILES
+    assert sorted(listed) == sorted(p.name for p in PARAMS.glob("*.yaml")), "add the file to one list above"
+
+
+@pytest.mark.parametrize("name", TRAINING_FILES)
 def test_training_params_load_and_name_existing_accelerate_configs(name, monkeypatch):
     monkeypatch.chdir(ROOT)
     params, launch = load_train_params(PARAMS / name)
@@ -31,7 +44,7 @@ def test_h200x8_matches_the_documented_recipe():
     assert (params.batch_size, params.gradient_accumulation_steps, config["num_processes"]) == (4, 4, 8)
     assert params.batch_size * params.gradient_accumulation_steps * config["num_processes"] == 128
     assert (params.learning_rate, params.lora_r, params.lora_alpha) == (5e-4, 64, 128)
-    assert params.mixed_precision == "bf16" and params.use_gradient_checkpointing
+    assert params.mixed_precision == "bf16" and params.activation_checkpointing
     assert params.dataloader_num_workers == 16 and params.num_epochs == 3
     assert launch.env["OMP_NUM_THREADS"] == "16"
     assert launch.env["PYTORCH_CUDA_ALLOC_CONF"] == "max_split_size_mb:512"
@@ -44,11 +57,12 @@ def test_accelerate_configs_parse(name):
     assert config["num_processes"] >= 1 and config["distributed_type"] in ("NO", "MULTI_GPU")
 
 
-def test_evaluation_params_load():
-    assert load_eval_params(PARAMS / "evaluate_demo.yaml").adapters
+@pytest.mark.parametrize("name", EVALUATION_FILES)
+def test_evaluation_params_load(name):
+    assert load_eval_params(PARAMS / name).adapters
 
 
-@pytest.mark.parametrize("name", ["data_demo.yaml", "data_example.yaml"])
+@pytest.mark.parametrize("name", NOTEBOOK_FILES)
 def test_notebook_params_files_only_use_declared_parameters(name):
     for notebook in sorted(NOTEBOOK_DIR.glob("0[1-3]_*.ipynb")):
         declared = set(notebook_parameters(notebook))
@@ -62,7 +76,7 @@ def test_notebook_params_files_only_use_declared_parameters(name):
 
 def test_more_gpu_ranks_than_gpus_is_refused_before_launch(monkeypatch):
     """8 ranks on a 1-GPU machine would fail after loading with 'invalid device ordinal': say it first."""
-    from workbench.notebook import launch as wl
+    from workbench.training import launch as wl
     from workbench.training.params import LaunchParams, ParamsError
 
     h200x8 = LaunchParams(accelerate_config=str(PARAMS / "accelerate" / "h200x8.yaml"))
@@ -88,7 +102,7 @@ def test_more_gpu_ranks_than_gpus_is_refused_before_launch(monkeypatch):
 def test_visible_gpus_follows_the_launch_env():
     import torch
 
-    from workbench.notebook.launch import visible_gpus
+    from workbench.training.launch import visible_gpus
 
     physical = torch.cuda.device_count() if torch.cuda.is_available() else 0
     assert visible_gpus({}) == physical
@@ -105,7 +119,7 @@ def test_dry_run_from_another_folder_finds_the_accelerate_config_and_writes_noth
     from workbench.cli import main
 
     monkeypatch.chdir(tmp_path)  # params/accelerate/h200x8.yaml does not exist here: found beside the file
-    monkeypatch.setattr("workbench.notebook.launch.visible_gpus", lambda env=None: 0)
+    monkeypatch.setattr("workbench.training.launch.visible_gpus", lambda env=None: 0)
     out = tmp_path / "run"
     assert (
         main(["train", "--params", str(PARAMS / "h200x8.yaml"), "-p", "output_dir", str(out), "--dry-run"])
@@ -125,7 +139,7 @@ def test_dry_run_from_another_folder_finds_the_accelerate_config_and_writes_noth
 def test_data_and_model_are_required_not_the_demo(tmp_path, monkeypatch, capsys):
     """No demo paths as defaults: a params file without its data or model says what to pass."""
     from workbench.cli import main
-    from workbench.evaluation.evaluate import EvalParams
+    from workbench.evaluation.params import EvalParams
     from workbench.training.params import ParamsError, TrainParams
 
     mine = tmp_path / "mine.yaml"
@@ -153,3 +167,53 @@ def test_data_and_model_are_required_not_the_demo(tmp_path, monkeypatch, capsys)
     assert 'pass -p adapters "[DIR, ...]" or set it in the params file' in str(info.value)
     params = load_eval_params(None, {"base_model": "tiny", "adapters": ["run"], "eval_data": "val.jsonl"})
     assert params.output_dir == "runs/evaluate"
+
+
+def parameters_cell(notebook: Path) -> str:
+    nb = json.loads(notebook.read_text(encoding="utf-8"))
+    [cell] = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code")  # committed clean
+    return "".join(cell["source"])
+
+
+@pytest.mark.parametrize("stem", sorted(SCHEMAS))
+def test_notebook_parameters_cell_is_the_dataclass(stem):
+    """Every name of the cell is a field, every field is there, in order, with the dataclass's default."""
+    cls = SCHEMAS[stem]
+    cell = parameters_cell(NOTEBOOK_DIR / f"{stem}.ipynb")
+    declared = {}
+    for node in ast.parse(cell).body:
+        assert isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name), (
+            f"{stem}.ipynb, parameters cell, line {node.lineno}: expected NAME = VALUE"
+        )
+        declared[node.targets[0].id] = ast.literal_eval(node.value)  # the cell holds Python literals
+    fields = {f.name: f.default for f in schema(cls)}
+    assert set(declared) <= set(fields), (
+        f"{stem}.ipynb: not {cls.__name__} fields: {set(declared) - set(fields)}"
+    )
+    assert set(fields) <= set(declared), (
+        f"{stem}.ipynb: {cls.__name__} fields missing: {set(fields) - set(declared)}"
+    )
+    assert list(declared) == list(fields), f"{stem}.ipynb: the cell's order differs from {cls.__name__}'s"
+    for name, value in declared.items():
+        assert value == fields[name] and type(value) is type(fields[name]), (
+            f"{stem}.ipynb: {name} = {value!r}, but {cls.__name__} says {fields[name]!r}"
+        )
+    assert list(notebook_parameters(NOTEBOOK_DIR / f"{stem}.ipynb")) == list(fields)  # as papermill reads it
+    cli_name = {"04_train": "train", "05_evaluate": "evaluate"}[stem]
+    assert cell == notebook_cell(cls), f"{stem}.ipynb: paste `workbench params {cli_name} --format cell`"
+
+
+@pytest.mark.parametrize("name", ["train", "launch", "evaluate"])
+def test_readme_holds_each_parameter_table(name, capsys):
+    """The README's tables are `workbench params NAME`, rows neither added nor missing."""
+    from workbench.cli import main
+
+    assert main(["params", name]) == 0
+    table = capsys.readouterr().out.strip()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert table in readme, (
+        f"README.md's {name} parameter table differs from the dataclass: paste `workbench params {name}`"
+    )
+    after = readme[readme.index(table) + len(table) :]
+    assert after.startswith("\n\n"), f"README.md: the {name} table has rows the dataclass lacks"

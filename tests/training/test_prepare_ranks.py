@@ -31,13 +31,14 @@ RANK_SCRIPT = textwrap.dedent(
 
     from workbench.data.probe import default_probe_cache
     from workbench.training.params import TrainParams
-    from workbench.training.train import _state, prepare, training_arguments
+    from workbench.training.preparation import prepare, process_state
+    from workbench.training.trainer import training_arguments
 
     train, out, timeout = sys.argv[1], sys.argv[2], int(sys.argv[3])
     params = TrainParams(train_data=train, model="unused", output_dir=out, ddp_timeout=timeout,
                          validate_data_only=True)
     prepared = prepare(params)
-    state = _state()
+    state = process_state()
     group = distributed_c10d._get_default_group()
     seconds = group._get_backend(torch.device("cpu")).options._timeout.total_seconds()
     result = {

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,32 +24,26 @@ import pytest
 import torch
 
 from workbench.data import probe as probe_module
+from workbench.demo import make_tiny_model
 from workbench.models.higgs_audio_v2 import DEFAULT_LORA_TARGETS
-from workbench.models.model import make_tiny_model
 from workbench.notebook.report import NOTEBOOK_DIR
+from workbench.training.checkpoints import (
+    COMPLETE_MARKER,
+    ResumeError,
+    check_resume,
+    latest_complete_checkpoint,
+    remove_incomplete_checkpoints,
+    resolve_resume,
+)
 from workbench.training.params import (
     ParamsError,
     TrainParams,
     load_train_params,
     save_resolved,
 )
-from workbench.training.train import (
-    COMPLETE_MARKER,
-    DataCheckError,
-    ResumeError,
-    TrainResult,
-    apply_lora,
-    check_data,
-    check_resume,
-    eval_trend,
-    fit,
-    latest_complete_checkpoint,
-    prepare,
-    remove_incomplete_checkpoints,
-    resolve_resume,
-    trainable_table,
-    training_schedule,
-)
+from workbench.training.preparation import DataCheckError, check_data, prepare, training_schedule
+from workbench.training.train import TrainResult, eval_trend, fit
+from workbench.training.trainer import apply_lora, trainable_table
 
 ROOT = Path(__file__).resolve().parents[2]
 FFN_TARGETS = [
@@ -186,6 +181,21 @@ def test_params_yaml_pitfalls_are_handled(tmp_path: Path) -> None:
     params, _ = load_train_params(path, {"mixed_precision": "no"})
     assert params.learning_rate == 1e-4  # YAML 1.1 reads "1e-4" as a string
     assert params.modules_to_save == ["audio_lm_head"]  # a single name becomes a list
+
+
+def test_a_renamed_parameter_names_the_one_to_write(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("train_data: t.jsonl\nmodel: m\nuse_gradient_checkpointing: true\n")
+    with pytest.raises(ParamsError) as info:
+        load_train_params(path)
+    assert info.value.problems == [
+        "use_gradient_checkpointing: renamed activation_checkpointing (transformers' name for it). "
+        "Hint: write activation_checkpointing: true"
+    ]
+    params, _ = load_train_params(
+        None, {"train_data": "t.jsonl", "model": "m", "activation_checkpointing": True}
+    )
+    assert params.activation_checkpointing
 
 
 def test_step_intervals_are_whole_steps_or_fractions_of_the_run() -> None:
@@ -479,6 +489,41 @@ def test_bf16_mixed_precision_runs_under_autocast(
     assert all(np.isfinite(r["loss"]) for r in rows if "loss" in r)
     assert any("eval_loss" in r and np.isfinite(r["eval_loss"]) for r in rows)
     assert (tmp_path / "out" / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_a_run_uses_the_checkpointing_names_transformers_keeps(
+    tiny_dir: Path, small_split: tuple[Path, Path], codes_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """A short run with activation checkpointing on draws none of the warnings about what transformers
+    v6 removes (``gradient_checkpointing`` arguments and methods, ``is_gradient_checkpointing``)."""
+    from transformers import TrainingArguments
+
+    def checkpointing_deprecations(caught: list[warnings.WarningMessage]) -> list[str]:
+        return [
+            f"{w.filename}:{w.lineno}: {w.message}"
+            for w in caught
+            if issubclass(w.category, (FutureWarning, DeprecationWarning))
+            and "checkpointing" in str(w.message)
+        ]
+
+    with warnings.catch_warnings(record=True) as caught:  # the check sees the old names' warnings
+        warnings.simplefilter("always")
+        TrainingArguments(output_dir=str(tmp_path / "old-names"), gradient_checkpointing=True)
+    assert checkpointing_deprecations(caught)
+
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(probe_module, "_default_cache", None)
+    train, _ = small_split
+    params = params_for(
+        tiny_dir, train, None, tmp_path / "out", codes_dir, max_steps=2, batch_size=2, lora_r=4, lora_alpha=8,
+        activation_checkpointing=True, logging_steps=1, save_steps=2,
+    )  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = fit(prepare(params))
+    assert result.global_step == 2
+    assert checkpointing_deprecations(caught) == []
+    assert "activation_checkpointing: true" in (tmp_path / "out" / "params.resolved.yaml").read_text()
 
 
 def test_the_same_params_give_the_same_adapter(trained, tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from workbench.audio import write_wav
+from workbench.files import write_table
 
 TARGETS = {"convert_records_per_s": 20_000, "validate_records_per_s": 5_000, "convert_peak_rss_mb_1m": 1024}
 
@@ -85,20 +86,17 @@ def write_bench_manifest(workdir: Path, n: int, pool: int, speakers: int = 100, 
             write_wav(path, (0.3 * np.sin(2 * np.pi * (100 + i % 200) * t)).astype(np.float32))
     manifest = workdir / f"manifest_{n}.jsonl"
     if not manifest.exists():
-        with open(manifest, "w") as fh:
-            for i in range(n):
-                j = int(rng.integers(pool))
-                fh.write(
-                    json.dumps(
-                        {
-                            "audio_filepath": f"wavs/u{j:05d}.wav",
-                            "text": f"bench sentence number {i}",
-                            "speaker": f"s{j % speakers}",
-                            "duration": round(float(durations[j]), 3),
-                        }
-                    )
-                    + "\n"
-                )
+        picks = [int(rng.integers(pool)) for _ in range(n)]
+        records = [
+            {
+                "audio_filepath": f"wavs/u{j:05d}.wav",
+                "text": f"bench sentence number {i}",
+                "speaker": f"s{j % speakers}",
+                "duration": round(float(durations[j]), 3),
+            }
+            for i, j in enumerate(picks)
+        ]
+        write_table(records, manifest)
     return manifest
 
 

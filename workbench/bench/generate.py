@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from workbench.bench.data import bench_workdir, machine_description
+from workbench.files import write_json
 from workbench.models.chat_template import BOS, PAD_EOS
 
 log = logging.getLogger(__name__)
@@ -126,14 +127,14 @@ def write_release_like(exported_dir: str | os.PathLike[str]) -> Path:
         config.pop(field, None)
     config["pad_token_id"] = ids[PAD_EOS]
     config["text_config"].update(bos_token_id=ids[BOS], eos_token_id=ids[PAD_EOS], pad_token_id=None)
-    (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    write_json(folder / "config.json", config, sort_keys=True)
     generation = {
         "_from_model_config": True,
         "bos_token_id": ids[BOS],
         "eos_token_id": ids[PAD_EOS],
         "pad_token_id": ids[PAD_EOS],
     }
-    (folder / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
+    write_json(folder / "generation_config.json", generation)
     return folder
 
 
@@ -190,7 +191,8 @@ def bench_generate(
     """
     from transformers import GenerationConfig
 
-    from workbench.models.model import load_model_and_processor, make_tiny_model
+    from workbench.demo import make_tiny_model
+    from workbench.models.model import load_model_and_processor
     from workbench.models.original_convert import export_original, import_original
 
     if max_new_tokens < 1:

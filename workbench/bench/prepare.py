@@ -20,7 +20,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 
-from workbench.audio import resample
+from workbench.audio import load_audio, resample
 from workbench.bench.data import bench_workdir, machine_description
 
 SEGMENTATION_GOAL = 100.0
@@ -71,8 +71,8 @@ def bench_prepare(
     Raises:
         ValueError: ``espeak-ng`` is not installed, or ``minutes`` is not positive.
     """
-    from workbench.data.recordings import espeak_available, recording_of_length
-    from workbench.prepare.pipeline import load_mono, prepare
+    from workbench.demo.recordings import espeak_available, recording_of_length
+    from workbench.prepare.pipeline import prepare
     from workbench.prepare.segment import SpeechDetector, plan_clips, split_long_regions
     from workbench.prepare.subtitles import write_srt
 
@@ -87,7 +87,7 @@ def bench_prepare(
         shutil.copy(recording.path, subtitled)
         write_srt([(u.start, u.end, u.text) for u in recording.utterances], subtitled.with_suffix(".srt"))
         if asr_model == "tiny":
-            from workbench.models.tiny_asr import build_tiny_whisper
+            from workbench.demo import build_tiny_whisper
 
             asr_model = str(build_tiny_whisper(work / "tiny-whisper"))
         import transformers.pipelines  # noqa: F401  (importing is once per process, not per hour of audio)
@@ -97,7 +97,7 @@ def bench_prepare(
 
         detector = SpeechDetector()  # loading the model is not timed
         started = time.perf_counter()
-        audio = load_mono(str(recording.path))
+        audio = load_audio(recording.path)
         speech = detector.regions(resample(audio, 24_000, 16_000))
         plans = plan_clips(split_long_regions(speech, audio, 24_000, 2.0, 15.0), seconds)
         result.stages["segmentation (decode + Silero VAD + plan)"] = _stage(

@@ -3,7 +3,7 @@
 Runs the commands a user runs, as subprocesses, on a few short synthetic clips:
 
 1. ``workbench train`` with ``model: random-full`` (the full-size Higgs Audio v2 LM, random
-   weights), bf16, gradient checkpointing, LoRA r 64 / alpha 128 on attention and both dual-FFN
+   weights), bf16, activation checkpointing, LoRA r 64 / alpha 128 on attention and both dual-FFN
    paths, batch 1, ``steps`` optimizer steps, one process: the data check, the codes cache, the
    Trainer, the adapter and ``run.json``, through ``accelerate launch`` and notebook 04;
 2. ``workbench generate --adapter`` speaks one short prompt with the trained adapter;
@@ -37,6 +37,7 @@ from typing import Any
 
 import yaml
 
+from workbench.files import write_text
 from workbench.models.model import RANDOM_FULL
 
 GIB = 2**30
@@ -138,8 +139,8 @@ class RehearsalResult:
         s = self.settings
         lines = [
             f"workbench bench rehearsal ({self.machine})",
-            f"model {self.model}: {s['mixed_precision']}, gradient checkpointing "
-            f"{'on' if s['use_gradient_checkpointing'] else 'off'}, LoRA r {s['lora_r']} / alpha {s['lora_alpha']} "
+            f"model {self.model}: {s['mixed_precision']}, activation checkpointing "
+            f"{'on' if s['activation_checkpointing'] else 'off'}, LoRA r {s['lora_r']} / alpha {s['lora_alpha']} "
             f"on {len(s['lora_target_modules'])} module kinds, batch {s['batch_size']}, {s['max_steps']} steps, "
             f"{self.findings.get('clips', '?')} clips of {self.findings.get('clip_seconds', '?')} s, 1 process",
         ]
@@ -179,7 +180,7 @@ def rehearsal_params(workdir: Path, model: str, steps: int, train_data: Path) ->
         "lora_dropout": 0.05,
         "lora_target_modules": list(DEFAULT_LORA_TARGETS),  # attention, text FFN and audio FFN
         "mixed_precision": "bf16",
-        "use_gradient_checkpointing": True,
+        "activation_checkpointing": True,
         "save_steps": max(steps, 1) * 10,  # no checkpoint: the adapter is written at the end
         "logging_steps": 1,
         "merge": False,
@@ -226,7 +227,8 @@ def bench_rehearsal(
         A :class:`RehearsalResult`; a stage that failed has its exit code and output tail.
     """
     from workbench.bench.data import bench_workdir
-    from workbench.bench.train import machine_description, synthetic_samples
+    from workbench.bench.train_measures import machine_description
+    from workbench.bench.train_workloads import synthetic_samples
     from workbench.data.sample import write_samples
 
     with bench_workdir(workdir, "workbench-rehearsal-") as work:
@@ -235,7 +237,7 @@ def bench_rehearsal(
         write_samples(train_data, samples, overwrite=True)
         params = rehearsal_params(work, model, steps, train_data)
         params_file = work / "rehearsal.yaml"
-        params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+        write_text(params_file, yaml.safe_dump(params, sort_keys=False))
         settings = {
             k: v for k, v in params.items() if k not in ("train_data", "output_dir", "codes_cache_dir")
         }

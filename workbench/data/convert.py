@@ -9,10 +9,8 @@ invented unless asked for (``missing_audio="placeholder"``, for pipeline smoke t
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -24,17 +22,12 @@ import numpy as np
 
 from workbench.audio import TARGET_SAMPLE_RATE, write_wav
 from workbench.data import formats
-from workbench.data.contract import INVALID, TRAINABLE, check_sample
+from workbench.data.contract import INVALID, TRAINABLE, Verdict, check_sample
 from workbench.data.findings import ERROR, WARNING, Finding, finding
 from workbench.data.formats.base import ConvertContext, RecordError, ReferencePool
 from workbench.data.readers import RawRecord, iter_records
-from workbench.data.sample import (
-    DEFAULT_SYSTEM_PROMPT,
-    AtomicJsonlWriter,
-    Sample,
-    chmod_like_new_file,
-    sibling_path,
-)
+from workbench.data.sample import DEFAULT_SYSTEM_PROMPT, AtomicJsonlWriter, Sample, sibling_path
+from workbench.files import write_json
 
 log = logging.getLogger(__name__)
 
@@ -305,15 +298,17 @@ class Converter:
         try:
             sample = module.convert(raw.record, ctx)
         except RecordError as exc:
-            f = finding(
-                exc.code,
-                exc.message,
-                field=exc.field,
-                hint=exc.hint,
-                sample_id=_record_id(raw.record),
-                **where,
-            )
-            return Outcome(raw, "rejected", format=name, findings=[f], layout=layout)
+            at = {**where, "sample_id": _record_id(raw.record)}
+            f = finding(exc.code, exc.message, field=exc.field, hint=exc.hint, **at)
+            named = ctx.audio_files or {}
+            missing = [  # every problem of the record at once: its missing files too
+                path
+                for path, named_by in named.items()
+                if not self.exists(path) and not (exc.code == "AUDIO_NOT_FOUND" and exc.field == named_by)
+            ]
+            severity = ERROR if self.options.missing_audio == "error" else WARNING
+            found = self._missing_files(missing, named, {}, severity, at)
+            return Outcome(raw, "rejected", format=name, findings=[f, *found], layout=layout)
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             msg = f"record does not fit format {name!r} ({type(exc).__name__}: {exc})"
             f = finding("BAD_FIELD", msg, sample_id=_record_id(raw.record), **where)
@@ -322,13 +317,44 @@ class Converter:
             finding(code, message, severity=WARNING, field=field_name, sample_id=sample.id, **where)
             for code, message, field_name in ctx.notes or ()
         ]
-        outcome = self._place(raw, name, sample, notes)
+        outcome = self._place(raw, name, sample, notes, ctx.audio_files or {})
         outcome.layout = layout
         return outcome
 
     # -- audio policy -----------------------------------------------------------------
-    def _place(self, raw: RawRecord, name: str, sample: Sample, notes: list[Finding]) -> Outcome:
-        """Route a converted sample by the missing-audio policy and the sample contract."""
+    @staticmethod
+    def _missing_files(
+        missing: list[str],
+        fields: dict[str, str],
+        kinds: dict[str, str],
+        severity: str,
+        where: dict[str, Any],
+    ) -> list[Finding]:
+        """One AUDIO_NOT_FOUND per missing file, naming the record's field that gives the path.
+
+        Args:
+            missing: the missing paths, in record order.
+            fields: path -> the source field that names it (:attr:`ConvertContext.audio_files`).
+            kinds: path -> ``target`` or ``reference``, where the sample says which.
+            severity: ``error``, or ``warning`` where the missing-audio policy copes with the file.
+            where: the record's location (source file, index, line, sample id).
+        """
+        out = []
+        for path in missing:
+            kind = kinds.get(path)
+            message = f"{kind} audio not found: {path}" if kind else f"audio not found: {path}"
+            out.append(
+                finding("AUDIO_NOT_FOUND", message, severity=severity, field=fields.get(path), **where)
+            )
+        return out
+
+    def _place(
+        self, raw: RawRecord, name: str, sample: Sample, notes: list[Finding], fields: dict[str, str]
+    ) -> Outcome:
+        """Route a converted sample by the missing-audio policy and the sample contract.
+
+        A rejected sample carries every problem found: each missing file and the contract's problems.
+        """
         where = {
             "source_file": raw.source_file,
             "source_index": raw.source_index,
@@ -363,7 +389,13 @@ class Converter:
                     )
                 )
             elif policy == "error" or missing_targets:
-                notes.append(finding("AUDIO_NOT_FOUND", "; ".join(lines), **where))
+                kinds = {
+                    sample.messages[i].audio_url: "target" if i in targets else "reference" for i in missing
+                }
+                paths = list(dict.fromkeys(sample.messages[i].audio_url for i in missing))
+                notes += self._missing_files(paths, fields, kinds, ERROR, where)  # type: ignore[arg-type]
+                verdict = check_sample(sample)  # its structure problems too, so one pass shows them all
+                notes += _contract_findings(verdict, where) if verdict.kind == INVALID else []
                 return Outcome(raw, "rejected", sample, name, notes)
             else:  # drop-reference
                 sample = drop_audio_pairs(sample, missing)
@@ -381,10 +413,7 @@ class Converter:
         if verdict.kind == TRAINABLE:
             return Outcome(raw, "trainable", sample, name, notes)
         if verdict.kind == INVALID:
-            notes += [
-                finding(p.code, p.message, field=p.field, **({"hint": p.hint} if p.hint else {}), **where)
-                for p in verdict.problems
-            ]
+            notes += _contract_findings(verdict, where)
             return Outcome(raw, "rejected", sample, name, notes)
         msg = (
             f"no assistant target audio at or after start_index={sample.start_index} "
@@ -408,6 +437,14 @@ class Converter:
         misc = dict(out.misc)
         misc["placeholder_audio"] = sorted(replaced)
         return out.with_changes(misc=misc)
+
+
+def _contract_findings(verdict: Verdict, where: dict[str, Any]) -> list[Finding]:
+    """The sample contract's problems as findings (errors: the sample cannot be trained on)."""
+    return [
+        finding(p.code, p.message, field=p.field, **({"hint": p.hint} if p.hint else {}), **where)
+        for p in verdict.problems
+    ]
 
 
 def _record_id(record: dict[str, Any]) -> str | None:
@@ -560,7 +597,7 @@ def convert(
     if result.rejected:
         result.outputs["rejected"] = str(rejected_path)
     if report:
-        write_json_atomic(report, result.to_dict())
+        write_json(report, result.to_dict())
     log.debug(result.summary_line())  # callers show the summary (the CLI prints it)
     return result
 
@@ -584,16 +621,3 @@ def rejected_entry(outcome: Outcome) -> dict[str, Any]:
     ]
     entry["record"] = raw.record
     return entry
-
-
-def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
-    """Write JSON to a temporary file in the same folder, then move it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, ensure_ascii=False)
-        fh.write("\n")
-    chmod_like_new_file(tmp)
-    os.replace(tmp, path)
-    return path

@@ -2,7 +2,8 @@
 
 :func:`inspect` streams a canonical JSONL file twice (paths first, then per-sample facts),
 probes the distinct audio files once through the probe cache, and summarises: samples
-(trainable vs prompt), speakers, hours and duration percentiles of target audio, sample rates
+(trainable, prompt or invalid, as the sample contract :func:`~workbench.data.contract.check_sample`
+decides for convert, validate and the collator alike), speakers, hours and duration percentiles of target audio, sample rates
 and channel counts of the files, characters per second, and source formats.
 
 Example:
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from workbench.data.contract import INVALID, PROMPT, check_sample
 from workbench.data.probe import AudioInfo, probe_many
 from workbench.data.validate import SampleSource, Source
 
@@ -45,9 +47,11 @@ class DatasetStats:
     """Summary numbers of one dataset (see :func:`inspect`).
 
     Attributes:
-        samples: well-formed samples read.
+        samples: samples read (``trainable + prompts + invalid``).
         bad_records: lines that are not canonical samples.
-        trainable: samples with target audio; ``prompts``: the others.
+        trainable, prompts, invalid: samples by the sample contract's verdict
+            (:func:`workbench.data.contract.check_sample`), the same split convert makes into the
+            trainable, prompts and rejected files.
         speakers: speaker -> sample count (``None`` speakers counted as ``"<unknown>"``).
         target_hours: summed duration of the target audio of all samples (None without probing).
         duration: percentiles of target audio duration, seconds (per target occurrence).
@@ -63,6 +67,7 @@ class DatasetStats:
     bad_records: int = 0
     trainable: int = 0
     prompts: int = 0
+    invalid: int = 0
     speakers: dict[str, int] = field(default_factory=dict)
     target_hours: float | None = None
     duration: dict[str, float] | None = None
@@ -82,6 +87,7 @@ class DatasetStats:
             "bad_records": self.bad_records,
             "trainable": self.trainable,
             "prompts": self.prompts,
+            "invalid": self.invalid,
             "speakers": dict(self.speakers),
             "target_hours": self.target_hours,
             "duration": self.duration,
@@ -98,6 +104,8 @@ class DatasetStats:
     def format_text(self) -> str:
         """A short human-readable summary."""
         lines = [f"{self.samples:,} samples: {self.trainable:,} trainable, {self.prompts:,} prompts"]
+        if self.invalid:
+            lines[0] += f", {self.invalid:,} invalid (run validate for why)"
         if self.bad_records:
             lines.append(f"{self.bad_records:,} lines are not canonical samples (run validate for details)")
         top = ", ".join(f"{s} {n:,}" for s, n in list(self.speakers.items())[:5])
@@ -152,7 +160,7 @@ def inspect(data: SampleSource, *, probe_audio: bool = True) -> DatasetStats:
     rates = array("d")
     for record in source.records():
         sample = record.sample
-        if sample is None or record.bad_start_index is not None:
+        if sample is None:
             stats.bad_records += 1
             continue
         stats.samples += 1
@@ -160,11 +168,16 @@ def inspect(data: SampleSource, *, probe_audio: bool = True) -> DatasetStats:
         fmt = sample.misc.get("source_format")
         if fmt is not None:
             formats[str(fmt)] += 1
-        targets = sample.target_indices()
-        if not targets:
+        start = sample.start_index if record.bad_start_index is None else record.bad_start_index
+        verdict = check_sample(sample, start_index=start)
+        if verdict.kind == PROMPT:
             stats.prompts += 1
             continue
+        if verdict.kind == INVALID:
+            stats.invalid += 1
+            continue
         stats.trainable += 1
+        targets = verdict.targets
         if not probe_audio:
             continue
         chars, seconds, complete = 0, 0.0, True

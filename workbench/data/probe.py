@@ -28,7 +28,7 @@ from workbench.data.sqlite_index import connect_index
 
 log = logging.getLogger(__name__)
 
-PROBE_VERSION = 2  # bump when AudioInfo's meaning changes so stale cache rows are ignored
+PROBE_VERSION = 3  # bump when AudioInfo's meaning changes so stale cache rows are ignored
 _PROBE_TABLE = (
     "CREATE TABLE IF NOT EXISTS probe (path TEXT, size INTEGER, mtime INTEGER, "
     "version INTEGER, info TEXT, PRIMARY KEY (path, size, mtime, version))"
@@ -71,8 +71,10 @@ def probe_uncached(path: str) -> AudioInfo:
         with open(path, "rb") as fh:
             raw = fh.read()
         content_hash = hashlib.blake2b(raw, digest_size=16).hexdigest()
-        info = sf.info(path)
-        data, sr = sf.read(path, dtype="float32", always_2d=True)
+        # The file's own samples at its own rate: resampling would move peaks and hide clipped samples.
+        with sf.SoundFile(path) as fh:
+            sr, file_format = fh.samplerate, fh.format
+            data = fh.read(dtype="float32", always_2d=True)
     except Exception as exc:  # libsndfile raises several types for corrupt files
         return AudioInfo(path=path, exists=True, error=f"{type(exc).__name__}: {exc}".strip())
     frames, channels = data.shape
@@ -81,8 +83,7 @@ def probe_uncached(path: str) -> AudioInfo:
     safe = np.where(finite, data, 0.0)
     peak = float(np.abs(safe).max()) if frames else 0.0
     clipped = float(np.mean(np.abs(safe) >= CLIP_LEVEL)) if frames else 0.0
-    mono = safe.mean(axis=1) if frames else np.zeros(0, np.float32)
-    lead, trail = edge_silence(mono, sr)
+    lead, trail = edge_silence(safe, sr)
     return AudioInfo(
         path=path,
         exists=True,
@@ -90,7 +91,7 @@ def probe_uncached(path: str) -> AudioInfo:
         channels=int(channels),
         frames=int(frames),
         duration=frames / sr if sr else 0.0,
-        format=info.format,
+        format=file_format,
         peak=peak,
         clipped_fraction=clipped,
         nonfinite=nonfinite,

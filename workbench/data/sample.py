@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+from workbench.files import atomic_write
 
 DEFAULT_SYSTEM_PROMPT = "Generate speech in the provided voice."
 ROLES = ("system", "scene", "user", "assistant")
@@ -213,12 +215,16 @@ def load_samples(path: str | os.PathLike) -> list[Sample]:
     return list(read_samples(path))
 
 
+class _NoLines(Exception):
+    """Closes the output's :func:`~workbench.files.atomic_write` so that it drops its temporary file."""
+
+
 class AtomicJsonlWriter:
-    """Write JSON lines to a temporary file and move it into place on success.
+    """Stream JSON lines into :func:`~workbench.files.atomic_write`: the file appears whole, on success.
 
     An existing output is never replaced unless ``overwrite``; a crash leaves the old file
     (or nothing) in place, never a half-written one. Files with no lines are not created
-    when ``keep_empty`` is false.
+    when ``keep_empty`` is false (and an old one is removed when ``overwrite``).
     """
 
     def __init__(self, path: str | os.PathLike, overwrite: bool = False, keep_empty: bool = True):
@@ -226,15 +232,14 @@ class AtomicJsonlWriter:
         self.overwrite = overwrite
         self.keep_empty = keep_empty
         self.count = 0
-        self._fh = None
-        self._tmp: str | None = None
+        self._output: AbstractContextManager[IO[Any]] | None = None
+        self._fh: IO[Any] | None = None
 
     def __enter__(self) -> AtomicJsonlWriter:
         if self.path.exists() and not self.overwrite:
             raise FileExistsError(f"{self.path} already exists. Hint: pass --overwrite to replace it.")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        self._fh = os.fdopen(fd, "w", encoding="utf-8")
+        self._output = atomic_write(self.path)
+        self._fh = self._output.__enter__()
         return self
 
     def write(self, obj: Sample | dict[str, Any]) -> None:
@@ -247,27 +252,16 @@ class AtomicJsonlWriter:
             self.write(item)
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        assert self._fh is not None and self._tmp is not None
-        self._fh.close()
-        if exc_type is not None or (self.count == 0 and not self.keep_empty):
-            os.unlink(self._tmp)
-            if exc_type is None and self.path.exists() and self.overwrite:
+        if self._output is None:
+            raise RuntimeError("AtomicJsonlWriter: __exit__ without __enter__")
+        output, self._output, self._fh = self._output, None, None
+        if exc_type is None and self.count == 0 and not self.keep_empty:
+            output.__exit__(_NoLines, _NoLines(), None)  # drops the temporary file; returns False
+            if self.path.exists() and self.overwrite:
                 # An empty result replaces a stale non-empty file from an earlier run.
                 self.path.unlink()
             return
-        try:
-            chmod_like_new_file(self._tmp)
-            os.replace(self._tmp, self.path)
-        except BaseException:
-            os.unlink(self._tmp)  # e.g. the output path is a folder: leave no temporary file behind
-            raise
-
-
-def chmod_like_new_file(path: str) -> None:
-    """Give a ``mkstemp`` file (always 0600) the mode a plainly created file would have."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
+        output.__exit__(exc_type, exc, tb)  # moves the file into place, or drops it on an error
 
 
 def write_samples(path: str | os.PathLike, samples: Iterable[Sample], overwrite: bool = False) -> int:

@@ -1,11 +1,11 @@
-"""Per-sample rows: the sortable, filterable table behind the notebooks' views and CSV exports."""
+"""Per-sample rows: the sortable, filterable table behind the notebooks' views and CSV exports.
+
+Rows are written with :func:`workbench.files.write_table` (CSV, JSON or JSON Lines by suffix).
+"""
 
 from __future__ import annotations
 
-import csv
-import os
-from collections.abc import Iterable, Sequence
-from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 from workbench.data.contract import check_sample
@@ -69,17 +69,3 @@ def finding_rows(
         row["speaker"] = (speakers or {}).get(f.sample_id or "")
         rows.append(row)
     return rows
-
-
-def write_csv(
-    rows: Sequence[dict[str, Any]], path: str | os.PathLike, columns: Sequence[str] | None = None
-) -> Path:
-    """Export rows (e.g. flagged samples) to CSV; the folder is created."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    columns = list(columns or dict.fromkeys(k for r in rows for k in r))
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    return path

@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from workbench.data.findings import ERROR, WARNING, Finding, finding, summarize
 from workbench.data.probe import AudioInfo, probe_many
 from workbench.data.sample import Sample, read_jsonl_lines
 from workbench.data.validate_rules import RULES, FileState, Item, LengthCheck, Options
+from workbench.files import write_json
 
 log = logging.getLogger(__name__)
 
@@ -226,21 +226,7 @@ class ValidationReport:
 
     def write_json(self, path: str | os.PathLike) -> Path:
         """Write :meth:`to_dict` as indented JSON, atomically. Returns the path."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(self.to_dict(), fh, indent=2, ensure_ascii=False)
-                fh.write("\n")
-            umask = os.umask(0)  # mkstemp files are 0600; give the report a plain file's mode
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-        return path
+        return write_json(path, self.to_dict())
 
     def format_lines(self) -> list[str]:
         """One human-readable line per finding."""

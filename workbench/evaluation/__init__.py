@@ -1,6 +1,7 @@
 """Evaluation: a base model and its adapters in, audio you can hear and numbers you can compare out.
 
-Takes in the base model, adapters, checkpoint folders or training runs (``candidates``) and
+Takes in the parameters (``params``: one typed schema shared by notebook 05, ``workbench evaluate``
+and the README), the base model, adapters, checkpoint folders or training runs (``candidates``) and
 canonical samples as prompts. Gives out generated speech built from the same prompt as training,
 with a fixed seed per prompt (``synthesis``; ``generate`` for ``workbench generate``),
 teacher-forced loss and accuracy, audio metrics (``quality``: duration, speaking rate, silence,
@@ -15,7 +16,8 @@ from workbench import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(
     __name__,
-    evaluate=("EvalParams", "EvalResult", "load_eval_params"),
+    params=("EvalParams", "load_eval_params"),
+    evaluate=("EvalResult",),
     candidates=("Candidate", "resolve_candidates"),
     generate=("speak",),
 )

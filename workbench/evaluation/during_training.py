@@ -17,7 +17,6 @@ Wire it in with ``fit(prepared, callbacks=eval_generate_callbacks(prepared))``.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -39,6 +38,7 @@ from workbench.evaluation.synthesis import (
     generation_inputs,
     make_prompt,
 )
+from workbench.training.callbacks import append_metrics
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def eval_generate_callbacks(prepared: Any, sampling: Sampling | None = None) -> 
     """``[GenerateAndScore]`` for ``prepared.params.eval_generate`` > 0 with validation samples, else ``[]``.
 
     Args:
-        prepared: What :func:`workbench.training.train.prepare` built (params, model, processor,
+        prepared: What :func:`workbench.training.preparation.prepare` built (params, model, processor,
             codes cache, validation samples).
         sampling: How to generate; default :class:`Sampling` (at most 500 frames, 20 s).
     """
@@ -116,11 +116,7 @@ class GenerateAndScore(TrainerCallback):
         else:
             state.log_history.append({**scores, "step": state.global_step})
         self._write_tensorboard(args, state, scores)
-        with open(Path(args.output_dir) / "metrics.jsonl", "a", encoding="utf-8") as fh:
-            fh.write(
-                json.dumps({"step": state.global_step, "epoch": state.epoch, "time": time.time(), **scores})
-                + "\n"
-            )
+        append_metrics(args.output_dir, state, scores)
         shown = ", ".join(f"{k[5:]} {v:.3g}" for k, v in scores.items() if not math.isnan(v))
         log.info("step %d: %d prompts spoken in %.0f s: %s", state.global_step, len(self.prompts),
                  time.perf_counter() - started, shown)  # fmt: skip

@@ -23,7 +23,7 @@ It writes ``metrics.json`` and ``metrics.csv`` (one row per candidate and prompt
 ``output_dir``, with the per-model summary, the A/B verdicts and the best checkpoint computed by
 :mod:`workbench.evaluation.eval_report`; :mod:`workbench.notebook.eval_view` draws notebook 05's tables, plots and
 listening rows.
-Notebook 05 and ``workbench evaluate`` (:func:`workbench.notebook.launch.run_evaluation_notebook`) only call these.
+Notebook 05 and ``workbench evaluate`` (:func:`workbench.notebook.ranks.run_evaluation_notebook`) only call these.
 
 Prompts split across ranks when several processes run (``RANK``/``WORLD_SIZE``, as set by
 ``accelerate launch``; ``workbench evaluate`` launches them when the parameters ask for
@@ -34,8 +34,6 @@ metrics and the report. The rows do not depend on the number of ranks: every pro
 
 from __future__ import annotations
 
-import csv
-import dataclasses
 import json
 import logging
 import os
@@ -51,110 +49,25 @@ import torch
 
 from workbench.data.contract import check_sample
 from workbench.evaluation.candidates import ADAPTER_CONFIG, Candidate, resolve_candidates
-from workbench.evaluation.eval_report import METRICS, ab_check, best_sentence, select_best, summarize
+from workbench.evaluation.eval_report import ab_check, best_sentence, select_best, summarize
+from workbench.evaluation.params import EvalParams
 from workbench.evaluation.synthesis import (
     EvalPrompt,
     NoAudioError,
-    Sampling,
     decode_audio,
     generation_config,
     generation_inputs,
     make_prompt,
 )
+from workbench.files import atomic_write, write_json, write_table
 
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 24_000
 __all__ = [  # the candidates and prompt helpers live in their own modules; notebook 05 reaches them here
-    "ADAPTER_CONFIG", "Candidate", "EvalParams", "EvalPrompt", "EvalResult", "NoAudioError", "Sampling",
+    "ADAPTER_CONFIG", "Candidate", "EvalParams", "EvalPrompt", "EvalResult", "NoAudioError",
     "decode_audio", "evaluate", "generation_config", "generation_inputs", "make_prompt", "resolve_candidates",
 ]  # fmt: skip
-
-
-# --- parameters --------------------------------------------------------------------------------------
-@dataclass
-class EvalParams:
-    """Everything an evaluation needs; the names are notebook 05's parameters. ``base_model``,
-    ``adapters`` and ``eval_data`` are required (``params/evaluate_demo.yaml`` names the demo's)."""
-
-    base_model: str | None = None  # required: HF folder or cached hub id the adapters were trained on
-    # required: adapter folders, checkpoint-N folders, or training output_dirs (their checkpoints and adapter/)
-    adapters: list[str] = field(default_factory=list)
-    eval_data: str | None = None  # required: canonical JSONL; prompt-only samples are fine
-    output_dir: str = "runs/evaluate"
-    max_samples: int | None = 8  # None: every sample of eval_data
-    max_new_tokens: int = 500  # audio frames to generate at most (25 per second)
-    temperature: float = 0.3  # 0: greedy
-    top_k: int | None = 50
-    top_p: float | None = 0.95
-    seed: int = 0  # each prompt's seed derives from it and the sample id: identical for every candidate
-    ras_win_len: int | None = None  # repetition-aware sampling window; None: the model's setting, 0: off
-    asr_model: str | None = None  # local ASR model (transformers pipeline) for WER/CER
-    speaker_model: str | None = None  # local x-vector model, scored in addition to the bundled GE2E
-    max_listen: int = 4  # prompts whose clips are embedded in the report
-    select_by: str = (
-        "auto"  # auto: speaker similarity, ties by DNSMOS, WER, mcd; never a silent or runaway one
-    )
-    codes_cache_dir: str | None = None  # default: <WORKBENCH_CACHE_DIR>/codes
-
-    def check(self) -> list[str]:
-        """Problems with values, each naming the parameter."""
-        required = (
-            (
-                "base_model",
-                "the model the adapters were trained on (a local folder or cached hub id)",
-                "PATH_OR_ID",
-            ),
-            ("adapters", "adapter, checkpoint-N or training output_dir folders to compare", '"[DIR, ...]"'),
-            (
-                "eval_data",
-                "the canonical JSONL whose prompts are spoken (notebook 03 writes val.jsonl)",
-                "PATH",
-            ),
-        )
-        problems = [
-            f"{name}: required: {what}; pass -p {name} {placeholder} or set it in the params file"
-            for name, what, placeholder in required
-            if not getattr(self, name)
-        ]
-        if self.max_samples is not None and self.max_samples < 1:
-            problems.append(f"max_samples: must be at least 1 (or None for all), got {self.max_samples}")
-        problems += Sampling(*(getattr(self, f.name) for f in dataclasses.fields(Sampling))).check()
-        if self.max_listen < 0:
-            problems.append(f"max_listen: must be >= 0, got {self.max_listen}")
-        selectable = ["auto", *(k for k, v in METRICS.items() if v[1])]
-        if self.select_by not in selectable:
-            problems.append(f"select_by: expected one of {', '.join(selectable)}, got {self.select_by!r}")
-        return problems
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-def load_eval_params(
-    path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None
-) -> EvalParams:
-    """Parameters from a YAML file (a ``05_evaluate:`` section is used when present) and overrides.
-
-    Raises:
-        workbench.training.params.ParamsError: every unknown key, wrong type and bad value at once.
-    """
-    from workbench.training.params import ParamsError, build_params, load_params, section_params
-
-    data = section_params(load_params(path), "05_evaluate")
-    data.update(overrides or {})
-    problems: list[str] = []
-    params = build_params(EvalParams, data, problems)
-    problems.extend(params.check())
-    if problems:
-        raise ParamsError(problems, str(path) if path else None)
-    return params
-
-
-def eval_params_from_namespace(namespace: dict[str, Any]) -> EvalParams:
-    """The :class:`EvalParams` held by a notebook's globals (its parameters cell's names)."""
-    names = {f.name for f in dataclasses.fields(EvalParams)}
-    return load_eval_params(None, {k: v for k, v in namespace.items() if k in names})
 
 
 # --- model passes ------------------------------------------------------------------------------------
@@ -334,7 +247,7 @@ class _Session:
         from workbench.models.families import load_model_and_processor
         from workbench.training.codes import CodesCache
         from workbench.training.collate import HiggsAudioCollator
-        from workbench.training.train import default_codes_cache_dir
+        from workbench.training.preparation import default_codes_cache_dir
 
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available() else None
         self.params, self.prompts = params, prompts
@@ -433,7 +346,8 @@ class _Session:
             row["gen_frames"] = len(codes)
             row["hit_max_new_tokens"] = len(codes) >= self.params.max_new_tokens  # it did not stop by itself
             audio_dir.mkdir(parents=True, exist_ok=True)
-            np.save(audio_dir / f"{_file_name(sid)}.codes.npy", codes.numpy())
+            with atomic_write(audio_dir / f"{_file_name(sid)}.codes.npy", "wb") as fh:
+                np.save(fh, codes.numpy())
             if candidate.is_base:
                 self.base_codes[sid] = codes
             elif sid in self.base_codes:
@@ -541,12 +455,15 @@ def evaluate(
 def _gather_rows(rows: list[dict[str, Any]], out: Path, rank: int, world_size: int) -> list[dict[str, Any]]:
     """Every rank writes its rows to ``out/shards``; rank 0 returns all of them, the others their own."""
     shards = out / "shards"
-    shards.mkdir(exist_ok=True)
-    (shards / f"rows.rank{rank}.json").write_text(json.dumps(rows, default=str))
+    write_json(shards / f"rows.rank{rank}.json", rows, indent=None)
     _barrier()
     if rank != 0:
         return rows
-    return [r for k in range(world_size) for r in json.loads((shards / f"rows.rank{k}.json").read_text())]
+    return [
+        r
+        for k in range(world_size)
+        for r in json.loads((shards / f"rows.rank{k}.json").read_text(encoding="utf-8"))
+    ]
 
 
 def _to(batch: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -582,14 +499,10 @@ def write_metrics(result: EvalResult, out: str | os.PathLike) -> None:
     out = Path(out)
     result.metrics_json = str(out / "metrics.json")
     result.metrics_csv = str(out / "metrics.csv")
-    Path(result.metrics_json).write_text(json.dumps(result.to_dict(), indent=1, default=str) + "\n")
-    columns = list(dict.fromkeys(k for r in result.rows for k in r))
-    with open(result.metrics_csv, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(result.rows)
+    write_json(result.metrics_json, result.to_dict(), indent=1)
+    write_table(result.rows, result.metrics_csv)
 
 
 def load_result(output_dir: str | os.PathLike) -> dict[str, Any]:
     """The ``metrics.json`` of an earlier evaluation."""
-    return json.loads((Path(output_dir) / "metrics.json").read_text())
+    return json.loads((Path(output_dir) / "metrics.json").read_text(encoding="utf-8"))

@@ -170,7 +170,7 @@ def speak(
         make_prompt,
     )
     from workbench.training.codes import CodesCache
-    from workbench.training.train import default_codes_cache_dir
+    from workbench.training.preparation import default_codes_cache_dir
 
     texts = [t.strip() for t in texts]
     if not texts or not all(texts):

@@ -2,7 +2,8 @@
 
 Metrics that need no model work on plain arrays (``(frames,)`` mono or ``(frames, channels)``, float):
 
-- :func:`duration`, :func:`speaking_rate`, :func:`silence_ratio`, :func:`clipping_fraction`;
+- :func:`duration`, :func:`speaking_rate`, :func:`silence_ratio` (the one silence detector of
+  :mod:`workbench.audio`), :func:`clipping_fraction`;
 - :func:`mel_cepstral_distortion` between a generated clip and its target, DTW-aligned;
 - :func:`median_pitch` and :func:`pitch_distance` (semitones), a model-free cue that a voice matches;
 - :func:`word_error_rate` / :func:`char_error_rate` (jiwer) on text normalised as Whisper does (:func:`normalize_text`);
@@ -29,11 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from workbench.audio import CLIP_LEVEL, SILENCE_DB_BELOW_PEAK, resample
+from workbench.audio import CLIP_LEVEL, FRAME_SECONDS, above_silence, resample, silence_ratio
 
 log = logging.getLogger(__name__)
 
-FRAME_SECONDS = 0.010  # hop of the silence and cepstral analyses
 MCD_WINDOW_SECONDS = 0.025
 MCD_MEL_BANDS = 40
 MCD_MAX_DTW_CELLS = 4_000_000  # about 20 s x 20 s at 10 ms frames; longer clips use every k-th frame
@@ -89,28 +89,6 @@ def speaking_rate(text: str, seconds: float) -> float | None:
     return sum(1 for ch in text if not ch.isspace()) / seconds
 
 
-def silence_ratio(audio: np.ndarray, sample_rate: int, threshold_db: float = SILENCE_DB_BELOW_PEAK) -> float:
-    """Fraction of 10 ms frames whose RMS is more than ``threshold_db`` below the loudest frame's.
-
-    The same rule as the probe's edge-silence measure (``workbench.audio``). An empty or all-zero clip
-    is all silence (1.0); a trailing partial frame is ignored, and a clip shorter than one frame is one frame.
-    """
-    _check_rate(sample_rate)
-    x = mono(audio)
-    hop = max(1, round(sample_rate * FRAME_SECONDS))
-    if len(x) == 0:
-        return 1.0
-    n = max(1, len(x) // hop)
-    frames = np.zeros(n * hop)
-    frames[: min(len(x), n * hop)] = x[: n * hop]
-    frames = frames.reshape(n, hop)
-    rms = np.sqrt(np.mean(frames * frames, axis=1))
-    top = rms.max()
-    if top <= 0:
-        return 1.0
-    return float(np.mean(rms < top * 10 ** (-threshold_db / 20)))
-
-
 def clipping_fraction(audio: np.ndarray, level: float = CLIP_LEVEL) -> float:
     """Fraction of samples (over all channels) with ``|x| >= level``; 0.0 for an empty clip."""
     x = np.nan_to_num(np.asarray(audio, dtype=np.float64))
@@ -142,7 +120,7 @@ def median_pitch(audio: np.ndarray, sample_rate: int) -> float | None:
     rms = np.sqrt(np.mean(frames * frames, axis=1))
     if rms.max() <= 0:
         return None
-    frames = frames[rms >= rms.max() * 10 ** (-SILENCE_DB_BELOW_PEAK / 20)]
+    frames = frames[above_silence(rms)]
     n_fft = 1 << (2 * window - 1).bit_length()
     spectrum = np.fft.rfft(frames, n_fft)
     corr = np.fft.irfft(spectrum * np.conj(spectrum), n_fft)[:, :window]

@@ -17,37 +17,12 @@ import numpy as np
 import torch
 
 from workbench.data.sample import Sample
+from workbench.evaluation.params import Sampling
 from workbench.models.family import NoAudioError
 
 __all__ = [
     "EvalPrompt", "NoAudioError", "Sampling", "decode_audio", "generation_config", "generation_inputs", "make_prompt",
 ]  # fmt: skip
-
-
-@dataclass
-class Sampling:
-    """How audio is generated (fields shared by :class:`EvalParams` and ``workbench generate``)."""
-
-    max_new_tokens: int = 500  # audio frames to generate at most (25 per second)
-    temperature: float = 0.3  # 0: greedy
-    top_k: int | None = 50
-    top_p: float | None = 0.95
-    ras_win_len: int | None = None  # repetition-aware sampling window; None: the model's setting, 0: off
-
-    def check(self) -> list[str]:
-        """Problems with values, each naming the parameter."""
-        problems = []
-        if self.max_new_tokens < 1:
-            problems.append(f"max_new_tokens: must be at least 1, got {self.max_new_tokens}")
-        if self.temperature < 0:
-            problems.append(f"temperature: must be >= 0 (0 is greedy), got {self.temperature}")
-        if self.top_k is not None and self.top_k < 1:
-            problems.append(f"top_k: must be at least 1 or None, got {self.top_k}")
-        if self.top_p is not None and not 0 < self.top_p <= 1:
-            problems.append(f"top_p: must be in (0, 1] or None, got {self.top_p}")
-        if self.ras_win_len is not None and self.ras_win_len < 0:
-            problems.append(f"ras_win_len: must be >= 0 (0 turns it off) or None, got {self.ras_win_len}")
-        return problems
 
 
 @dataclass

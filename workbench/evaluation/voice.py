@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from workbench.audio import SILENCE_DB_BELOW_PEAK, resample
+from workbench.audio import above_silence, resample
 from workbench.evaluation.quality import mono
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ class SpeakerEncoder:
         rms = np.sqrt(np.mean(windows.astype(np.float64) ** 2, axis=1))
         if rms.max() <= 0:
             return x[:0]
-        loud = rms >= rms.max() * 10 ** (-SILENCE_DB_BELOW_PEAK / 20)
+        loud = above_silence(rms)
         k = GE2E_KEEP_AROUND_SPEECH
         keep = np.convolve(loud.astype(np.float64), np.ones(2 * k + 1))[k : k + n] > 0  # loud +- k windows
         x = windows[keep].reshape(-1)

@@ -2,8 +2,8 @@
 
 :func:`detect_family` reads a folder's ``config.json`` (nothing heavy is loaded);
 :func:`family_for` recognises a loaded model (plain, PEFT- or DDP-wrapped) or processor. The loaders
-here (:func:`load_model_and_processor`, :func:`load_processor`, :func:`make_tiny_model`) are what the
-stages call: each asks the folder's family to do the work.
+here (:func:`load_model_and_processor`, :func:`load_processor`) are what the stages call: each asks
+the folder's family to do the work.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from workbench.models.family import ModelFamily, UnknownModelFamilyError
@@ -106,10 +105,3 @@ def load_model_and_processor(
 def load_processor(model_path: str | os.PathLike[str]) -> Any:
     """The processor of a model folder of either family (no weights are loaded)."""
     return detect_family(model_path).load_processor(model_path)
-
-
-def make_tiny_model(
-    out_dir: str | os.PathLike[str], seed: int = 0, overwrite: bool = False, *, family: str = "higgs-audio-v2"
-) -> Path:
-    """Build a tiny random, complete stack of ``family`` in ``out_dir`` (see each family's ``make_tiny``)."""
-    return family_named(family).make_tiny(out_dir, seed=seed, overwrite=overwrite)

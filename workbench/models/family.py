@@ -4,8 +4,7 @@ Every stage (convert, validate, codes cache, collate, train, evaluate, generate,
 canonical samples, audio codes and a ``(model, processor)`` pair. What a model family decides is
 asked of its :class:`ModelFamily` and of nothing else:
 
-- loading a folder or cached hub id (:meth:`ModelFamily.load`, :meth:`ModelFamily.load_processor`)
-  and building a tiny random stack (:meth:`ModelFamily.make_tiny`);
+- loading a folder or cached hub id (:meth:`ModelFamily.load`, :meth:`ModelFamily.load_processor`);
 - how a canonical sample becomes the token sequence and labels the model trains on, exactly as its
   inference builds the prompt (:meth:`ModelFamily.encode_sample`, :meth:`ModelFamily.sequence_length`,
   :meth:`ModelFamily.estimated_length`), and what a sample holds that the family cannot use
@@ -64,7 +63,7 @@ class ModelFamily:
         """Whether a loaded model (possibly wrapped) or processor belongs to this family."""
         raise NotImplementedError
 
-    # --- loading and building -------------------------------------------------------------------
+    # --- loading --------------------------------------------------------------------------------
     def load(
         self, model_path: str | os.PathLike[str], dtype: Any = None, device: Any = None
     ) -> tuple[Any, Any]:
@@ -73,10 +72,6 @@ class ModelFamily:
 
     def load_processor(self, model_path: str | os.PathLike[str]) -> Any:
         """The processor (text tokenizer, audio tokenizer, prompt ids) of a local folder."""
-        raise NotImplementedError
-
-    def make_tiny(self, out_dir: str | os.PathLike[str], seed: int = 0, overwrite: bool = False) -> Path:
-        """Build and save a tiny random, complete stack of this family (tests, demo)."""
         raise NotImplementedError
 
     def parameter_count(self, model_path: str | os.PathLike[str]) -> int | None:

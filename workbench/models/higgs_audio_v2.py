@@ -19,7 +19,7 @@ Here, as in the original Boson collator, only assistant audio at or after ``star
 target, labelled ``delay([-100, codes, eos])`` with ``-100`` as the delay fill: each codebook's
 codes plus its first stream-eos. Reference audio and all text are context (``-100``).
 
-Loading, the tiny stack and the merged export are :mod:`workbench.models.model`'s.
+Loading and the merged export are :mod:`workbench.models.model`'s.
 """
 
 from __future__ import annotations
@@ -400,11 +400,6 @@ class HiggsAudioV2Family(ModelFamily):
         from workbench.models.model import load_processor, local_model_dir
 
         return load_processor(local_model_dir(model_path))
-
-    def make_tiny(self, out_dir: str | os.PathLike[str], seed: int = 0, overwrite: bool = False) -> Path:
-        from workbench.models.model import make_tiny_model
-
-        return make_tiny_model(out_dir, seed=seed, overwrite=overwrite)
 
     def parameter_count(self, model_path: str | os.PathLike[str]) -> int | None:
         from transformers import AutoConfig, HiggsAudioV2ForConditionalGeneration

@@ -44,7 +44,7 @@ def parameter_count(model: str | os.PathLike) -> int | None:
 
     try:
         if str(model) == RANDOM_FULL:
-            from workbench.models.model import make_random_full_model
+            from workbench.models.random_full import make_random_full_model
 
             meta_model, _ = make_random_full_model(device="meta")
             return sum(p.numel() for p in meta_model.parameters())

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from workbench.audio import default_cache_dir
+from workbench.files import write_json
 from workbench.models.chat_template import CHAT_TEMPLATE
 from workbench.models.folder import (
     AUDIO_TOKENIZER_SUBDIR,
@@ -115,7 +116,7 @@ def _save_state_dict(
         weight_map.update(dict.fromkeys(shard, name))
     total = sum(t.numel() * t.element_size() for t in tensors.values())
     index = {"metadata": {"total_size": total}, "weight_map": weight_map}
-    (folder / WEIGHTS_INDEX).write_text(json.dumps(index, indent=2) + "\n")
+    write_json(folder / WEIGHTS_INDEX, index)
 
 
 def _link_or_copy_tree(src: Path, dst: Path) -> None:
@@ -144,7 +145,7 @@ def _copy_tokenizer_files(src: Path, dst: Path, for_original: bool) -> list[str]
                 data["tokenizer_class"] = "PreTrainedTokenizerFast"
             data.pop("backend", None)
             data.pop("processor_class", None)
-            (dst / name).write_text(json.dumps(data, indent=2) + "\n")
+            write_json(dst / name, data)
         else:
             shutil.copyfile(src / name, dst / name)
         copied.append(name)
@@ -433,7 +434,7 @@ def import_original(
             "dropped": dropped,
             "original_config": original,
         }
-        (tmp / IMPORT_SIDECAR).write_text(json.dumps(sidecar, indent=2) + "\n")
+        write_json(tmp / IMPORT_SIDECAR, sidecar)
         if dst.exists():
             if _complete_conversion(dst, fingerprint):  # another process finished first
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -571,7 +572,7 @@ def export_original(
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
     try:
         _save_state_dict(original_state, tmp)
-        (tmp / "config.json").write_text(json.dumps(original_config, indent=2, sort_keys=True) + "\n")
+        write_json(tmp / "config.json", original_config, sort_keys=True)
         if gen is not None:
             gen.save_pretrained(tmp)
         copied = _copy_tokenizer_files(source, tmp, for_original=True) if source else []
@@ -587,7 +588,7 @@ def export_original(
             "note": "audio_tokenizer/ (if present) is in transformers' format; the original scripts use "
             "bosonai/higgs-audio-v2-tokenizer, which LoRA fine-tuning does not change.",
         }
-        (tmp / EXPORT_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+        write_json(tmp / EXPORT_MARKER, marker)
         if dst.exists():
             shutil.rmtree(dst)
         os.replace(tmp, dst)

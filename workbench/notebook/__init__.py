@@ -5,8 +5,8 @@ notebooks 00-05: widgets with a static stand-in for the HTML report (``widgets``
 ``prepare_view``), HTML tables, players and plots (``display``, ``plots``, ``eval_view``), the
 notebooks' few multi-step helpers (``steps``); and the runs themselves: a notebook executed by
 papermill into an executed ``.ipynb`` and a stand-alone HTML report that opens with the step's
-answer (``report``, ``report_layout``, ``answers``) and a run folder's index, notebooks 04 and 05 on every rank of an ``accelerate launch`` (``launch``,
-``rank_entry``) and the whole demo pipeline (``pipeline``).
+answer (``report``, ``report_layout``, ``answers``) and a run folder's index, and the notebook each
+rank of an ``accelerate launch`` runs (``ranks``, ``rank_entry``).
 """
 
 from workbench import lazy_exports
@@ -14,6 +14,5 @@ from workbench import lazy_exports
 __all__, __getattr__, __dir__ = lazy_exports(
     __name__,
     report=("NotebookRun", "run_notebook", "write_index"),
-    launch=("train_launch", "run_evaluation_notebook"),
-    pipeline=("run_demo",),
+    ranks=("run_evaluation_notebook", "launched_run"),
 )

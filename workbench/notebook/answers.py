@@ -163,7 +163,7 @@ def train_answer(params: Any, prepared: Any, result: Any, curves: bool = True) -
 
     Args:
         params: the run's :class:`workbench.training.params.TrainParams`.
-        prepared: what :func:`workbench.training.train.prepare` checked.
+        prepared: what :func:`workbench.training.preparation.prepare` checked.
         result: the :class:`workbench.training.train.TrainResult` (None: data check only).
         curves: draw the curves from ``metrics.jsonl`` (rank 0 only: every rank runs the notebook).
     """
@@ -199,7 +199,7 @@ def train_answer(params: Any, prepared: Any, result: Any, curves: bool = True) -
     if curves and metrics.exists():
         fig = training_curves(str(metrics))
         body += img_html(figure_png(fig), figure_alt(fig), "max-width:100%;width:960px")
-    from workbench.notebook.launch import next_steps
+    from workbench.training.launch import next_steps
 
     body += f'<div style="margin-top:.5em"><b>Next</b>:{pre_html(next_steps(params))}</div>'
     return Answer(headline, summary, "warn" if trend else "ok", trend or summary, body)

@@ -1,13 +1,14 @@
-"""Entry point ``accelerate launch`` runs on every rank (a plain script, so absolute imports)."""
+"""Entry point every rank of a launch runs: ``python -m workbench.notebook.rank_entry --rank-run JOB_JSON``."""
 
 import sys
 
-from workbench.notebook.launch import rank_run
+from workbench.notebook.ranks import rank_run
 
 if __name__ == "__main__":
     if len(sys.argv) != 3 or sys.argv[1] != "--rank-run":
         print(
-            "usage: rank_entry.py --rank-run JOB_JSON (started by `workbench train` or `workbench evaluate`)",
+            "usage: python -m workbench.notebook.rank_entry --rank-run JOB_JSON "
+            "(started by `workbench train` or `workbench evaluate`)",
             file=sys.stderr,
         )
         sys.exit(2)

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from workbench.files import write_text
 from workbench.notebook.display import SUMMARY_KEY
-from workbench.training.params import as_flag, load_params, notebook_sections, section_params
+from workbench.training.param_schema import as_flag
+from workbench.training.params import load_params, notebook_sections, section_params
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +109,7 @@ def export_html(ipynb: str | os.PathLike) -> Path:
     ipynb = Path(ipynb)
     nb = nbformat.read(str(ipynb), as_version=4)
     body, _ = report_exporter().from_notebook_node(nb, resources={"metadata": {"name": ipynb.stem}})
-    out = ipynb.with_suffix(".html")
-    out.write_text(body, encoding="utf-8")
-    return out
+    return write_text(ipynb.with_suffix(".html"), body)
 
 
 HEADLESS_ENV = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
@@ -230,6 +230,4 @@ def write_index(run_dir: str | os.PathLike, title: str | None = None) -> Path:
 {"".join(rows) or '<tr><td colspan="3">no executed notebooks in this folder</td></tr>'}
 </tbody></table></body></html>
 """
-    index = run / "index.html"
-    index.write_text(page, encoding="utf-8")
-    return index
+    return write_text(run / "index.html", page)

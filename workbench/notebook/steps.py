@@ -19,16 +19,18 @@ from workbench.data.readers import iter_records
 from workbench.data.sample import Sample, read_samples, sibling_path
 
 
-def resolve_inputs(
-    input_data: str | os.PathLike | Iterable[str | os.PathLike] | None, output_dir: str | os.PathLike
-) -> list[str]:
-    """The input paths; with none given, the embedded demo dataset (written under ``output_dir``)."""
-    if input_data in (None, "", []):
-        from workbench.data.demo_data import demo_data
+def resolve_inputs(input_data: str | os.PathLike | Iterable[str | os.PathLike]) -> list[str]:
+    """The input paths of a notebook's ``input_data``: one path or a list, each checked to exist.
 
-        target = Path(output_dir) / "demo_data"
-        info = demo_data(target, overwrite=True)
-        return [str(target / p) for p in info["inputs"]]  # type: ignore[union-attr]
+    Raises:
+        ValueError: no input is given.
+        FileNotFoundError: an input does not exist (names it and the working directory).
+    """
+    if input_data in (None, "", []):
+        raise ValueError(
+            "input_data: no input given. Hint: set input_data to a dataset file or folder "
+            "(the notebooks use workbench.demo.demo_inputs(output_dir) when it is empty)"
+        )
     items = [input_data] if isinstance(input_data, (str, os.PathLike)) else list(input_data)
     missing = [str(p) for p in items if not os.path.exists(p)]
     if missing:

@@ -1,8 +1,8 @@
 """The inputs of ``workbench prepare``: recordings, their speakers and their text sidecars.
 
 A recording (wav/flac/mp3/ogg/opus) may have, with the same stem, subtitles (``.srt``/``.vtt``)
-or a whole-file transcript (``.txt``); subtitles win. Recordings are read a minute at a time and
-down-mixed, so any channel count and rate works.
+or a whole-file transcript (``.txt``); subtitles win. Recordings are read by
+:func:`workbench.audio.load_audio`, as the model hears them, so any channel count and rate works.
 """
 
 from __future__ import annotations
@@ -12,10 +12,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import soundfile as sf
 
-from workbench.audio import TARGET_SAMPLE_RATE, resample
 from workbench.prepare.store import speaker_folder_name
 from workbench.prepare.subtitles import SUBTITLE_SUFFIXES
 
@@ -98,20 +96,3 @@ def _input(path: Path, speaker: str) -> PrepareInput:
         _sidecar(path, (".txt",)),
         duration,
     )
-
-
-def load_mono(path: str, sample_rate: int = TARGET_SAMPLE_RATE) -> np.ndarray:
-    """A recording as float32 mono at ``sample_rate``, read a minute at a time (any channel count).
-
-    Raises:
-        ValueError: the file cannot be decoded or holds no samples, naming it.
-    """
-    try:
-        with sf.SoundFile(path) as fh:
-            rate = fh.samplerate
-            blocks = [b.mean(axis=1) for b in fh.blocks(blocksize=rate * 60, dtype="float32", always_2d=True)]
-    except Exception as exc:  # libsndfile raises several types for corrupt files
-        raise ValueError(f"{path}: cannot decode audio ({type(exc).__name__}: {exc})") from None
-    if not blocks or sum(len(b) for b in blocks) == 0:
-        raise ValueError(f"{path}: the file holds no audio samples")
-    return resample(np.concatenate(blocks).astype(np.float32), rate, sample_rate)

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from workbench.audio import TARGET_SAMPLE_RATE, resample
+from workbench.audio import TARGET_SAMPLE_RATE, load_audio, resample
 from workbench.prepare.inputs import (
     ASR,
     AUDIO_SUFFIXES,
@@ -38,7 +38,6 @@ from workbench.prepare.inputs import (
     SUBTITLE,
     PrepareInput,
     find_inputs,
-    load_mono,
 )
 from workbench.prepare.segment import (
     FLAG_TOO_SHORT,
@@ -340,7 +339,9 @@ class _Run:
 
     # -- one input ---------------------------------------------------------------------------
     def _make(self, item: PrepareInput, state: dict[str, Any]) -> None:
-        audio = load_mono(item.path)
+        audio = load_audio(item.path)
+        if len(audio) == 0:
+            raise ValueError(f"{item.path}: the file holds no audio samples")
         duration = len(audio) / TARGET_SAMPLE_RATE
         state["seconds"] = duration
         audio16: np.ndarray | None = None

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from workbench.audio import FRAME_SECONDS, frame_rms
+
 log = logging.getLogger(__name__)
 
 VAD_SAMPLE_RATE = 16_000
@@ -36,6 +38,7 @@ WARMUP_SECONDS = 3.0
 GOOD_PAUSE = 0.5  # seconds: a cut at a pause this long costs nothing, longer pauses are preferred
 SHORT_CLIP_COST = 100.0  # a clip under min_clip is dropped; only chosen when nothing else fits
 CLIP_COST = 0.05  # per clip: among equally good cuts, fewer clips
+QUIET_WINDOW_SECONDS = 0.03  # a cut inside speech goes to the middle of its quietest 30 ms
 
 FLAG_SPLIT_IN_SPEECH = "split_in_speech"  # cut at the quietest point of speech without a pause
 FLAG_SPLIT_AT_WORD = "split_at_word"  # cut between two recognised words, without a pause
@@ -175,24 +178,14 @@ class SpeechDetector:
 
 
 # --------------------------------------------------------------------------- over-long speech
-def frame_energy(audio: np.ndarray, sample_rate: int, hop: float = 0.01, window: float = 0.03) -> np.ndarray:
-    """RMS of ``window``-second frames every ``hop`` seconds (frame k centred near ``k * hop``)."""
-    step = max(1, int(hop * sample_rate))
-    width = max(step, int(window * sample_rate))
-    squared = np.concatenate([[0.0], np.cumsum(audio.astype(np.float64) ** 2)])
-    starts = np.arange(0, max(1, len(audio) - width + 1), step)
-    ends = np.minimum(starts + width, len(audio))
-    return np.sqrt((squared[ends] - squared[starts]) / np.maximum(1, ends - starts))
-
-
 def quietest_point(audio: np.ndarray, sample_rate: int, lo: float, hi: float) -> float:
-    """The centre (seconds) of the quietest 30 ms window between ``lo`` and ``hi`` seconds."""
+    """The centre (seconds) of the quietest 30 ms window (every 10 ms) between ``lo`` and ``hi`` seconds."""
     a, b = int(lo * sample_rate), int(hi * sample_rate)
     piece = audio[a:b]
-    if len(piece) < int(0.03 * sample_rate):
+    if len(piece) < int(QUIET_WINDOW_SECONDS * sample_rate):
         return (lo + hi) / 2
-    energy = frame_energy(piece, sample_rate)
-    return lo + (int(np.argmin(energy)) * 0.01 + 0.015)
+    energy = frame_rms(piece, sample_rate, window=QUIET_WINDOW_SECONDS)
+    return lo + (int(np.argmin(energy)) * FRAME_SECONDS + QUIET_WINDOW_SECONDS / 2)
 
 
 def _best_word_gap(words: Sequence[tuple[float, float]], lo: float, hi: float) -> float | None:

@@ -7,8 +7,8 @@ Layout::
     DATASET_DIR/prepare.csv                one row per clip (and per dropped range)
     DATASET_DIR/.prepare/<key>.json        per input: its settings, transcripts so far, rows written
 
-Every file is written to a hidden temporary sibling and moved into place (``os.replace``), so a
-killed run leaves whole files only; ``convert`` skips hidden names. A clip's ``.txt`` is written
+Every file is written atomically (:mod:`workbench.files`: a hidden temporary sibling moved into
+place), so a killed run leaves whole files only; ``convert`` skips hidden names. A clip's ``.txt`` is written
 before its ``.wav`` and the state after both, so a clip is either recorded in the state or removed
 as an orphan when the next run starts.
 """
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
 import os
 import re
@@ -26,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import soundfile as sf
 
-from workbench.audio import TARGET_SAMPLE_RATE
+from workbench.audio import write_wav
+from workbench.files import json_text, write_table, write_text
 
 STATE_DIR = ".prepare"
 CSV_NAME = "prepare.csv"
@@ -56,27 +55,10 @@ def speaker_folder_name(name: str) -> str:
     return cleaned or "speaker"
 
 
-def _tmp_sibling(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp{os.getpid()}{path.suffix}")
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a hidden sibling and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_sibling(path)
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def write_clip(folder: Path, name: str, audio: np.ndarray, text: str) -> None:
     """``folder/name.txt`` then ``folder/name.wav`` (24 kHz mono PCM 16), each atomically."""
-    write_bytes_atomic(folder / f"{name}.txt", (text.strip() + "\n").encode("utf-8"))
-    buf = io.BytesIO()
-    sf.write(buf, np.asarray(audio, np.float32), TARGET_SAMPLE_RATE, format="WAV", subtype="PCM_16")
-    write_bytes_atomic(folder / f"{name}.wav", buf.getvalue())
+    write_text(folder / f"{name}.txt", text.strip() + "\n")
+    write_wav(folder / f"{name}.wav", np.asarray(audio, np.float32))
 
 
 def input_key(source: str) -> str:
@@ -124,8 +106,7 @@ class Store:
         return states
 
     def save(self, state: dict[str, Any]) -> None:
-        data = json.dumps(state, ensure_ascii=False, indent=0).encode("utf-8")
-        write_bytes_atomic(self.state_dir / f"{input_key(state['source'])}.json", data)
+        write_text(self.state_dir / f"{input_key(state['source'])}.json", json_text(state, indent=0))
 
     def forget(self, state: dict[str, Any]) -> None:
         """Remove an input's clips and its state (``--overwrite``, or a changed input)."""
@@ -152,7 +133,7 @@ class Store:
                 continue
             for path in folder.iterdir():
                 match = CLIP_NAME.match(path.name)
-                stray = path.name.startswith(".clip_") and ".tmp" in path.name
+                stray = path.name.startswith(".clip_")  # a temporary sibling of a clip or transcript
                 if stray or (match and f"{folder.name}/clip_{match.group(1)}.wav" not in keep):
                     path.unlink(missing_ok=True)
                     removed += 1
@@ -176,14 +157,8 @@ class Store:
         """``prepare.csv``: every input's rows, by source then start time."""
         rows = [row for s in states for row in s.get("rows", {}).values()]
         rows.sort(key=lambda r: (r["source_file"], float(r["start"])))
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: _csv_value(row.get(k)) for k in CSV_COLUMNS})
-        path = self.root / CSV_NAME
-        write_bytes_atomic(path, buf.getvalue().encode("utf-8"))
-        return path
+        cells = [{k: _csv_value(row.get(k)) for k in CSV_COLUMNS} for row in rows]
+        return write_table(cells, self.root / CSV_NAME, CSV_COLUMNS)
 
 
 def _csv_value(value: Any) -> Any:

@@ -5,9 +5,9 @@ overrides, launch settings), trainable samples from the data stage and a model f
 stage. Gives out the audio codes of every clip, encoded once into a content-addressed cache
 (``codes``), batches built exactly as inference builds them with labels only on target audio
 (``collate``), the validator's context-length rule for a model (``context``), per-codebook accuracy
-(``metrics``), resumable checkpoints (``checkpoints``) and the adapter, metrics and run record of a
-``transformers.Trainer`` run on one rank (``train``). ``workbench.notebook.launch`` starts that run
-on every rank.
+(``metrics``), resumable checkpoints (``checkpoints``), the adapter, metrics and run record of a
+``transformers.Trainer`` run on one rank (``train``), and the launcher that starts notebook 04 on
+every rank of an ``accelerate launch`` (``launch``).
 """
 
 from workbench import lazy_exports
@@ -18,4 +18,5 @@ __all__, __getattr__, __dir__ = lazy_exports(
     codes=("CodesCache",),
     collate=("HiggsAudioCollator",),
     context=("length_check",),
+    launch=("train_launch",),
 )

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from workbench.files import write_text
 from workbench.training.params import TrainParams
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def _trim_metrics(path: Path, resume: str | None) -> None:
                 kept.append(line + "\n")
         except json.JSONDecodeError:  # a row cut short by a kill
             continue
-    path.write_text("".join(kept) if resume else "", encoding="utf-8")
+    write_text(path, "".join(kept) if resume else "")
 
 
 def resume_point(params: TrainParams, state: Any) -> str | None:

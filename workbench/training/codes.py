@@ -1,15 +1,17 @@
 """Content-addressed cache of audio codes: every distinct audio file is encoded once.
 
 Training reads audio codes, not waveforms. Each distinct audio file, loaded as the model hears it
-(:func:`workbench.audio.load_audio`: float32 mono at the codec's sample rate), is encoded once by
-the audio tokenizer (``processor.audio_tokenizer``, a ``HiggsAudioV2TokenizerModel``) and stored as
-a ``.npy`` array of shape ``(num_codebooks, frames)``. The key is the file's *content* hash, under
-a folder named by the audio tokenizer's fingerprint (config + weights digest + this module's
-format version), so:
+(:func:`workbench.audio.load_audio`: float32 mono at the codec's sample rate, decoded and resampled
+as ``transformers.audio_utils.load_audio`` does), is encoded once by the audio tokenizer
+(``processor.audio_tokenizer``, a ``HiggsAudioV2TokenizerModel``) and stored as a ``.npy`` array of
+shape ``(num_codebooks, frames)``. The key is the file's *content* hash, under a folder named by the
+audio tokenizer's fingerprint (config + weights digest + the audio reader and its resampler's
+version + this module's format version), so:
 
 - later epochs, re-runs and other experiments that share ``codes_cache_dir`` never re-encode;
 - a renamed or copied file is a hit, an edited file is a miss;
-- a different codec (other weights, other config) never reads stale codes.
+- a different codec (other weights, other config) never reads stale codes;
+- codes of audio read another way (another resampler, or another version of it) are never reused.
 
 Layout::
 
@@ -20,9 +22,8 @@ Layout::
 
 Under ``accelerate`` every rank calls :meth:`CodesCache.encode_missing` with the same list and
 its ``rank``/``world_size``: each encodes its share, then the caller waits at a barrier
-(``accelerator.wait_for_everyone()``). Files are written to a temporary name and moved into place
-with ``os.replace``, so a concurrent reader never sees half a file and two ranks writing the same
-key are harmless.
+(``accelerator.wait_for_everyone()``). Files are written atomically (:mod:`workbench.files`), so a
+concurrent reader never sees half a file and two ranks writing the same key are harmless.
 
 Examples:
     >>> cache = CodesCache("~/.cache/workbench/codes", processor.audio_tokenizer)  # doctest: +SKIP
@@ -39,7 +40,6 @@ import logging
 import os
 import socket
 import sqlite3
-import tempfile
 import time
 import weakref
 from collections.abc import Iterable
@@ -50,17 +50,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from workbench.audio import load_audio
+from workbench.audio import AUDIO_READER, load_audio
 from workbench.data.sqlite_index import connect_index
+from workbench.files import atomic_write, write_json
 from workbench.models.model import state_dict_digest
 
 log = logging.getLogger(__name__)
 
-CODES_FORMAT_VERSION = 1  # bump when the waveform loading or the stored layout changes
+CODES_FORMAT_VERSION = 1  # bump when the stored layout changes (the audio reader is keyed by its name)
 _FINGERPRINT_PREFIX_LEN = 16
 # Config entries that name where a model came from rather than what it computes.
 _VOLATILE_CONFIG_KEYS = ("_name_or_path", "name_or_path", "transformers_version", "_commit_hash")
-_fingerprints: weakref.WeakKeyDictionary[torch.nn.Module, str] = weakref.WeakKeyDictionary()
+_weight_digests: weakref.WeakKeyDictionary[torch.nn.Module, str] = weakref.WeakKeyDictionary()
 _HASH_TABLE = (
     "CREATE TABLE IF NOT EXISTS content_hash (path TEXT, size INTEGER, mtime INTEGER, "
     "hash TEXT, PRIMARY KEY (path, size, mtime))"
@@ -105,30 +106,33 @@ def _config_digest(audio_tokenizer: torch.nn.Module) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def audio_tokenizer_fingerprint(audio_tokenizer: torch.nn.Module, refresh: bool = False) -> str:
-    """Fingerprint of an audio tokenizer: what its codes depend on.
+def audio_tokenizer_fingerprint(
+    audio_tokenizer: torch.nn.Module, refresh: bool = False, reader: str = AUDIO_READER
+) -> str:
+    """Fingerprint of an audio tokenizer and the audio reader: what its codes depend on.
 
     SHA-256 over the codec config (minus where it was loaded from), a digest of its weights
     (names, dtypes, shapes and bytes; see :func:`workbench.models.model.state_dict_digest`), the sample
-    rate used to load audio and :data:`CODES_FORMAT_VERSION`. Hashing the weights reads every
-    parameter once, so the result is memoised per module object.
+    rate used to load audio, the audio reader and its resampler's version and
+    :data:`CODES_FORMAT_VERSION`. Hashing the weights reads every parameter once, so that digest is
+    memoised per module object.
 
     Args:
         audio_tokenizer: The codec, e.g. ``processor.audio_tokenizer``.
         refresh: Recompute even if memoised (after changing the module's weights in place).
+        reader: What decodes and resamples the audio (:data:`workbench.audio.AUDIO_READER`).
 
     Returns:
         A 64-character hex digest.
     """
-    if not refresh and audio_tokenizer in _fingerprints:
-        return _fingerprints[audio_tokenizer]
+    if refresh or audio_tokenizer not in _weight_digests:
+        _weight_digests[audio_tokenizer] = state_dict_digest(audio_tokenizer)
     digest = hashlib.sha256()
     digest.update(f"workbench-codes-v{CODES_FORMAT_VERSION}|sr={_sample_rate(audio_tokenizer)}|".encode())
+    digest.update(f"reader={reader}|".encode())
     digest.update(_config_digest(audio_tokenizer).encode())
-    digest.update(state_dict_digest(audio_tokenizer).encode())
-    fingerprint = digest.hexdigest()
-    _fingerprints[audio_tokenizer] = fingerprint
-    return fingerprint
+    digest.update(_weight_digests[audio_tokenizer].encode())
+    return digest.hexdigest()
 
 
 def _sample_rate(audio_tokenizer: torch.nn.Module) -> int:
@@ -291,28 +295,6 @@ def _duration(path: str) -> float:
         return 0.0
 
 
-def _chmod_like_new_file(path: str) -> None:
-    """Give a ``mkstemp`` file (always 0600) the mode a plainly created file gets (shared caches)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
-def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    """Write ``array`` to ``path`` via a temporary sibling and ``os.replace`` (never half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, array, allow_pickle=False)
-        _chmod_like_new_file(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 class CodesCache:
     """Audio codes of files, computed once and kept on disk by content hash and codec fingerprint.
 
@@ -369,17 +351,13 @@ class CodesCache:
             "fingerprint": self.fingerprint,
             "format": CODES_FORMAT_VERSION,
             "sample_rate": self.sample_rate,
+            "audio_reader": AUDIO_READER,
             "name_or_path": str(getattr(self.audio_tokenizer, "name_or_path", "")),
             "num_quantizers": getattr(config, "num_quantizers", None),
             "codebook_size": getattr(config, "codebook_size", None),
             "frame_rate": getattr(config, "frame_rate", None),
         }
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tokenizer.", suffix=".tmp", dir=self.directory)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2)
-        _chmod_like_new_file(tmp)
-        os.replace(tmp, manifest)
+        write_json(manifest, data)
 
     def content_hash(self, path: str | os.PathLike[str]) -> str:
         """Content hash of ``path`` (:func:`file_content_hash`).
@@ -509,7 +487,8 @@ class CodesCache:
     def _store(self, entry: Path, codes: torch.Tensor) -> None:
         max_code = int(codes.max()) if codes.numel() else 0
         dtype = np.int16 if max_code <= np.iinfo(np.int16).max else np.int32
-        _atomic_save_npy(entry, codes.numpy().astype(dtype))
+        with atomic_write(entry, "wb") as fh:
+            np.save(fh, codes.numpy().astype(dtype), allow_pickle=False)
         self.stats.encoded += 1
 
     def _encode_and_store(self, path: str | os.PathLike[str], entry: Path) -> torch.Tensor:

@@ -1,7 +1,9 @@
 """Training parameters: one typed schema, YAML files, ``NAME=VALUE`` overrides.
 
 The field names of :class:`TrainParams` are the names of notebook 04's parameters and of the
-training functions' arguments. Unknown keys are errors (with a "did you mean"), and every
+training functions' arguments; each field's type, default and help are declared once here, and the
+``workbench train`` flags, notebook 04's parameters cell and the README's table follow from them
+(:mod:`workbench.training.param_schema`). Unknown keys are errors (with a "did you mean"), and every
 problem in a file is reported at once, before any work starts. Launch settings
 (``accelerate_config``, ``num_processes``, ``env``...) live in :class:`LaunchParams`, in the same file.
 """
@@ -9,16 +11,16 @@ problem in a file is reported at once, before any work starts. Launch settings
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
-import types
-import typing
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from workbench.files import write_text
+from workbench.training.param_schema import build_params, param, yaml_text
 
 
 class ParamsError(ValueError):
@@ -37,48 +39,78 @@ class TrainParams:
     """Everything a training run needs. ``train_data`` and ``model`` are required (``params/demo.yaml``
     names the demo's); the other defaults are a LoRA recipe, not a dataset."""
 
-    train_data: str | None = None  # required: canonical JSONL (notebook 03 writes it)
-    val_data: str | None = None  # None: no evaluation during training
-    model: str | None = None  # required: HF dir, cached hub id, original-layout dir, "random-full"
-    output_dir: str = "runs/train"
-    num_epochs: float = 3.0
-    max_steps: int = -1  # > 0 overrides num_epochs
-    batch_size: int = 2  # per device
-    gradient_accumulation_steps: int = 1
-    learning_rate: float = 2e-4
-    warmup_ratio: float = 0.05
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    lora_r: int = 16  # higher = more capacity and memory
-    lora_alpha: int = 32  # the LoRA update is scaled by alpha / r
-    lora_dropout: float = 0.05
-    lora_target_modules: list[str] | None = (
-        None  # None: the model family's (Higgs Audio v2: attention + text and audio FFN; Higgs TTS 3: attention + FFN)
+    train_data: str | None = param(
+        None, help="required: the canonical JSONL to train on (notebook 03 writes train.jsonl)"
     )
-    modules_to_save: list[str] | None = (
-        None  # trained fully, saved with the adapter: ["audio_lm_head"] (v2), ["audio_codebooks"] (TTS 3, stays tied)
+    val_data: str | None = param(
+        None, help="canonical JSONL evaluated every eval_steps; null: no evaluation during training"
     )
-    mixed_precision: str = "no"  # "bf16" | "fp16" | "no"
-    use_gradient_checkpointing: bool = False  # trades ~30% speed for much less activation memory
-    dataloader_num_workers: int = 0
-    save_steps: int | float = (
-        50  # steps, or a fraction of the run (0.1: ten checkpoints, whatever the data size)
+    model: str | None = param(
+        None,
+        help="required: the base model: an HF folder, a cached hub id, an original-layout folder or random-full",
     )
-    save_total_limit: int = 3
-    eval_steps: int | float = 50  # steps, or a fraction of the run
-    eval_generate: int = 0  # val prompts spoken at each evaluation, scored by speaker similarity and DNSMOS
-    logging_steps: int | float = 5  # steps, or a fraction of the run
-    codes_cache_dir: str | None = None  # default: <WORKBENCH_CACHE_DIR>/codes
-    resume_from_checkpoint: str | None = (
-        "auto"  # "auto": latest complete checkpoint in output_dir; None: fresh
+    output_dir: str = param(
+        "runs/train", help="adapter/, checkpoint-N/, metrics.jsonl, params.resolved.yaml and the report"
     )
-    merge: bool = False  # also write merged/ (plain transformers weights + processor)
-    seed: int = 0
-    ddp_timeout: int = 14_400  # seconds a rank waits at a barrier (a cold codes cache of 1,000 h on 8 GPUs)
-    max_length: int | None = None  # tokens; None: the model's max_position_embeddings
-    group_by_length: bool = True  # length-grouped batches cut padding
-    validate_data_only: bool = False  # stop after the data check
-    skip_validation: bool = False  # train even with error findings (not recommended)
+    num_epochs: float = param(3.0, help="passes over the training data")
+    max_steps: int = param(-1, help="optimizer steps; > 0 overrides num_epochs")
+    batch_size: int = param(2, help="samples per micro-batch on each device")
+    gradient_accumulation_steps: int = param(
+        1, help="micro-batches per optimizer step (effective batch: batch_size x this x ranks)"
+    )
+    learning_rate: float = param(2e-4, help="peak learning rate of the cosine schedule")
+    warmup_ratio: float = param(0.05, help="share of the steps that warm the learning rate up, in [0, 1)")
+    weight_decay: float = param(0.0, help="AdamW weight decay")
+    max_grad_norm: float = param(1.0, help="gradients are clipped to this norm")
+    lora_r: int = param(16, help="LoRA rank: higher gives more capacity and takes more memory")
+    lora_alpha: int = param(32, help="the LoRA update is scaled by lora_alpha / lora_r")
+    lora_dropout: float = param(0.05, help="dropout on the LoRA path, in [0, 1)")
+    lora_target_modules: list[str] | None = param(
+        None,
+        help="modules LoRA adapts; null: the model family's (Higgs Audio v2: attention + text and audio FFN; "
+        "Higgs TTS 3: attention + FFN)",
+    )
+    modules_to_save: list[str] | None = param(
+        None,
+        help="trained fully, saved with the adapter: [audio_lm_head] (v2), [audio_codebooks] (TTS 3, stays tied)",
+    )
+    mixed_precision: str = param("no", help="bf16, fp16 or no")
+    activation_checkpointing: bool = param(
+        False, help="recompute activations in the backward pass: ~30% slower, much less activation memory"
+    )
+    dataloader_num_workers: int = param(0, help="data-loading processes per rank")
+    save_steps: int | float = param(
+        50,
+        help="a checkpoint every N steps, or a fraction of the run (0.1: ten checkpoints, whatever the data size)",
+    )
+    save_total_limit: int = param(3, help="checkpoints kept; older ones are deleted")
+    eval_steps: int | float = param(50, help="an evaluation every N steps, or a fraction of the run")
+    eval_generate: int = param(
+        0,
+        help="validation prompts spoken at each evaluation, scored by speaker similarity and DNSMOS; 0: off",
+    )
+    logging_steps: int | float = param(5, help="a progress line every N steps, or a fraction of the run")
+    codes_cache_dir: str | None = param(
+        None, help="the audio codes cache; null: <WORKBENCH_CACHE_DIR>/codes (~/.cache/workbench/codes)"
+    )
+    resume_from_checkpoint: str | None = param(
+        "auto",
+        help="auto: the latest complete checkpoint in output_dir; or a checkpoint folder; null: start fresh",
+    )
+    merge: bool = param(False, help="also write merged/ (plain transformers weights + processor)")
+    seed: int = param(0, help="LoRA initialisation, data order and dropout: the same seed, the same adapter")
+    ddp_timeout: int = param(
+        14_400, help="seconds a rank waits at a barrier (a cold codes cache of 1,000 h on 8 GPUs)"
+    )
+    max_length: int | None = param(
+        None, help="tokens per sequence; null: the model's max_position_embeddings"
+    )
+    group_by_length: bool = param(True, help="length-grouped batches cut padding")
+    validate_data_only: bool = param(False, help="stop after the data check")
+    skip_validation: bool = param(
+        False,
+        help="train even with validator error findings (not recommended); untrainable samples still stop it",
+    )
 
     def check(self) -> list[str]:
         """Problems with values (not types), each naming the parameter and the fix."""
@@ -130,18 +162,22 @@ class LaunchParams:
     Several machines: every machine runs the same command with its own ``machine_rank``;
     ``num_processes`` counts the ranks of all machines. Given here, these settings override the
     accelerate config's (no YAML edited per machine); inside a SLURM allocation ``workbench train``
-    reads the ones not given from SLURM (:func:`workbench.notebook.launch.slurm_launch_values`).
+    reads the ones not given from SLURM (:func:`workbench.training.launch.slurm_launch_values`).
     """
 
-    accelerate_config: str | None = None  # an accelerate config YAML (params/accelerate/*.yaml)
-    num_processes: int = 1  # ranks over all machines; > 1 overrides the accelerate_config's
-    num_machines: int | None = None  # None: the accelerate_config's, else 1
-    machine_rank: int | None = None  # this machine: 0 (the main one), 1, ... num_machines - 1
-    main_process_ip: str | None = None  # the main machine's address, reachable from every machine
-    main_process_port: int | None = None  # None: a free port on one machine, 29500 on several
-    env: dict[str, str] = field(
-        default_factory=dict
-    )  # environment for every rank (OMP_NUM_THREADS, NCCL_*...)
+    accelerate_config: str | None = param(
+        None,
+        help="an accelerate config YAML (params/accelerate/*.yaml); a relative path is also looked up beside "
+        "the params file",
+    )
+    num_processes: int = param(1, help="ranks over all machines; > 1 overrides the accelerate_config's")
+    num_machines: int | None = param(None, help="machines; null: the accelerate_config's, else 1")
+    machine_rank: int | None = param(None, help="this machine: 0 (the main one), 1, ... num_machines - 1")
+    main_process_ip: str | None = param(None, help="the main machine's address, reachable from every machine")
+    main_process_port: int | None = param(None, help="null: a free port on one machine, 29500 on several")
+    env: dict[str, str] = param(
+        factory=dict, help="environment of every rank (OMP_NUM_THREADS, NCCL_*, CUDA_VISIBLE_DEVICES, ...)"
+    )
 
     def accelerate_config_values(self) -> dict[str, Any]:
         """The accelerate config's settings ({} without one, or when it cannot be read: the launch says why)."""
@@ -207,41 +243,6 @@ class LaunchParams:
         return problems
 
 
-# Words YAML 1.1 reads as booleans. On the command line they stay words (``-p mixed_precision no``
-# means the string "no"); a boolean parameter still takes them (:func:`as_flag`).
-FLAG_WORDS = {
-    "true": True,
-    "false": False,
-    "yes": True,
-    "no": False,
-    "on": True,
-    "off": False,
-    "y": True,
-    "n": False,
-}
-
-
-def parse_cli_value(text: str) -> Any:
-    """``-p NAME VALUE``: VALUE is read as YAML (numbers, lists, true/false), else kept as text.
-
-    yes/no/on/off stay text: YAML 1.1 would read them as booleans, and on a command line there is
-    no way to quote them (the shell strips the quotes).
-    """
-    if text.strip().lower() in FLAG_WORDS.keys() - {"true", "false"}:
-        return text.strip()
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
-def as_flag(value: Any) -> Any:
-    """``value`` as a bool when it is a yes/no/on/off/true/false word, else unchanged."""
-    if isinstance(value, str) and value.strip().lower() in FLAG_WORDS:
-        return FLAG_WORDS[value.strip().lower()]
-    return value
-
-
 def load_params(
     params_file: str | os.PathLike | None, overrides: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -276,70 +277,9 @@ def section_params(raw: dict[str, Any], stem: str, declared: Collection[str] | N
     return params
 
 
-def _type_ok(value: Any, annotation: Any) -> tuple[bool, Any]:
-    """Check (and gently coerce: int -> float, scalar -> list) ``value`` against an annotation."""
-    if isinstance(annotation, str):
-        annotation = eval(
-            annotation, {"list": list, "dict": dict, "str": str, "int": int, "float": float, "bool": bool}
-        )  # noqa: S307 - our own annotations
-    origin = typing.get_origin(annotation)
-    if origin in (types.UnionType, typing.Union):
-        for arm in typing.get_args(annotation):
-            if arm is type(None) and value is None:
-                return True, None
-            ok, coerced = _type_ok(value, arm) if arm is not type(None) else (False, value)
-            if ok:
-                return True, coerced
-        return False, value
-    if origin is list:
-        if isinstance(value, str):
-            value = [value]
-        return isinstance(value, list) and all(isinstance(v, str) for v in value), value
-    if origin is dict:
-        return isinstance(value, dict), value
-    if annotation is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return True, float(value)
-        if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
-            try:
-                return True, float(value)
-            except ValueError:
-                return False, value
-        return False, value
-    if annotation is int:
-        return isinstance(value, int) and not isinstance(value, bool), value
-    if annotation is bool:
-        value = as_flag(value)  # -p merge yes
-        return isinstance(value, bool), value
-    if annotation is str:
-        return isinstance(value, str), value
-    return True, value
-
-
-def build_params(cls: type, data: dict[str, Any], problems: list[str], prefix: str = "") -> Any:
-    """A parameter dataclass ``cls`` from ``data``: unknown keys and wrong types are appended to
-    ``problems`` (each naming the key, with a "did you mean" when one is close) and left at their
-    defaults, so a caller reports every problem at once."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in data.items():
-        if key not in fields:
-            close = difflib.get_close_matches(key, fields, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            problems.append(f"{prefix}{key}: unknown parameter{hint}")
-            continue
-        ok, coerced = _type_ok(value, fields[key].type)
-        if not ok:
-            hint = ""
-            if isinstance(value, bool) and "str" in str(fields[key].type):
-                hint = ' (YAML reads unquoted no/yes/off/on as booleans: quote the value, e.g. "no")'
-            problems.append(f"{prefix}{key}: expected {fields[key].type}, got {value!r}{hint}")
-            continue
-        kwargs[key] = coerced
-    return cls(**kwargs)
-
-
 LAUNCH_KEYS = {f.name for f in dataclasses.fields(LaunchParams)}
+# Parameter names refused with the one to write instead (transformers' terms), so none is ignored silently.
+RENAMED_PARAMS = {"use_gradient_checkpointing": "activation_checkpointing"}
 
 
 def resolve_beside(value: str, source: str | os.PathLike | None) -> str:
@@ -366,7 +306,6 @@ def split_launch(
     if launch.accelerate_config:
         launch.accelerate_config = resolve_beside(launch.accelerate_config, source)
     problems.extend(launch.check())
-    launch.env = {str(k): str(v) for k, v in launch.env.items()}
     return launch, {k: v for k, v in data.items() if k not in LAUNCH_KEYS}
 
 
@@ -389,6 +328,11 @@ def load_train_params(
     data.update(overrides or {})
     problems: list[str] = []
     launch, rest = split_launch(data, problems, path)
+    for old, new in RENAMED_PARAMS.items():
+        if old in rest:
+            problems.append(
+                f"{old}: renamed {new} (transformers' name for it). Hint: write {new}: {yaml_text(rest.pop(old))}"
+            )
     params = build_params(TrainParams, rest, problems)
     problems.extend(params.check())
     if problems:
@@ -405,10 +349,8 @@ def params_from_namespace(namespace: dict[str, Any]) -> TrainParams:
 
 def save_resolved(params: TrainParams, path: str | os.PathLike) -> Path:
     """``params.resolved.yaml``: every parameter with the value the run used."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
+    return write_text(
+        path,
         "# parameters this run used (defaults filled in)\n"
-        + yaml.safe_dump(params.to_dict(), sort_keys=False)
+        + yaml.safe_dump(params.to_dict(), sort_keys=False),
     )
-    return path

@@ -150,6 +150,7 @@ class ConvertContext:
     notes: list[tuple[str, str, str | None]] | None = None  # (code, message, field) warnings, when any
     clips_dir: str | None = None  # where audio cut from a slice or decoded from base64 goes (None: the cache)
     extracted: list[dict[str, Any]] | None = None  # what was written there for this record
+    audio_files: dict[str, str] | None = None  # resolved audio path -> the record's field naming it
 
     def audio_path(self, part: AudioPart, field_name: str) -> str:
         """The audio file of ``part``: its resolved path, or a file cut or decoded into :attr:`clips_dir`.
@@ -203,7 +204,11 @@ class ConvertContext:
         self.notes.append((code, message, field_name))
 
     def resolve(self, path: Any, field_name: str) -> str:
-        """An absolute, normalised audio path: ``--remap`` first, then relative to the audio root."""
+        """An absolute, normalised audio path: ``--remap`` first, then relative to the audio root.
+
+        Every path resolved is kept in :attr:`audio_files` with its field, so the converter reports
+        each missing file of a record together with the record's other problems.
+        """
         if not isinstance(path, str) or not path.strip():
             raise RecordError(
                 "BAD_FIELD", f"field '{field_name}' should be an audio path, got {path!r}", field_name
@@ -211,7 +216,7 @@ class ConvertContext:
         base = self.audio_root or self.base_dir
         hit = self.resolved.get((path, base))
         if hit is not None:
-            return hit
+            return self._named_by(field_name, hit)
         original = path
         path = path.strip()
         if path.startswith("file://"):  # file:///abs/x.wav, file://localhost/abs/x.wav
@@ -236,6 +241,13 @@ class ConvertContext:
                 path = forward
         if len(self.resolved) < 1_000_000:
             self.resolved[(original, base)] = path
+        return self._named_by(field_name, path)
+
+    def _named_by(self, field_name: str, path: str) -> str:
+        """Remember which field named ``path``, so a missing file is reported with its field."""
+        if self.audio_files is None:
+            self.audio_files = {}
+        self.audio_files.setdefault(path, field_name)
         return path
 
     def misc(self, source_format: str, **extra: Any) -> dict[str, Any]:

@@ -26,6 +26,9 @@ output's ``.clips`` folder (``misc.extracted_audio`` says where each came from).
   keeps every text as written (``[{"message": index, "text": ...}]``) and ``misc.instruction`` the
   prefix. ``misc.target_transcript`` / ``target_text`` and ``misc.ref_transcript`` /
   ``reference_text`` win over the texts in the turns when present (one target / one reference).
+- **A record that ends with its reference** (a user ``[text, reference audio]``, an empty assistant
+  audio, as the original tooling writes voice-cloning prompts) takes ``misc.target_text`` (or
+  ``misc.target_transcript``) as the text to speak after the reference: a prompt.
 - **start_index** (an index of the source's messages) is mapped to the message it now starts at;
   without one, the target is the last assistant audio after the references. A record whose only
   audio is a reference is a prompt when a text to speak follows it. An explicit ``start_index``
@@ -48,6 +51,7 @@ AUDIO_KEYS = ("audio_url", "url", "path")
 SCENE_START, SCENE_END = "<|scene_desc_start|>", "<|scene_desc_end|>"
 ROLE_ALIASES = {"human": "user", "gpt": "assistant", "model": "assistant"}
 TARGET_TEXT_KEYS = ("target_text", "target_transcript", "transcript", "text")
+SPOKEN_TEXT_KEYS = ("target_text", "target_transcript")  # the text to speak after a trailing reference
 REF_TEXT_KEYS = ("reference_text", "ref_transcript", "reference_transcript", "ref_text")
 
 
@@ -330,7 +334,7 @@ def resolve_start_index(conv: _Conversation, given: Any, ctx: ConvertContext) ->
             "text follows it to be spoken: there is nothing to train on and nothing to prompt with",
             "messages",
             hint="Put the speech to learn in an assistant turn after its text, or add the text to speak after "
-            "the reference (an evaluation prompt).",
+            "the reference, or as misc.target_text (an evaluation prompt).",
         )
     raise RecordError(
         "BAD_START_INDEX",
@@ -374,11 +378,42 @@ def _apply_misc_transcripts(conv: _Conversation, start: int, misc: dict[str, Any
     return start
 
 
+def _resolve_audio_files(raw: list[Any], ctx: ConvertContext) -> None:
+    """Resolve every audio path the messages name, skipping malformed parts (the error names those).
+
+    Called when a record is rejected, so that its missing files are reported in the same pass.
+    """
+    for i, message in enumerate(raw):
+        where = f"messages[{i}].content"
+        try:
+            parts = content_parts(message.get("content") if isinstance(message, dict) else None, where)
+        except RecordError:
+            continue
+        for kind, part in parts:
+            if kind == "audio" and part is not None and part.url is not None:
+                try:
+                    ctx.resolve(part.url, where)
+                except RecordError:
+                    continue
+
+
+def _ends_with_reference(conv: _Conversation) -> bool:
+    """The last message is audio taken from a user turn: a reference with no text to speak after it."""
+    return len(conv.messages) - 1 in conv.from_user
+
+
 def convert_conversation(record: dict[str, Any], ctx: ConvertContext, source_format: str) -> Sample:
     """A chat-style record (``{"messages": [...], "start_index"?, "speaker"?, "misc"?}``) as a sample."""
-    conv = build_messages(record["messages"], ctx)
     misc_in = record.get("misc") if isinstance(record.get("misc"), dict) else {}
-    start = resolve_start_index(conv, record.get("start_index"), ctx)
+    try:
+        conv = build_messages(record["messages"], ctx)
+        spoken = _misc_text(misc_in, SPOKEN_TEXT_KEYS)
+        if spoken is not None and _ends_with_reference(conv):
+            conv.messages.append(Message("user", spoken))  # the text to speak in the reference's voice
+        start = resolve_start_index(conv, record.get("start_index"), ctx)
+    except RecordError:
+        _resolve_audio_files(record["messages"], ctx)
+        raise
     start = _apply_misc_transcripts(conv, start, misc_in)
     misc = dict(misc_in)
     misc.update(

@@ -2,7 +2,7 @@
 
 The family behind the model seam (:data:`~workbench.models.higgs_tts3.family.HIGGS_TTS_3`): its
 config and model class, the processor (prompt ids, delay pattern, codec), the sampler, sequences
-from canonical samples, the release layout (load and save) and a tiny random model.
+from canonical samples, and the release layout (load and save).
 """
 
 from workbench import lazy_exports
@@ -13,6 +13,5 @@ __all__, __getattr__, __dir__ = lazy_exports(
     modeling=("HiggsTTS3ForConditionalGeneration",),
     processing=("HiggsTTS3Processor",),
     release=("load_release", "save_release", "write_notice"),
-    tiny=("make_tiny_tts3",),
     family=("HIGGS_TTS_3", "HiggsTTS3Family"),
 )

@@ -28,7 +28,6 @@ from workbench.models.higgs_tts3.release import (
     save_release,
     write_notice,
 )
-from workbench.models.higgs_tts3.tiny import make_tiny_tts3
 
 
 class HiggsTTS3Family(ModelFamily):
@@ -45,7 +44,7 @@ class HiggsTTS3Family(ModelFamily):
             unwrap(obj), HiggsTTS3ForConditionalGeneration
         )
 
-    # --- loading and building -------------------------------------------------------------------
+    # --- loading --------------------------------------------------------------------------------
     def load(
         self, model_path: str | os.PathLike[str], dtype: Any = None, device: Any = None
     ) -> tuple[HiggsTTS3ForConditionalGeneration, HiggsTTS3Processor]:
@@ -53,9 +52,6 @@ class HiggsTTS3Family(ModelFamily):
 
     def load_processor(self, model_path: str | os.PathLike[str]) -> HiggsTTS3Processor:
         return load_processor(model_path)
-
-    def make_tiny(self, out_dir: str | os.PathLike[str], seed: int = 0, overwrite: bool = False) -> Path:
-        return make_tiny_tts3(out_dir, seed=seed, overwrite=overwrite)
 
     def parameter_count(self, model_path: str | os.PathLike[str]) -> int | None:
         """Backbone + text embedding + fused audio table, counted on the meta device from ``config.json``."""

@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from workbench.files import write_json, write_text
 from workbench.models.folder import (
     AUDIO_TOKENIZER_SUBDIR,
     HINT,
@@ -123,7 +124,7 @@ def _bundled_codec(folder: Path) -> Any:
     from safetensors import safe_open
     from transformers import HiggsAudioV2TokenizerConfig, HiggsAudioV2TokenizerModel
 
-    from workbench.models.model import FULL_CODEC_OVERRIDES
+    from workbench.models.random_full import FULL_CODEC_OVERRIDES
 
     state = {}
     for file in weight_files(folder):
@@ -281,9 +282,7 @@ def write_notice(folder: str | os.PathLike[str], base_dir: str | os.PathLike[str
                     f"--- {file.name} of the base model ---",
                     file.read_text(errors="replace").rstrip(),
                 ]
-    path = folder / NOTICE_FILE
-    path.write_text("\n".join(text) + "\n")
-    return path
+    return write_text(folder / NOTICE_FILE, "\n".join(text) + "\n")
 
 
 def _save_tokenizer(tokenizer: Any, path: Path) -> None:
@@ -304,7 +303,7 @@ def write_release_files(
 
     config = model.config.release_dict()
     config["torch_dtype"] = str(model.dtype).removeprefix("torch.")
-    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    write_json(folder / "config.json", config)
     codec = processor.audio_tokenizer
     tensors = {k: v.detach().contiguous().cpu() for k, v in release_state_dict(model, codec).items()}
     save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
@@ -316,7 +315,7 @@ def write_release_files(
         "kind": "release",
         "audio_tokenizer": AUDIO_TOKENIZER_SUBDIR,
     }
-    (folder / MARKER_FILE).write_text(json.dumps({**entry, **(marker or {})}, indent=2) + "\n")
+    write_json(folder / MARKER_FILE, {**entry, **(marker or {})})
 
 
 def check_writable(out: Path, overwrite: bool) -> None:

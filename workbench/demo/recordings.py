@@ -3,7 +3,7 @@
 Speech comes from Debian's ``espeak-ng`` (real phonemes, so a voice-activity detector hears
 speech); utterances are joined with pauses of chosen lengths and a little noise, and the voiced
 span of every utterance is recorded, so a test can check that cuts fall in the pauses. Without
-``espeak-ng`` (``speech="synthetic"``) the demo voices of :mod:`workbench.data.demo_data` stand in:
+``espeak-ng`` (``speech="synthetic"``) the demo voices of :mod:`workbench.demo.dataset` stand in:
 good enough for the subtitle path, but a voice-activity detector does not take them for speech.
 """
 
@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from workbench.audio import resample
-from workbench.data.demo_data import SENTENCES, VOICES, synthesize
+from workbench.audio import resample, voiced_span
+from workbench.demo.dataset import SENTENCES, VOICES, synthesize
+from workbench.files import atomic_path
 
 SENTENCES_LONG = (
     *SENTENCES,
@@ -89,14 +90,6 @@ def speak(text: str, sample_rate: int = 24_000, voice: str = "en", words_per_min
     return resample(np.frombuffer(raw, dtype=np.float32).copy(), rate, sample_rate)
 
 
-def voiced_span(audio: np.ndarray, sample_rate: int, level: float = 0.02) -> tuple[float, float]:
-    """First and last sample above ``level`` times the peak, in seconds."""
-    loud = np.nonzero(np.abs(audio) > level * (np.abs(audio).max() + 1e-12))[0]
-    if len(loud) == 0:
-        return 0.0, 0.0
-    return loud[0] / sample_rate, (loud[-1] + 1) / sample_rate
-
-
 def long_recording(
     path: str | os.PathLike,
     texts: Sequence[str],
@@ -136,8 +129,8 @@ def long_recording(
         else:
             spoken = resample(synthesize(VOICES[0], text, seed + k), 24_000, sample_rate)
         spoken = (0.6 * spoken / (np.abs(spoken).max() + 1e-9)).astype(np.float32)
-        a, b = voiced_span(spoken, sample_rate)
-        utterances.append(Utterance(text, (offset / sample_rate) + a, (offset / sample_rate) + b))
+        a, b = voiced_span(spoken, sample_rate) or (0, 0)
+        utterances.append(Utterance(text, (offset + a) / sample_rate, (offset + b) / sample_rate))
         gap = np.zeros(int((pauses[k] if k < len(pauses) else lead) * sample_rate), np.float32)
         pieces += [spoken, gap]
         offset += len(spoken) + len(gap)
@@ -145,8 +138,8 @@ def long_recording(
     audio = audio + (10 ** (noise_db / 20) * rng.standard_normal(len(audio))).astype(np.float32)
     data = np.stack([audio] * channels, axis=1) if channels > 1 else audio
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), data, sample_rate)
+    with atomic_path(path, suffix=path.suffix) as tmp:  # soundfile picks the format by the suffix
+        sf.write(str(tmp), data, sample_rate)
     return Recording(path, sample_rate, len(audio) / sample_rate, utterances)
 
 
@@ -168,7 +161,7 @@ def recording_of_length(
         if speech == "espeak":
             seconds += len(speak(text, rate, kwargs.get("voice", "en"))) / rate
         else:
-            seconds += max(1.0, len(text) / 14.0) + 0.24  # as demo_data.synthesize
+            seconds += max(1.0, len(text) / 14.0) + 0.24  # as dataset.synthesize
     return long_recording(path, texts, pauses, seed=seed, speech=speech, **kwargs)
 
 

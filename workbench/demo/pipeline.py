@@ -1,8 +1,9 @@
 """The demo pipeline: the step notebooks, executed headless on the embedded demo dataset.
 
-``workbench demo --out runs/demo`` writes the demo dataset, runs 01 → 03 with papermill (each
-leaving its executed notebook and HTML report in the run folder, and its outputs in a
-sub-folder named after it) and writes ``index.html`` linking the reports in order.
+``workbench demo --out runs/demo`` writes the demo dataset and the tiny Higgs Audio v2 model, runs
+00 → 03 with papermill (each leaving its executed notebook and HTML report in the run folder, and
+its outputs in a sub-folder named after it), trains with 04 under ``accelerate launch``, evaluates
+with 05 and writes ``index.html`` linking the reports in order.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from workbench.demo.dataset import demo_data
+from workbench.demo.tiny_higgs_audio_v2 import make_tiny_higgs_audio_v2
 from workbench.notebook.report import NotebookRun, run_notebook, write_index
 
 log = logging.getLogger(__name__)
@@ -105,7 +108,8 @@ def run_training_step(run: Path) -> NotebookRun:
     """Notebook 04 under ``accelerate launch`` with 2 CPU processes (``params/demo.yaml``)."""
     import time
 
-    from workbench.notebook.launch import NOTEBOOK, launched_run, train_launch
+    from workbench.notebook.ranks import launched_run
+    from workbench.training.launch import NOTEBOOK, train_launch
 
     started = time.perf_counter()
     code = train_launch(PARAMS_DIR / "demo.yaml", demo_train_overrides(run))
@@ -114,9 +118,6 @@ def run_training_step(run: Path) -> NotebookRun:
 
 def run_demo(out: str | os.PathLike = "runs/demo", overwrite: bool = True, train: bool = True) -> DemoResult:
     """Run the step notebooks on the demo dataset into ``out``; stops at the first failing step."""
-    from workbench.data.demo_data import demo_data
-    from workbench.models.model import make_tiny_model
-
     run = Path(out).absolute()
     if run.exists():
         if not overwrite:
@@ -126,7 +127,7 @@ def run_demo(out: str | os.PathLike = "runs/demo", overwrite: bool = True, train
     info = demo_data(run / "data")
     inputs = [str(run / "data" / p) for p in info["inputs"]]  # type: ignore[union-attr]
     result = DemoResult(run_dir=str(run))
-    model = str(make_tiny_model(run / "tiny-model")) if train else None
+    model = str(make_tiny_higgs_audio_v2(run / "tiny-model")) if train else None
     for notebook, params in demo_steps(run, inputs, model):
         log.info("running %s", notebook)
         step = run_notebook(notebook, run, params)

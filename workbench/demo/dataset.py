@@ -17,6 +17,7 @@ import numpy as np
 from scipy.signal import lfilter
 
 from workbench.audio import write_wav
+from workbench.files import write_json, write_text
 
 SAMPLE_RATE = 24_000
 CHARS_PER_SECOND = 14.0
@@ -76,10 +77,11 @@ def synthesize(voice: Voice, text: str, seed: int, sample_rate: int = SAMPLE_RAT
 
 
 def _jsonl(path: Path, records: list) -> None:
-    with open(path, "w", encoding="utf-8") as fh:
-        for r in records:
-            fh.write(r if isinstance(r, str) else json.dumps(r, ensure_ascii=False))
-            fh.write("\n")
+    """Write records as JSON Lines; a string record is written as is (the planted malformed line)."""
+    write_text(
+        path,
+        "".join((r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n" for r in records),
+    )
 
 
 def demo_data(out_dir: str | os.PathLike, overwrite: bool = False) -> dict[str, object]:
@@ -156,7 +158,7 @@ def demo_data(out_dir: str | os.PathLike, overwrite: bool = False) -> dict[str, 
             "target_text": "A sentence this voice has never said.",
         }
     )
-    (out / "paired.json").write_text(json.dumps(paired, indent=1), encoding="utf-8")
+    write_text(out / "paired.json", json.dumps(paired, indent=1))
 
     # mixed.jsonl: spk_high, [ref text, ref audio, instruction + target text] in the user turn
     highs = [clip(high, i) for i in range(5)]
@@ -224,7 +226,7 @@ def demo_data(out_dir: str | os.PathLike, overwrite: bool = False) -> dict[str, 
         write_wav(lj / "wavs" / f"LJ{i:03d}.wav", audio)
         sentence = SENTENCES[(i + 6) % len(SENTENCES)]
         rows.append(f"LJ{i:03d}|{sentence}|{sentence.lower()}")
-    (lj / "metadata.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    write_text(lj / "metadata.csv", "\n".join(rows) + "\n")
 
     # clips/: a folder of clips with same-named .txt transcripts (speaker = the subfolder), one without
     folder = out / "clips" / low.name
@@ -232,7 +234,7 @@ def demo_data(out_dir: str | os.PathLike, overwrite: bool = False) -> dict[str, 
     for i in range(9, 12):
         text = SENTENCES[i % len(SENTENCES)]
         write_wav(folder / f"take_{i:02d}.wav", synthesize(low, text, seed=700 + i))
-        (folder / f"take_{i:02d}.txt").write_text(text + "\n", encoding="utf-8")
+        write_text(folder / f"take_{i:02d}.txt", text + "\n")
     write_wav(folder / "take_99.wav", synthesize(low, SENTENCES[3], seed=799))  # its transcript was forgotten
 
     info = {
@@ -249,5 +251,16 @@ def demo_data(out_dir: str | os.PathLike, overwrite: bool = False) -> dict[str, 
             "clip_without_transcript": "clips/spk_low/take_99.wav",
         },
     }
-    (out / "demo.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
+    write_json(out / "demo.json", info)
     return info
+
+
+def demo_inputs(output_dir: str | os.PathLike) -> list[str]:
+    """Notebooks 01 and 02's default input: the demo dataset, written afresh under ``output_dir/demo_data``.
+
+    Returns:
+        The paths of its source files and folders, ready for ``input_data``.
+    """
+    target = Path(output_dir) / "demo_data"
+    info = demo_data(target, overwrite=True)
+    return [str(target / p) for p in info["inputs"]]  # type: ignore[union-attr]

@@ -3,7 +3,7 @@
 Two Qwen3 layers (hidden 64, 4/2 heads of 16, FFN 128), a byte-level BPE tokenizer trained on the
 workbench's small corpus with v3's prompt tokens and a few style tags, and the tiny 25 frames/s,
 8-codebook codec of the tiny Higgs Audio v2 (64 codes, so the fused table has 8 x 66 rows). The
-folder is what :func:`~workbench.models.higgs_tts3.release.save_release` writes (``config.json``,
+folder is what :func:`workbench.models.higgs_tts3.release.save_release` writes (``config.json``,
 ``model.safetensors`` under the release's names, ``tokenizer.json``, ``audio_tokenizer/``) plus the
 ``workbench_model.json`` marker. Weights are a pure function of ``seed``; the caller's RNG is left
 untouched.
@@ -11,7 +11,6 @@ untouched.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -19,17 +18,18 @@ from typing import Any
 
 import torch
 
-import workbench.models.model as v2_model  # the tiny codec and corpus are shared with the tiny v2
+from workbench.demo.tiny_higgs_audio_v2 import TINY_LM, build_tiny_codec, check_overwritable
 from workbench.models.higgs_tts3.configuration import HiggsTTS3Config
 from workbench.models.higgs_tts3.modeling import HiggsTTS3ForConditionalGeneration
 from workbench.models.higgs_tts3.processing import END_OF_TEXT, PROMPT_TOKENS, HiggsTTS3Processor
-from workbench.models.higgs_tts3.release import MARKER_FILE, save_release
+from workbench.models.higgs_tts3.release import save_release
 from workbench.models.model import state_dict_digest
+from workbench.models.random_full import train_tiny_bpe
 
 log = logging.getLogger(__name__)
 
 TINY_TEXT_CONFIG: dict[str, Any] = {
-    **v2_model.TINY_LM,
+    **TINY_LM,  # the tiny Higgs Audio v2's layer sizes
     "max_position_embeddings": 4096,
     "tie_word_embeddings": True,
 }
@@ -53,7 +53,7 @@ def train_tiny_tokenizer() -> Any:
     """
     from transformers import PreTrainedTokenizerFast
 
-    backend = v2_model.train_tiny_bpe(SPECIAL_TOKENS)
+    backend = train_tiny_bpe(SPECIAL_TOKENS)
     return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token=END_OF_TEXT, pad_token=END_OF_TEXT)
 
 
@@ -88,17 +88,11 @@ def make_tiny_tts3(out_dir: str | os.PathLike[str], seed: int = 0, overwrite: bo
     import transformers
 
     out = Path(out_dir).expanduser().resolve()
-    if out.exists() and out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"{out} already exists; pass overwrite=True to replace it")
-        if not (out / MARKER_FILE).is_file():
-            raise FileExistsError(
-                f"refusing to overwrite {out}: it is not a workbench tiny model (no {MARKER_FILE})"
-            )
+    check_overwritable(out, overwrite)
     tokenizer = train_tiny_tokenizer()
     with torch.random.fork_rng(devices=[]):  # leave the caller's RNG state untouched
         torch.manual_seed(seed)
-        codec = v2_model.build_tiny_codec()
+        codec = build_tiny_codec()
         config = tiny_config(tokenizer, codec.config.num_quantizers, codec.config.codebook_size)
         model = HiggsTTS3ForConditionalGeneration(config).eval()
     processor = HiggsTTS3Processor(tokenizer, codec, config.codebook_size, source="the tiny tokenizer")
@@ -123,9 +117,3 @@ def make_tiny_tts3(out_dir: str | os.PathLike[str], seed: int = 0, overwrite: bo
     save_release(model, processor, out, overwrite=overwrite, notice=False, marker=marker)
     log.info("built tiny Higgs TTS 3 (seed %d) in %s", seed, out)
     return out
-
-
-def read_marker(model_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The ``workbench_model.json`` of a folder, or None."""
-    path = Path(model_dir) / MARKER_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
