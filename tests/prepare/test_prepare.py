@@ -356,6 +356,26 @@ def test_a_run_killed_at_any_write_resumes_to_the_same_dataset(tmp_path, monkeyp
             )
 
 
+def test_temporaries_left_by_a_killed_run_are_removed_when_the_next_run_starts(tmp_path):
+    rec = long_recording(tmp_path / "in" / "anna" / "a.wav", TEXTS[:4], PAUSES[:3], speech="synthetic")
+    write_srt([(u.start, u.end, u.text) for u in rec.utterances], rec.path.with_suffix(".srt"))
+    dataset = tmp_path / "dataset"
+    prepare([tmp_path / "in"], dataset, progress=False)
+    whole = _clip_files(dataset)
+    # what a kill leaves: the hidden siblings that files.atomic_path writes before moving them into place
+    strays = [
+        dataset / "anna" / ".clip_0001.wav.0badc0de.wav",
+        dataset / "anna" / ".clip_0099.txt.0badc0de.tmp",
+        dataset / ".prepare" / ".0123456789abcdef.json.0badc0de.tmp",
+        dataset / ".prepare.csv.0badc0de.tmp",
+    ]
+    for stray in strays:
+        stray.write_bytes(b"half a file")
+    report = prepare([tmp_path / "in"], dataset, progress=False)
+    assert [s.name for s in strays if s.exists()] == []
+    assert _clip_files(dataset) == whole and report.failed == []
+
+
 @needs_espeak
 def test_nothing_is_written_outside_the_dataset_folder(tmp_path, tiny_whisper):
     inputs = tmp_path / "in"

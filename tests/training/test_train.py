@@ -5,7 +5,6 @@ The end-to-end launches under ``accelerate launch`` are in test_launch.py.
 
 from __future__ import annotations
 
-import ast
 import csv
 import dataclasses
 import json
@@ -19,14 +18,12 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import papermill
 import pytest
 import torch
 
 from workbench.data import probe as probe_module
 from workbench.demo import make_tiny_model
 from workbench.models.higgs_audio_v2 import DEFAULT_LORA_TARGETS
-from workbench.notebook.report import NOTEBOOK_DIR
 from workbench.training.checkpoints import (
     COMPLETE_MARKER,
     ResumeError,
@@ -236,15 +233,6 @@ def test_command_line_words_yes_no_on_off() -> None:
     assert params.group_by_length is False and params.lora_r == 4 and resolve_resume(params) is None
     with pytest.raises(ParamsError, match="merge: expected bool, got 'maybe'"):
         load_train_params(None, {"merge": "maybe"})
-
-
-def test_notebook_parameters_are_the_schema() -> None:
-    declared = papermill.inspect_notebook(str(NOTEBOOK_DIR / "04_train.ipynb"))
-    defaults = TrainParams().to_dict()
-    assert list(declared) == list(defaults)  # same names, same order
-    for name, info in declared.items():
-        value = ast.literal_eval(info["default"])  # the cell holds Python literals
-        assert value == defaults[name] and type(value) is type(defaults[name]), name
 
 
 def test_resolved_params_round_trip(tmp_path: Path) -> None:

@@ -8,9 +8,9 @@ Layout::
     DATASET_DIR/.prepare/<key>.json        per input: its settings, transcripts so far, rows written
 
 Every file is written atomically (:mod:`workbench.files`: a hidden temporary sibling moved into
-place), so a killed run leaves whole files only; ``convert`` skips hidden names. A clip's ``.txt`` is written
-before its ``.wav`` and the state after both, so a clip is either recorded in the state or removed
-as an orphan when the next run starts.
+place), so a killed run leaves whole files only; ``convert`` skips hidden names. A clip's ``.txt``
+is written before its ``.wav`` and the state after both, so a clip is either recorded in the state
+or removed as an orphan when the next run starts.
 """
 
 from __future__ import annotations
