@@ -9,9 +9,11 @@ therefore the codes transformers computes for the same file; :data:`AUDIO_READER
 and its resampler's version, and the codes cache keys on it.
 
 One silence detector (:func:`voiced_frames` over :func:`frame_rms`) serves the probe findings of
-convert and validate (:func:`edge_silence`), fixes (:func:`voiced_span`), the demo recordings and the
-quality metrics (:func:`silence_ratio`): a 10 ms frame is voiced when its RMS is no more than
-:data:`SILENCE_DB_BELOW_PEAK` below the clip's loudest frame.
+convert and validate (:func:`edge_silence`), the trim fix and the demo recordings
+(:func:`voiced_span`) and the quality metrics (:func:`silence_ratio`): a 10 ms frame is voiced when
+its RMS is no more than :data:`SILENCE_DB_BELOW_PEAK` below the clip's loudest frame
+(:func:`above_silence`). Stage 00 finds speech with Silero VAD, and cuts speech without a pause at
+the quietest :func:`frame_rms` window.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ SILENCE_DB_BELOW_PEAK = 40.0  # a frame this far below the clip's loudest frame 
 FRAME_SECONDS = 0.010  # frame and hop of the silence detector
 RESAMPLE_QUALITY = "soxr_hq"  # transformers' and librosa's default
 AUDIO_READER = (
-    f"soundfile + soxr {soxr.__version__} {RESAMPLE_QUALITY}, as transformers.audio_utils.load_audio"
+    f"soundfile + soxr {soxr.__version__} (libsoxr {soxr.__libsoxr_version__}) {RESAMPLE_QUALITY}, "
+    "as transformers.audio_utils.load_audio"
 )
 _BLOCK_SECONDS = 60  # decode a minute at a time: a long stereo recording costs memory for its mono copy only
 
@@ -81,13 +84,13 @@ def load_audio(path: str | os.PathLike, sample_rate: int = TARGET_SAMPLE_RATE) -
             ]
     except Exception as exc:  # libsndfile raises several types for corrupt files
         raise ValueError(f"{path}: cannot decode audio ({type(exc).__name__}: {exc})") from None
-    mono = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
-    return np.ascontiguousarray(resample(mono, int(rate), sample_rate), dtype=np.float32)
+    samples = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+    return np.ascontiguousarray(resample(samples, int(rate), sample_rate), dtype=np.float32)
 
 
 # --------------------------------------------------------------------------- silence
-def _mono(audio: np.ndarray) -> np.ndarray:
-    """Float64 mono: ``(frames, channels)`` averaged, non-finite samples set to 0."""
+def mono(audio: np.ndarray) -> np.ndarray:
+    """Float64 mono copy: ``(frames, channels)`` is down-mixed, non-finite samples become 0."""
     x = np.asarray(audio, dtype=np.float64)
     if x.ndim == 2:
         x = x.mean(axis=1)
@@ -120,7 +123,7 @@ def frame_rms(
     audio: np.ndarray, sample_rate: int, window: float = FRAME_SECONDS, hop: float = FRAME_SECONDS
 ) -> np.ndarray:
     """RMS of each frame of :func:`frame_bounds` (mono or ``(frames, channels)``, down-mixed): float64."""
-    x = _mono(audio)
+    x = mono(audio)
     starts, ends = frame_bounds(len(x), sample_rate, window, hop)
     squared = np.concatenate([[0.0], np.cumsum(x * x)])
     return np.sqrt(np.maximum(squared[ends] - squared[starts], 0.0) / np.maximum(1, ends - starts))
@@ -151,7 +154,7 @@ def voiced_span(
         >>> voiced_span(np.r_[np.zeros(240), np.ones(480), np.zeros(240)], 24_000)
         (240, 720)
     """
-    x = _mono(audio)
+    x = mono(audio)
     voiced = np.nonzero(voiced_frames(x, sample_rate, threshold_db))[0]
     if len(voiced) == 0:
         return None

@@ -9,6 +9,8 @@ import pytest
 import soundfile as sf
 
 from workbench.data import probe as probe_module
+from workbench.data.contract import INVALID, PROMPT, TRAINABLE, check_sample
+from workbench.data.convert import convert
 from workbench.data.inspection import inspect
 from workbench.data.sample import Audio, Message, Sample, write_samples
 
@@ -111,9 +113,6 @@ def test_bad_lines_are_counted(tmp_path, data):
 
 def test_trainable_is_the_sample_contracts_verdict_and_matches_convert(tmp_path):
     """Samples with target audio that the contract refuses are invalid, not trainable, as convert routes them."""
-    from workbench.data.contract import INVALID, PROMPT, TRAINABLE, check_sample
-    from workbench.data.convert import convert
-
     ref = tone(tmp_path / "ref.wav", 2.0)
     target = tone(tmp_path / "t.wav", 1.0)
     markup = make("markup", target, "hello <|AUDIO_OUT|> there", "a", ref=ref)  # template markup in the text

@@ -26,7 +26,8 @@ from workbench.evaluation.synthesis import Sampling, generation_config, generati
 from workbench.models.families import family_for, family_named
 from workbench.models.family import NoAudioError
 from workbench.training.params import TrainParams
-from workbench.training.train import fit, prepare
+from workbench.training.preparation import prepare
+from workbench.training.train import fit
 
 FAMILIES = ("higgs-audio-v2", "higgs-tts-3")
 

@@ -3,8 +3,9 @@
 :func:`inspect` streams a canonical JSONL file twice (paths first, then per-sample facts),
 probes the distinct audio files once through the probe cache, and summarises: samples
 (trainable, prompt or invalid, as the sample contract :func:`~workbench.data.contract.check_sample`
-decides for convert, validate and the collator alike), speakers, hours and duration percentiles of target audio, sample rates
-and channel counts of the files, characters per second, and source formats.
+decides for convert, validate and the collator alike), speakers, hours and duration percentiles
+of target audio, sample rates and channel counts of the files, characters per second, and source
+formats.
 
 Example:
     >>> stats = inspect("data/train.jsonl")  # doctest: +SKIP

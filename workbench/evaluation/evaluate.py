@@ -289,10 +289,13 @@ class _Session:
             return self.model
         from peft import PeftModel
 
+        from workbench.models.peft_wrapping import peft_wrapping
+
         name = f"candidate{index}"
         try:
             if self.peft_model is None:
-                self.peft_model = PeftModel.from_pretrained(self.model, candidate.path, adapter_name=name)
+                with peft_wrapping():
+                    self.peft_model = PeftModel.from_pretrained(self.model, candidate.path, adapter_name=name)
             else:
                 self.peft_model.load_adapter(candidate.path, adapter_name=name)
                 self.peft_model.set_adapter(name)

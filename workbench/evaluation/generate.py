@@ -102,8 +102,11 @@ def load_for_generation(
     if adapter is not None:
         from peft import PeftModel
 
+        from workbench.models.peft_wrapping import peft_wrapping
+
         try:
-            lm = PeftModel.from_pretrained(lm, str(adapter))
+            with peft_wrapping():
+                lm = PeftModel.from_pretrained(lm, str(adapter))
         except (RuntimeError, ValueError, KeyError, OSError) as exc:
             raise GenerateError(
                 f"cannot load adapter {adapter} onto {model}: {type(exc).__name__}: {exc}. "

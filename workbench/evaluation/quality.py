@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from workbench.audio import CLIP_LEVEL, FRAME_SECONDS, above_silence, resample, silence_ratio
+from workbench.audio import CLIP_LEVEL, FRAME_SECONDS, above_silence, mono, resample, silence_ratio
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +49,6 @@ class OptionalModelError(RuntimeError):
 
 
 # --------------------------------------------------------------------------- signal metrics
-
-
-def mono(audio: np.ndarray) -> np.ndarray:
-    """Float64 mono copy: ``(frames, channels)`` is down-mixed, non-finite samples become 0."""
-    x = np.asarray(audio, dtype=np.float64)
-    if x.ndim == 2:
-        x = x.mean(axis=1)
-    elif x.ndim != 1:
-        raise ValueError(f"expected audio of shape (frames,) or (frames, channels), got {x.shape}")
-    return np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def _check_rate(sample_rate: int) -> None:

@@ -106,7 +106,10 @@ def load_merged(source: str | os.PathLike, base_model: str | None = None) -> tup
         return model, processor, source
     from peft import PeftModel
 
-    merged = PeftModel.from_pretrained(model, source).merge_and_unload()
+    from workbench.models.peft_wrapping import peft_wrapping
+
+    with peft_wrapping():
+        merged = PeftModel.from_pretrained(model, source).merge_and_unload()
     return merged, processor, base
 
 

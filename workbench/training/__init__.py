@@ -1,7 +1,8 @@
 """Training: canonical samples and a model in, a LoRA adapter and its checkpoints out.
 
 Takes in the training parameters (``params``: one typed schema, YAML files, ``-p NAME VALUE``
-overrides, launch settings), trainable samples from the data stage and a model from the models
+overrides, launch settings; each parameter declared once with ``param_schema``, which also reads
+values into their types and gives the ``--flags``, README tables and notebook cells), trainable samples from the data stage and a model from the models
 stage. Gives out the audio codes of every clip, encoded once into a content-addressed cache
 (``codes``), batches built exactly as inference builds them with labels only on target audio
 (``collate``), the validator's context-length rule for a model (``context``), per-codebook accuracy

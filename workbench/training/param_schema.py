@@ -8,8 +8,8 @@ resolved by :func:`typing.get_type_hints`), :func:`add_flags` gives the ``--fiel
 ``workbench train`` and ``workbench evaluate``, and :func:`render` writes the README's parameter
 tables and the notebooks' ``parameters`` cells (``workbench params``).
 
-transformers' ``HfArgumentParser`` does the flag part, but it refuses ``int | float`` fields and dict
-fields, and it fills every default in, which would hide a params file's values behind the flags'.
+Hand-written rather than transformers' ``HfArgumentParser``: that one refuses ``int | float`` fields,
+has no form for dict fields, and fills every default in, which would hide a params file's values.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ def apply_lora(model: torch.nn.Module, params: TrainParams) -> torch.nn.Module:
     from peft import LoraConfig, get_peft_model
 
     from workbench.models.families import family_for
+    from workbench.models.peft_wrapping import peft_wrapping
 
     family = family_for(model)
     targets = list(params.lora_target_modules or family.default_lora_targets)
@@ -48,7 +49,8 @@ def apply_lora(model: torch.nn.Module, params: TrainParams) -> torch.nn.Module:
         modules_to_save=list(params.modules_to_save) if params.modules_to_save else None,
         bias="none",
     )
-    return get_peft_model(model, config)
+    with peft_wrapping():
+        return get_peft_model(model, config)
 
 
 def trainable_table(model: torch.nn.Module) -> list[dict[str, Any]]:
