@@ -441,6 +441,30 @@ def test_atomic_writer_removes_temp_file_on_error(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_atomic_writer_empty_output_rules(tmp_path):
+    kept = tmp_path / "kept.jsonl"
+    with AtomicJsonlWriter(kept):
+        pass
+    assert kept.read_text() == ""  # keep_empty (the default): an empty file
+    skipped = tmp_path / "skipped.jsonl"
+    with AtomicJsonlWriter(skipped, keep_empty=False):
+        pass
+    assert not skipped.exists()
+    stale = tmp_path / "stale.jsonl"
+    stale.write_text('{"old": 1}\n')
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        with AtomicJsonlWriter(stale, keep_empty=False):
+            pass
+    assert stale.read_text() == '{"old": 1}\n'
+    with AtomicJsonlWriter(stale, overwrite=True, keep_empty=False):
+        pass
+    assert not stale.exists()  # an empty result replaces a stale file from an earlier run
+    with AtomicJsonlWriter(stale, keep_empty=False) as writer:
+        writer.write_many([{"id": "é"}, {"id": 2}])
+    assert stale.read_text(encoding="utf-8") == '{"id": "é"}\n{"id": 2}\n' and writer.count == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.jsonl", "stale.jsonl"]
+
+
 # --- the report --------------------------------------------------------------------------------
 def test_report_json_contract(tmp_path, mixed_input):
     out = tmp_path / "o.jsonl"

@@ -262,7 +262,7 @@ def test_a_corrupt_input_is_located_and_the_others_still_finish(tmp_path):
     proc = _cli(str(tmp_path / "in"), "-o", str(dataset), "--speaker", "x")
     assert proc.returncode == 1, proc.stderr
     assert f"FAILED  {tmp_path / 'in' / 'broken.wav'}: cannot decode audio" in proc.stdout
-    assert f"FAILED  {bad_subs.path}: {tmp_path / 'in' / 'subs.srt'}:5: expected a timing line" in proc.stdout
+    assert f"FAILED  {bad_subs.path}: {tmp_path / 'in' / 'subs.srt'}:6: cue 2: expected a timing line" in proc.stdout
     assert "2 input(s) failed" in proc.stdout
     rows = read_prepare_csv(dataset)
     assert {r["source_file"] for r in rows} == {str(good.path)} and len(rows) >= 2

@@ -671,6 +671,7 @@ def test_merged_loads_without_peft_and_matches_the_adapter(trained, tiny_dir: Pa
     from peft import PeftModel
     from transformers import HiggsAudioV2ForConditionalGeneration
 
+    from workbench.models.peft_wrapping import peft_wrapping
     from workbench.training.collate import HiggsAudioCollator
 
     params, prepared, _ = trained
@@ -678,7 +679,8 @@ def test_merged_loads_without_peft_and_matches_the_adapter(trained, tiny_dir: Pa
     merged = HiggsAudioV2ForConditionalGeneration.from_pretrained(out / "merged").eval()
     assert not any("lora" in k or "modules_to_save" in k for k in merged.state_dict())
     assert not (out / "merged" / "adapter_config.json").exists()
-    peft_model = PeftModel.from_pretrained(base_model(tiny_dir), out / "adapter").eval()
+    with peft_wrapping():
+        peft_model = PeftModel.from_pretrained(base_model(tiny_dir), out / "adapter").eval()
 
     collator = HiggsAudioCollator(prepared.processor, prepared.codes_cache)
     batch = collator(prepared.train_samples[:2] + prepared.val_samples[:1])

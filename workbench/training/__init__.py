@@ -6,9 +6,10 @@ values into their types and gives the ``--flags``, README tables and notebook ce
 stage. Gives out the audio codes of every clip, encoded once into a content-addressed cache
 (``codes``), batches built exactly as inference builds them with labels only on target audio
 (``collate``), the validator's context-length rule for a model (``context``), per-codebook accuracy
-(``metrics``), resumable checkpoints (``checkpoints``), the adapter, metrics and run record of a
-``transformers.Trainer`` run on one rank (``train``), and the launcher that starts notebook 04 on
-every rank of an ``accelerate launch`` (``launch``).
+(``metrics``), resumable checkpoints (``checkpoints``), a run's data checks, codes and schedule
+(``preparation``), its Trainer, arguments and callbacks (``trainer``, ``callbacks``), the adapter,
+metrics and run record of a ``transformers.Trainer`` run on one rank (``train``), and the launcher
+that starts notebook 04 on every rank of an ``accelerate launch`` (``launch``).
 """
 
 from workbench import lazy_exports

@@ -205,6 +205,7 @@ def fit(prepared: Prepared, callbacks: list[Any] | None = None) -> TrainResult |
 
 # --- run record ------------------------------------------------------------------------------------
 def data_fingerprint(*paths: str | None) -> str:
+    """The first 16 hex digits of the SHA-256 of the given files' bytes, in order (missing ones skipped)."""
     h = hashlib.sha256()
     for p in paths:
         if p and os.path.isfile(p):
