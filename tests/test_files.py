@@ -17,6 +17,7 @@ import pytest
 import soundfile as sf
 
 from workbench.files import (
+    atomic_folder,
     atomic_path,
     atomic_write,
     csv_text,
@@ -315,3 +316,28 @@ def test_a_table_with_an_unknown_suffix_is_an_error_naming_the_path(tmp_path, na
         write_table(ROWS, path)
     assert str(path) in str(err.value) and ".csv, .json or .jsonl" in str(err.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_folder_appears_whole_with_a_plain_mode_and_keeps_or_replaces_what_is_there(tmp_path):
+    out = tmp_path / "model"
+    old_umask = os.umask(0o022)
+    try:
+        with atomic_folder(out) as tmp:
+            (tmp / "a.txt").write_text("one")
+            assert not out.exists()
+    finally:
+        os.umask(old_umask)
+    assert (out / "a.txt").read_text() == "one"
+    assert stat.S_IMODE(out.stat().st_mode) == 0o755  # not mkdtemp's 0700
+    with pytest.raises(RuntimeError, match="boom"):
+        with atomic_folder(out) as tmp:
+            (tmp / "a.txt").write_text("two")
+            raise RuntimeError("boom")
+    assert (out / "a.txt").read_text() == "one"
+    with atomic_folder(out, keep_existing=lambda existing: (existing / "a.txt").read_text() == "one") as tmp:
+        (tmp / "a.txt").write_text("three")
+    assert (out / "a.txt").read_text() == "one"  # kept: another process finished first
+    with atomic_folder(out, keep_existing=lambda existing: False) as tmp:
+        (tmp / "b.txt").write_text("four")
+    assert sorted(p.name for p in out.iterdir()) == ["b.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no temporary folder left behind

@@ -10,7 +10,8 @@ readable by the group.
 :func:`atomic_write` opens a file object; :func:`atomic_path` hands a temporary path to a library
 that writes by name (soundfile, ``np.save``, ``safetensors``); :func:`write_text`, :func:`write_bytes`
 and :func:`write_json` are the one-liners; :func:`write_table` writes rows as CSV, JSON or JSON
-Lines by the path's suffix, with the same cells in each.
+Lines by the path's suffix, with the same cells in each. :func:`atomic_folder` does for a whole
+folder (a model, a converted checkpoint) what :func:`atomic_path` does for a file.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import io
 import json
 import os
 import secrets
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import shutil
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -75,6 +77,46 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def atomic_folder(
+    path: str | os.PathLike, keep_existing: Callable[[Path], bool] | None = None
+) -> Iterator[Path]:
+    """A temporary sibling folder to build in; moved onto ``path`` when the block succeeds.
+
+    An existing folder at ``path`` is replaced, unless ``keep_existing(path)`` (asked just before the
+    move, so it sees what another process finished meanwhile) returns true: then the built folder is
+    dropped and ``path`` is kept. ``keep_existing`` may also raise to refuse the replacement. If the
+    block raises, the temporary folder is removed and ``path`` is left as it was. The folder gets the
+    mode a plainly created folder would have (``mkdtemp`` would give 0700).
+
+    Examples:
+        >>> with atomic_folder("models/tiny") as tmp:  # doctest: +SKIP
+        ...     model.save_pretrained(tmp)
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}")
+        try:
+            tmp.mkdir(mode=0o777)  # the kernel applies the umask
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise FileExistsError(f"{path.parent}: no free temporary name for {path.name} after 100 tries")
+    try:
+        yield tmp
+        if path.exists():
+            if keep_existing is not None and keep_existing(path):
+                shutil.rmtree(tmp, ignore_errors=True)
+                return
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from workbench.files import write_json
+from workbench.files import atomic_folder, write_json
 from workbench.models.folder import AUDIO_TOKENIZER_SUBDIR
 from workbench.models.model import MARKER_FILE, MARKER_FORMAT, state_dict_digest
 from workbench.models.random_full import (
@@ -131,9 +129,8 @@ def make_tiny_higgs_audio_v2(out_dir: str | os.PathLike[str], seed: int = 0, ove
 
     out = Path(out_dir).expanduser().resolve()
     check_overwritable(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    # re-checked before the move: another process may have built it meanwhile
+    with atomic_folder(out, keep_existing=lambda existing: check_overwritable(existing, overwrite)) as tmp:
         tokenizer = train_text_tokenizer()
         with torch.random.fork_rng(devices=[]):  # leave the caller's RNG state untouched
             torch.manual_seed(seed)
@@ -169,14 +166,6 @@ def make_tiny_higgs_audio_v2(out_dir: str | os.PathLike[str], seed: int = 0, ove
             },
         }
         write_json(tmp / MARKER_FILE, marker)
-
-        if out.exists():
-            check_overwritable(out, overwrite)  # re-check: another process may have built it
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("built tiny Higgs Audio v2 model (seed %d) in %s", seed, out)
     return out
 

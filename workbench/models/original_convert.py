@@ -13,14 +13,13 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from workbench.audio import default_cache_dir
-from workbench.files import write_json
+from workbench.files import atomic_folder, write_json
 from workbench.models.chat_template import CHAT_TEMPLATE
 from workbench.models.folder import (
     AUDIO_TOKENIZER_SUBDIR,
@@ -407,42 +406,36 @@ def import_original(
         config.dtype = state["model.embed_tokens.weight"].dtype
     _validate_against_model(state, config, src)
 
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
     try:
-        _save_state_dict(state, tmp)
-        config.save_pretrained(tmp)
-        _generation_config(src, config).save_pretrained(tmp)
-        has_tokenizer = (src / "tokenizer.json").is_file() or (src / "tokenizer.model").is_file()
-        if codec_dir is not None and has_tokenizer:
-            _write_processor(src, dst, tmp, codec_dir, config, original)
-        else:
-            _copy_tokenizer_files(src, tmp, for_original=False)
-            log.warning(
-                "converted %s without a processor: %s. Pass audio_tokenizer=<transformers-format codec> to add one.",
-                src,
-                "no audio tokenizer given"
-                if codec_dir is None
-                else "no text tokenizer files in the checkpoint",
-            )
-        sidecar = {
-            "format": CONVERTER_VERSION,
-            "source": str(src),
-            "fingerprint": fingerprint,
-            "audio_tokenizer": str(codec_dir) if codec_dir else None,
-            "splits": splits,
-            "dropped": dropped,
-            "original_config": original,
-        }
-        write_json(tmp / IMPORT_SIDECAR, sidecar)
-        if dst.exists():
-            if _complete_conversion(dst, fingerprint):  # another process finished first
-                shutil.rmtree(tmp, ignore_errors=True)
-                return dst
-            shutil.rmtree(dst)
-        os.replace(tmp, dst)
+        with atomic_folder(
+            dst, keep_existing=lambda existing: _complete_conversion(existing, fingerprint)
+        ) as tmp:
+            _save_state_dict(state, tmp)
+            config.save_pretrained(tmp)
+            _generation_config(src, config).save_pretrained(tmp)
+            has_tokenizer = (src / "tokenizer.json").is_file() or (src / "tokenizer.model").is_file()
+            if codec_dir is not None and has_tokenizer:
+                _write_processor(src, dst, tmp, codec_dir, config, original)
+            else:
+                _copy_tokenizer_files(src, tmp, for_original=False)
+                log.warning(
+                    "converted %s without a processor: %s. Pass audio_tokenizer=<transformers-format codec> to add one.",
+                    src,
+                    "no audio tokenizer given"
+                    if codec_dir is None
+                    else "no text tokenizer files in the checkpoint",
+                )
+            sidecar = {
+                "format": CONVERTER_VERSION,
+                "source": str(src),
+                "fingerprint": fingerprint,
+                "audio_tokenizer": str(codec_dir) if codec_dir else None,
+                "splits": splits,
+                "dropped": dropped,
+                "original_config": original,
+            }
+            write_json(tmp / IMPORT_SIDECAR, sidecar)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
         if _complete_conversion(dst, fingerprint):
             return dst
         raise
@@ -568,9 +561,7 @@ def export_original(
         )
         original_config.update(skip_audio_tower=True, encode_whisper_embed=False)
 
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
-    try:
+    with atomic_folder(dst) as tmp:
         _save_state_dict(original_state, tmp)
         write_json(tmp / "config.json", original_config, sort_keys=True)
         if gen is not None:
@@ -589,11 +580,5 @@ def export_original(
             "bosonai/higgs-audio-v2-tokenizer, which LoRA fine-tuning does not change.",
         }
         write_json(tmp / EXPORT_MARKER, marker)
-        if dst.exists():
-            shutil.rmtree(dst)
-        os.replace(tmp, dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("exported %d weights in the original layout to %s", len(original_state), dst)
     return dst

@@ -23,13 +23,12 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from workbench.files import write_json, write_text
+from workbench.files import atomic_folder, write_json, write_text
 from workbench.models.folder import (
     AUDIO_TOKENIZER_SUBDIR,
     HINT,
@@ -356,18 +355,9 @@ def save_release(
     """
     out = Path(out_dir).expanduser().resolve()
     check_writable(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with atomic_folder(out, keep_existing=lambda existing: check_writable(existing, overwrite)) as tmp:
         write_release_files(model, processor, tmp, marker)
         if notice:
             write_notice(tmp, base_dir)
-        if out.exists():
-            check_writable(out, overwrite)
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("saved Higgs TTS 3 release layout to %s", out)
     return out
