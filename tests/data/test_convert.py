@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 from conftest import read_jsonl, write_jsonl
+from original_records import voice_cloning_record
 
 from workbench.data.contract import check_sample
 from workbench.data.convert import convert, parse_remap
@@ -203,23 +204,10 @@ def test_placeholder_never_writes_outside_output_folder(tmp_path):
     assert sample.misc["placeholder_audio"] == [str(tmp_path / "a" / "x.wav")]
 
 
-def _voice_cloning(**misc) -> dict:
-    """A voice-cloning record as the original Higgs tooling writes it; its reference file is ``ref.wav``."""
-    return {
-        "id": "vc",
-        "messages": [
-            {"role": "system", "content": "Generate audio following instruction."},
-            {"role": "user", "content": [{"type": "text", "text": "ref words"}, {"type": "audio", "audio_url": "ref.wav"}]},
-            {"role": "assistant", "content": [{"type": "audio", "audio_url": ""}]},
-        ],
-        **({"misc": misc} if misc else {}),
-    }  # fmt: skip
-
-
 def test_voice_cloning_record_reports_its_missing_reference_and_becomes_a_prompt_once_found(
     tmp_path, make_wav
 ):
-    src = write_jsonl(tmp_path / "in.jsonl", [_voice_cloning(target_text="Say this, please.")])
+    src = write_jsonl(tmp_path / "in.jsonl", [voice_cloning_record(target_text="Say this, please.")])
     out = tmp_path / "o.jsonl"
     report = convert(src, out)
     assert (report.converted, report.prompts, report.rejected) == (0, 0, 1)
@@ -248,7 +236,7 @@ def test_a_records_structure_problem_and_missing_files_are_reported_together(tmp
             {"role": "assistant", "content": {"type": "audio", "audio_url": "gone.wav"}},
         ],
     }
-    src = write_jsonl(tmp_path / "in.jsonl", [_voice_cloning(ref_transcript="ref words"), marked_up])
+    src = write_jsonl(tmp_path / "in.jsonl", [voice_cloning_record(ref_transcript="ref words"), marked_up])
     out = tmp_path / "o.jsonl"
     report = convert(src, out)
     assert report.rejected == 2

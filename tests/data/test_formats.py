@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import read_jsonl, write_jsonl
+from original_records import voice_cloning_record
 
 from workbench.data import formats
 from workbench.data.contract import PROMPT, check_sample
@@ -601,22 +602,9 @@ def test_mixed_through_convert_counts_format(tmp_path, make_wav):
     assert (len(train), len(prompts)) == (1, 1)
 
 
-def _voice_cloning(misc: dict | None) -> dict:
-    """A voice-cloning record as the original Higgs tooling writes it: the text to speak in ``misc``."""
-    record = {
-        "id": "vc",
-        "messages": [
-            {"role": "system", "content": "Generate audio following instruction."},
-            {"role": "user", "content": [{"type": "text", "text": "ref words"}, {"type": "audio", "audio_url": "ref.wav"}]},
-            {"role": "assistant", "content": [{"type": "audio", "audio_url": ""}]},
-        ],
-    }  # fmt: skip
-    return record if misc is None else {**record, "misc": misc}
-
-
 @pytest.mark.parametrize("key", ["target_text", "target_transcript"])
 def test_voice_cloning_record_speaks_misc_target_text_after_its_reference(tmp_path, key):
-    record = _voice_cloning({key: "Say this, please."})
+    record = voice_cloning_record(**{key: "Say this, please."})
     s = to_convert(formats.detect(record), record, tmp_path)
     assert layout(s) == [
         ("system", "Generate audio following instruction."),
@@ -630,7 +618,7 @@ def test_voice_cloning_record_speaks_misc_target_text_after_its_reference(tmp_pa
 
 def test_voice_cloning_record_without_text_to_speak_is_still_rejected(tmp_path):
     with pytest.raises(RecordError) as info:
-        to_convert("mixed", _voice_cloning({"ref_transcript": "ref words"}), tmp_path)
+        to_convert("mixed", voice_cloning_record(ref_transcript="ref words"), tmp_path)
     assert info.value.code == "BAD_STRUCTURE" and "misc.target_text" in info.value.hint
 
 

@@ -272,7 +272,7 @@ def test_optional_models_add_columns_and_drive_selection(workspace):
 
     with pytest.raises(Exception, match="asr_model") as info:
         ev.evaluate(_params(workspace, "eval_bad", asr_model=str(workspace / "no_such_asr")), progress=False)
-    from workbench.evaluation.quality import OptionalModelError
+    from workbench.evaluation.model_scorers import OptionalModelError
 
     assert isinstance(info.value, OptionalModelError)
 

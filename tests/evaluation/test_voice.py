@@ -28,6 +28,14 @@ def clips() -> dict[str, np.ndarray]:
     }
 
 
+def test_cosine():
+    assert voice.cosine(np.array([1.0, 0.0]), np.array([2.0, 0.0])) == 1.0
+    assert voice.cosine(np.array([1.0, 0.0]), np.array([0.0, 3.0])) == 0.0
+    assert voice.cosine(np.array([1.0, 1.0]), np.array([-1.0, -1.0])) == pytest.approx(-1.0)
+    assert voice.cosine(np.array([1.0, 2.0]), np.array([2.0, 1.0])) == pytest.approx(0.8)
+    assert voice.cosine(np.zeros(3), np.ones(3)) == 0.0
+
+
 @needs_espeak
 def test_the_same_voice_is_more_similar_than_another_voice(clips):
     encoder = voice.speaker_encoder()

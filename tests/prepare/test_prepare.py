@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from workbench.demo.dataset import SENTENCES
 from workbench.demo.recordings import espeak_available, long_recording, recording_of_length
 from workbench.prepare.pipeline import AsrModelError, find_inputs, prepare
 from workbench.prepare.store import CSV_COLUMNS, read_prepare_csv
@@ -27,18 +28,7 @@ needs_espeak = pytest.mark.skipif(
     not espeak_available(), reason="espeak-ng not installed (apt-get install espeak-ng)"
 )
 ROOT = Path(__file__).resolve().parents[2]
-TEXTS = [
-    "The quick brown fox jumps over the lazy dog.",
-    "A gentle breeze moved through the open window.",
-    "Yes.",
-    "We will meet again at the old station tomorrow.",
-    "Please bring the blue notebook to the meeting.",
-    "The river was calm and bright in the morning light.",
-    "Every small step counts when you learn something new.",
-    "She found the key under a pile of autumn leaves.",
-    "Music filled the hall long after the concert ended.",
-    "He wrote a short letter and sealed it carefully.",
-]
+TEXTS = [*SENTENCES[:2], "Yes.", *SENTENCES[2:9]]  # one very short utterance among them
 PAUSES = [0.8, 0.6, 0.7, 1.3, 0.9, 2.6, 0.75, 1.1, 0.65]
 
 
@@ -262,7 +252,10 @@ def test_a_corrupt_input_is_located_and_the_others_still_finish(tmp_path):
     proc = _cli(str(tmp_path / "in"), "-o", str(dataset), "--speaker", "x")
     assert proc.returncode == 1, proc.stderr
     assert f"FAILED  {tmp_path / 'in' / 'broken.wav'}: cannot decode audio" in proc.stdout
-    assert f"FAILED  {bad_subs.path}: {tmp_path / 'in' / 'subs.srt'}:6: cue 2: expected a timing line" in proc.stdout
+    assert (
+        f"FAILED  {bad_subs.path}: {tmp_path / 'in' / 'subs.srt'}:6: cue 2: expected a timing line"
+        in proc.stdout
+    )
     assert "2 input(s) failed" in proc.stdout
     rows = read_prepare_csv(dataset)
     assert {r["source_file"] for r in rows} == {str(good.path)} and len(rows) >= 2

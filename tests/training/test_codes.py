@@ -16,12 +16,8 @@ import torch
 from workbench.audio import AUDIO_READER, default_cache_dir, load_audio
 from workbench.demo import make_tiny_model
 from workbench.models.model import SAMPLE_RATE, load_processor
-from workbench.training.codes import (
-    CodesCache,
-    CodesMissingError,
-    audio_tokenizer_fingerprint,
-    file_content_hash,
-)
+from workbench.training.codes import CodesCache, CodesMissingError, audio_tokenizer_fingerprint
+from workbench.training.content_hashes import file_content_hash
 
 pytest.importorskip("transformers")
 

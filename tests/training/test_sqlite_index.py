@@ -10,7 +10,7 @@ from pathlib import Path
 
 from workbench.data.probe import AudioInfo, ProbeCache
 from workbench.data.sqlite_index import connect_index
-from workbench.training.codes import _HashIndex
+from workbench.training.content_hashes import HashIndex
 
 WRITERS = 8
 ROWS = 1_500  # per writer and index
@@ -20,7 +20,7 @@ def write_rows(rank: int, hashes_db: str, probes_db: str, start, results) -> Non
     """One rank: open both (new) indexes at the same moment as the others, then write ROWS rows each."""
     try:
         start.wait()
-        index = _HashIndex(Path(hashes_db))
+        index = HashIndex(Path(hashes_db))
         probes = ProbeCache(probes_db)
         batch = []
         for i in range(ROWS):
@@ -75,7 +75,7 @@ def test_eight_processes_create_and_write_the_indexes_at_once(tmp_path: Path) ->
 def test_an_unusable_index_is_disabled_not_fatal(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    index = _HashIndex(blocker / "content_hashes.sqlite")  # its folder cannot be created
+    index = HashIndex(blocker / "content_hashes.sqlite")  # its folder cannot be created
     assert index.get(("/a.wav", 1, 2)) is None and not index.enabled
     probes = ProbeCache(blocker / "audio_probe.sqlite")
     assert probes._db is None

@@ -123,8 +123,6 @@ def make_tiny_higgs_audio_v2(out_dir: str | os.PathLike[str], seed: int = 0, ove
         FileExistsError: ``out_dir`` exists and is not empty, and ``overwrite`` is false or the
             folder is not a workbench tiny model.
     """
-    import tokenizers
-    import transformers
     from transformers import HiggsAudioV2TokenizerModel
 
     out = Path(out_dir).expanduser().resolve()
@@ -158,16 +156,26 @@ def make_tiny_higgs_audio_v2(out_dir: str | os.PathLike[str], seed: int = 0, ove
             "num_hidden_layers": cfg.num_hidden_layers,
             "vocab_size": cfg.vocab_size,
             "tokenizer_size": len(tokenizer),
-            "digests": {"model": state_dict_digest(model), "audio_tokenizer": state_dict_digest(codec)},
-            "versions": {
-                "transformers": transformers.__version__,
-                "torch": torch.__version__,
-                "tokenizers": tokenizers.__version__,
-            },
+            **built_with(model, codec),
         }
         write_json(tmp / MARKER_FILE, marker)
     log.info("built tiny Higgs Audio v2 model (seed %d) in %s", seed, out)
     return out
+
+
+def built_with(model: Any, codec: Any) -> dict[str, Any]:
+    """The marker entries that pin a tiny stack's bits: weight digests and the library versions that built it."""
+    import tokenizers
+    import transformers
+
+    return {
+        "digests": {"model": state_dict_digest(model), "audio_tokenizer": state_dict_digest(codec)},
+        "versions": {
+            "transformers": transformers.__version__,
+            "torch": torch.__version__,
+            "tokenizers": tokenizers.__version__,
+        },
+    }
 
 
 def check_overwritable(out: Path, overwrite: bool) -> None:

@@ -18,12 +18,11 @@ from typing import Any
 
 import torch
 
-from workbench.demo.tiny_higgs_audio_v2 import TINY_LM, build_tiny_codec, check_overwritable
+from workbench.demo.tiny_higgs_audio_v2 import TINY_LM, build_tiny_codec, built_with, check_overwritable
 from workbench.models.higgs_tts3.configuration import HiggsTTS3Config
 from workbench.models.higgs_tts3.modeling import HiggsTTS3ForConditionalGeneration
 from workbench.models.higgs_tts3.processing import END_OF_TEXT, PROMPT_TOKENS, HiggsTTS3Processor
 from workbench.models.higgs_tts3.release import save_release
-from workbench.models.model import state_dict_digest
 from workbench.models.random_full import train_tiny_bpe
 
 log = logging.getLogger(__name__)
@@ -84,8 +83,6 @@ def make_tiny_tts3(out_dir: str | os.PathLike[str], seed: int = 0, overwrite: bo
     Raises:
         FileExistsError: ``out_dir`` is not empty and ``overwrite`` is false or it is not a tiny model.
     """
-    import tokenizers
-    import transformers
 
     out = Path(out_dir).expanduser().resolve()
     check_overwritable(out, overwrite)
@@ -107,12 +104,7 @@ def make_tiny_tts3(out_dir: str | os.PathLike[str], seed: int = 0, overwrite: bo
         "num_hidden_layers": config.text_config.num_hidden_layers,
         "vocab_size": config.text_config.vocab_size,
         "tokenizer_size": len(tokenizer),
-        "digests": {"model": state_dict_digest(model), "audio_tokenizer": state_dict_digest(codec)},
-        "versions": {
-            "transformers": transformers.__version__,
-            "torch": torch.__version__,
-            "tokenizers": tokenizers.__version__,
-        },
+        **built_with(model, codec),
     }
     save_release(model, processor, out, overwrite=overwrite, notice=False, marker=marker)
     log.info("built tiny Higgs TTS 3 (seed %d) in %s", seed, out)

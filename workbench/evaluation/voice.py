@@ -8,8 +8,10 @@
   onnxruntime): predicted listener scores on a 1-5 scale for the speech signal (SIG), the background
   (BAK) and the overall quality (OVRL), averaged over 9 s windows.
 - :class:`VoiceScorer` bundles both for one generated clip against its reference and target files.
+- :func:`cosine`: the similarity of two embeddings (also of the optional x-vector model's,
+  :mod:`workbench.evaluation.model_scorers`).
 
-Both run on the CPU and load lazily: importing this module loads neither torch weights nor onnxruntime.
+The two models run on the CPU and load lazily: importing this module loads neither torch weights nor onnxruntime.
 A package that is not installed raises :class:`BundledModelError`, whose message names the fix.
 """
 
@@ -25,8 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from workbench.audio import above_silence, resample
-from workbench.evaluation.quality import mono
+from workbench.audio import above_silence, mono, resample
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,16 @@ def _package_file(package: str, relative: str, pip_name: str) -> Path:
 
 
 # --------------------------------------------------------------------------- speaker similarity
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity of two vectors, clipped to [-1, 1]; 0.0 when either is all zeros."""
+    a = np.asarray(a, dtype=np.float64).ravel()
+    b = np.asarray(b, dtype=np.float64).ravel()
+    denominator = np.linalg.norm(a) * np.linalg.norm(b)
+    if denominator == 0:
+        return 0.0
+    return float(np.clip(np.dot(a, b) / denominator, -1.0, 1.0))
 
 
 class SpeakerEncoder:
@@ -149,8 +160,6 @@ class SpeakerEncoder:
 
     def similarity(self, a: np.ndarray, b: np.ndarray, sample_rate: int) -> float:
         """Cosine of the two clips' embeddings: 1 is the same voice, 0 when either holds no sound."""
-        from workbench.evaluation.quality import cosine
-
         return cosine(self.embed(a, sample_rate), self.embed(b, sample_rate))
 
 
@@ -274,8 +283,6 @@ class VoiceScorer:
             target: the sample's ground-truth recording, if any.
             clips: already loaded audio by path (at ``sample_rate``), to avoid reading files again.
         """
-        from workbench.evaluation.quality import cosine
-
         row: dict[str, Any] = {}
         if self.speaker is not None:
             embedding = self.speaker.embed(audio, self.sample_rate)

@@ -4,7 +4,7 @@ Takes in the training parameters (``params``: one typed schema, YAML files, ``-p
 overrides, launch settings; each parameter declared once with ``param_schema``, which also reads
 values into their types and gives the ``--flags``, README tables and notebook cells), trainable samples from the data stage and a model from the models
 stage. Gives out the audio codes of every clip, encoded once into a content-addressed cache
-(``codes``), batches built exactly as inference builds them with labels only on target audio
+(``codes``, keyed by the files' content hashes from ``content_hashes``), batches built exactly as inference builds them with labels only on target audio
 (``collate``), the validator's context-length rule for a model (``context``), per-codebook accuracy
 (``metrics``), resumable checkpoints (``checkpoints``), a run's data checks, codes and schedule
 (``preparation``), its Trainer, arguments and callbacks (``trainer``, ``callbacks``), the adapter,

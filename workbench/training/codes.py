@@ -20,6 +20,8 @@ Layout::
     <cache_dir>/content_hashes/<host>-<pid>.jsonl         (path, size, mtime) -> content hash, for every node
     <WORKBENCH_CACHE_DIR>/content_hashes.sqlite           the same, per machine
 
+The two content-hash maps are :mod:`workbench.training.content_hashes`.
+
 Under ``accelerate`` every rank calls :meth:`CodesCache.encode_missing` with the same list and
 its ``rank``/``world_size``: each encodes its share, then the caller waits at a barrier
 (``accelerator.wait_for_everyone()``). Files are written atomically (:mod:`workbench.files`), so a
@@ -38,8 +40,6 @@ import hashlib
 import json
 import logging
 import os
-import socket
-import sqlite3
 import time
 import weakref
 from collections.abc import Iterable
@@ -51,9 +51,9 @@ import numpy as np
 import torch
 
 from workbench.audio import AUDIO_READER, load_audio
-from workbench.data.sqlite_index import connect_index
 from workbench.files import atomic_write, write_json
 from workbench.models.model import state_dict_digest
+from workbench.training.content_hashes import SHARED_HASHES_DIR, ContentHashes
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +62,6 @@ _FINGERPRINT_PREFIX_LEN = 16
 # Config entries that name where a model came from rather than what it computes.
 _VOLATILE_CONFIG_KEYS = ("_name_or_path", "name_or_path", "transformers_version", "_commit_hash")
 _weight_digests: weakref.WeakKeyDictionary[torch.nn.Module, str] = weakref.WeakKeyDictionary()
-_HASH_TABLE = (
-    "CREATE TABLE IF NOT EXISTS content_hash (path TEXT, size INTEGER, mtime INTEGER, "
-    "hash TEXT, PRIMARY KEY (path, size, mtime))"
-)
-SHARED_HASHES_DIR = "content_hashes"  # under cache_dir: the map every node reads (see _SharedHashes)
-_SHARED_REFRESH_S = 1.0  # on a miss, look for other processes' new entries at most this often
 
 
 class CodesMissingError(KeyError):
@@ -140,148 +134,6 @@ def _sample_rate(audio_tokenizer: torch.nn.Module) -> int:
     return int(getattr(config, "sample_rate", 24_000))
 
 
-def file_content_hash(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
-    """BLAKE2b-128 hex digest of a file's bytes (read in chunks)."""
-    digest = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as fh:
-        while chunk := fh.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-class _HashIndex:
-    """Persistent ``(real path, size, mtime_ns) -> content hash`` map in a small SQLite file.
-
-    Spares re-runs (and every data-loader worker) from reading each audio file just to hash it.
-    Connections are opened per process (never shared across ``fork``); any SQLite problem (a
-    read-only or network file system) disables the index with a warning, never the cache.
-    """
-
-    def __init__(self, db_path: Path) -> None:
-        self.db_path = db_path
-        self.enabled = True
-        self._conn: sqlite3.Connection | None = None
-        self._pid = -1
-        self._pending: list[tuple[str, int, int, str]] = []
-
-    def _connection(self) -> sqlite3.Connection | None:
-        if not self.enabled:
-            return None
-        if self._conn is None or self._pid != os.getpid():
-            try:
-                conn = connect_index(self.db_path, [_HASH_TABLE])
-            except (sqlite3.Error, OSError) as exc:
-                return self._disable(exc)
-            self._conn, self._pid = conn, os.getpid()
-        return self._conn
-
-    def _disable(self, exc: Exception) -> None:
-        log.warning("content-hash index disabled (%s): %s", self.db_path, exc)
-        self.enabled = False
-        self._conn = None
-
-    def get(self, key: tuple[str, int, int]) -> str | None:
-        conn = self._connection()
-        if conn is None:
-            return None
-        try:
-            row = conn.execute(
-                "SELECT hash FROM content_hash WHERE path=? AND size=? AND mtime=?", key
-            ).fetchone()
-        except sqlite3.Error as exc:
-            return self._disable(exc)
-        return row[0] if row else None
-
-    def put(self, key: tuple[str, int, int], digest: str) -> None:
-        self._pending.append((*key, digest))
-        if len(self._pending) >= 256:
-            self.flush()
-
-    def flush(self) -> None:
-        rows, self._pending = self._pending, []
-        conn = self._connection()
-        if conn is None or not rows:
-            return
-        try:
-            conn.executemany("INSERT OR REPLACE INTO content_hash VALUES (?, ?, ?, ?)", rows)
-            conn.commit()
-        except sqlite3.Error as exc:
-            self._disable(exc)
-
-    def __getstate__(self) -> dict[str, Any]:  # picklable for spawned data-loader workers
-        return {**self.__dict__, "_conn": None, "_pid": -1}
-
-
-class _SharedHashes:
-    """Append-only ``(real path, size, mtime_ns) -> content hash`` map in the shared cache folder.
-
-    Lets a node find the codes another node stored without reading (hashing) the audio: each
-    process appends the hashes it learns to its own ``<cache_dir>/content_hashes/<host>-<pid>.jsonl``
-    (one ``[path, size, mtime_ns, hash]`` JSON array a line, whole lines per ``os.write``), and
-    every process reads all such files. Files are never rewritten, so no locking is needed on a
-    network file system; a line still being written (no newline yet) is read on a later look.
-    """
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self._offsets: dict[str, int] = {}  # file name -> bytes already read
-        self._own = f"{socket.gethostname()}-{os.getpid()}.jsonl"
-        self._pid = os.getpid()
-        self._looked = float("-inf")  # time.monotonic() of the last read
-
-    def read_new(self, force: bool = True) -> dict[tuple[str, int, int], str]:
-        """Entries other processes appended since the last look (every entry on the first).
-
-        Args:
-            force: Look now; otherwise only when the last look is older than ``_SHARED_REFRESH_S``.
-        """
-        now = time.monotonic()
-        if not force and now - self._looked < _SHARED_REFRESH_S:
-            return {}
-        self._looked = now
-        found: dict[tuple[str, int, int], str] = {}
-        try:
-            names = sorted(n for n in os.listdir(self.folder) if n.endswith(".jsonl"))
-        except OSError:  # not created yet, or unreadable: the map is only a shortcut
-            return found
-        for name in names:
-            start = self._offsets.get(name, 0)
-            try:
-                with open(self.folder / name, "rb") as fh:
-                    fh.seek(start)
-                    data = fh.read()
-            except OSError:
-                continue
-            end = data.rfind(b"\n") + 1  # whole lines only
-            for line in data[:end].splitlines():
-                try:
-                    path, size, mtime, digest = json.loads(line)
-                    found[(str(path), int(size), int(mtime))] = str(digest)
-                except (ValueError, TypeError):
-                    continue  # a damaged line costs one re-read of that file's audio, nothing more
-            self._offsets[name] = start + end
-        return found
-
-    def append(self, rows: list[tuple[str, int, int, str]]) -> None:
-        """Add ``(path, size, mtime_ns, hash)`` rows (never raises: a read-only share is skipped)."""
-        if not rows:
-            return
-        if self._pid != os.getpid():  # a forked copy writes its own file
-            self._own, self._pid = f"{socket.gethostname()}-{os.getpid()}.jsonl", os.getpid()
-        data = "".join(json.dumps(list(row), separators=(",", ":")) + "\n" for row in rows).encode()
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.folder / self._own, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            log.warning("shared content-hash map not written (%s): %s", self.folder, exc)
-
-
 PROGRESS_LOG_SECONDS = 30.0  # how often encode_missing logs its progress
 
 
@@ -314,6 +166,8 @@ class CodesCache:
         stats: Hit/miss/encoded counters (:class:`CacheStats`).
         fingerprint: The codec fingerprint (:func:`audio_tokenizer_fingerprint`).
         directory: ``cache_dir/<fingerprint[:16]>``, where this codec's codes live.
+        content_hashes: The files' content hashes, the keys of the codes
+            (:class:`~workbench.training.content_hashes.ContentHashes`).
     """
 
     def __init__(
@@ -323,8 +177,6 @@ class CodesCache:
         encode_on_miss: bool = True,
         hash_index: str | os.PathLike[str] | None = None,
     ) -> None:
-        from workbench.audio import default_cache_dir
-
         self.cache_dir = Path(cache_dir).expanduser()
         self.audio_tokenizer = audio_tokenizer
         self.encode_on_miss = encode_on_miss
@@ -333,12 +185,7 @@ class CodesCache:
         self.directory = self.cache_dir / self.fingerprint[:_FINGERPRINT_PREFIX_LEN]
         self.encode_calls = 0
         self.stats = CacheStats()
-        self._content_hashes: dict[tuple[str, int, int], str] = {}
-        self._index = _HashIndex(
-            Path(hash_index) if hash_index else default_cache_dir() / "content_hashes.sqlite"
-        )
-        self._shared = _SharedHashes(self.cache_dir / SHARED_HASHES_DIR)
-        self._shared_pending: list[tuple[str, int, int, str]] = []
+        self.content_hashes = ContentHashes(self.cache_dir / SHARED_HASHES_DIR, hash_index)
         self._write_manifest()
 
     # ------------------------------------------------------------------ keys and paths
@@ -360,7 +207,7 @@ class CodesCache:
         write_json(manifest, data)
 
     def content_hash(self, path: str | os.PathLike[str]) -> str:
-        """Content hash of ``path`` (:func:`file_content_hash`).
+        """Content hash of ``path`` (:class:`~workbench.training.content_hashes.ContentHashes`).
 
         Memoised by (real path, size, mtime) in memory, in this machine's ``content_hashes.sqlite``
         and in the map shared by every node under ``cache_dir/content_hashes/``, so an unchanged
@@ -370,26 +217,8 @@ class CodesCache:
         Raises:
             FileNotFoundError: ``path`` does not exist.
         """
-        real = os.path.realpath(path)
-        try:
-            st = os.stat(real)
-        except FileNotFoundError:
-            raise FileNotFoundError(f"audio file not found: {path}") from None
-        memo_key = (real, st.st_size, st.st_mtime_ns)
-        digest = self._content_hashes.get(memo_key)
-        if digest is None:  # other processes (other nodes) may have hashed it since the last look
-            self._content_hashes.update(self._shared.read_new(force=False))
-            digest = self._content_hashes.get(memo_key)
-        if digest is None:
-            digest = self._index.get(memo_key)
-            if digest is None:
-                digest = file_content_hash(real)
-                self.stats.hashed += 1
-                self._index.put(memo_key, digest)
-            self._content_hashes[memo_key] = digest
-            self._shared_pending.append((*memo_key, digest))
-            if len(self._shared_pending) >= 256:
-                self._flush_shared()
+        digest = self.content_hashes.get(path)
+        self.stats.hashed = self.content_hashes.files_read
         return digest
 
     def refresh(self) -> int:
@@ -398,19 +227,11 @@ class CodesCache:
         Call it after the ranks' barrier, so a node looks up files other nodes hashed without
         reading them. Returns how many entries were new.
         """
-        found = self._shared.read_new()
-        before = len(self._content_hashes)
-        self._content_hashes.update(found)
-        return len(self._content_hashes) - before
+        return self.content_hashes.refresh()
 
     def flush(self) -> None:
         """Write pending content hashes to the SQLite index and the shared map."""
-        self._index.flush()
-        self._flush_shared()
-
-    def _flush_shared(self) -> None:
-        rows, self._shared_pending = self._shared_pending, []
-        self._shared.append(rows)
+        self.content_hashes.flush()
 
     def entry_path(self, path: str | os.PathLike[str]) -> Path:
         """Where the codes of audio file ``path`` are (or would be) stored."""
