@@ -1,7 +1,9 @@
-"""Higgs Audio v2 LoRA workbench: inspect, convert, validate, train and evaluate voice datasets.
+"""Higgs LoRA workbench: prepare, inspect, convert, validate, train and evaluate voice datasets.
 
 The package is cut by stage, in the order data flows; a stage imports only the stages before it::
 
+    workbench.files       the one atomic file writer and table writer, under everything
+    workbench.audio       the one clip reader (as transformers reads audio) and silence detector
     workbench.prepare     long recordings -> clip folders with transcripts (stage 00)
     workbench.data        source files and clip folders -> canonical samples, findings, fixes, split
     workbench.models      model folders -> loaded models (original layout, exported, random full-size)
@@ -13,6 +15,7 @@ The package is cut by stage, in the order data flows; a stage imports only the s
 
 One module per step, each with a function of the same name as its CLI command::
 
+    from workbench.prepare.pipeline import prepare          # workbench prepare
     from workbench.data.convert import convert              # workbench convert
     from workbench.data.validate import validate            # workbench validate
     from workbench.data.split import split                  # workbench split

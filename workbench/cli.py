@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 EXIT_OK, EXIT_DATA, EXIT_USAGE = 0, 1, 2
 
@@ -275,6 +276,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def sampling_from(args: argparse.Namespace) -> Any:
+    """The :class:`~workbench.evaluation.params.Sampling` of ``workbench generate``'s flags (defaults: notebook 05's)."""
+    from workbench.evaluation.params import Sampling
+    from workbench.training.param_schema import build_params, flag_values
+
+    problems: list[str] = []
+    sampling = build_params(Sampling, flag_values(args), problems)
+    problems += sampling.check()
+    if problems:
+        raise UsageError("; ".join(problems))
+    return sampling
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from workbench.evaluation.generate import speak
 
@@ -282,6 +296,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.text_file:
         with open(args.text_file, encoding="utf-8-sig") as fh:
             texts += [line.strip() for line in fh if line.strip()]
+    sampling = sampling_from(args)
     spoken = speak(
         texts,
         args.output,
@@ -290,10 +305,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
         reference_audio=args.reference,
         reference_text=args.reference_text,
         seed=args.seed,
-        temperature=args.temperature,
-        top_k=args.top_k or None,
-        top_p=args.top_p or None,
-        max_new_tokens=args.max_new_tokens,
+        temperature=sampling.temperature,
+        top_k=sampling.top_k,
+        top_p=sampling.top_p,
+        max_new_tokens=sampling.max_new_tokens,
+        ras_win_len=sampling.ras_win_len,
         codes_cache_dir=args.codes_cache_dir,
         overwrite=args.overwrite,
     )
@@ -355,10 +371,10 @@ def overrides_from(args: argparse.Namespace) -> dict[str, object]:
 
 def param_schemas() -> dict[str, type]:
     """The parameter dataclasses the ``train`` and ``evaluate`` flags and ``workbench params`` come from."""
-    from workbench.evaluation.params import EvalParams
+    from workbench.evaluation.params import EvalParams, Sampling
     from workbench.training.params import LaunchParams, TrainParams
 
-    return {"train": TrainParams, "launch": LaunchParams, "evaluate": EvalParams}
+    return {"train": TrainParams, "launch": LaunchParams, "evaluate": EvalParams, "sampling": Sampling}
 
 
 def cmd_params(args: argparse.Namespace) -> int:
@@ -587,8 +603,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_flags(p, schemas["launch"], "launch parameters (several ranks split the prompts)")
     p.epilog = PARAMS_EPILOG
 
-    p = add("params", cmd_params, "the parameters of train, launch or evaluate: name, type, default, meaning")
-    p.add_argument("schema", choices=("train", "launch", "evaluate"))
+    p = add(
+        "params",
+        cmd_params,
+        "the parameters of train, launch, evaluate or sampling: name, type, default, meaning",
+    )
+    p.add_argument("schema", choices=tuple(schemas))
     p.add_argument(
         "--format",
         choices=("markdown", "cell"),
@@ -605,10 +625,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference-text", help="the transcript of --reference")
     p.add_argument("-o", "--output", required=True, help="OUT.wav for one text, else a folder")
     p.add_argument("--seed", type=int, default=0, help="same seed, model and prompt: same clip")
-    p.add_argument("--temperature", type=float, default=0.3, help="0 is greedy")
-    p.add_argument("--top-k", type=int, default=50, help="0 turns it off")
-    p.add_argument("--top-p", type=float, default=0.95, help="0 turns it off")
-    p.add_argument("--max-new-tokens", type=int, default=750, help="audio frames at most (25 per second)")
+    add_flags(p, schemas["sampling"], "sampling parameters (notebook 05's)")
     p.add_argument("--codes-cache-dir", help="audio codes cache (default: the workbench cache)")
     p.add_argument("--overwrite", action="store_true", help="replace clips that already exist")
 

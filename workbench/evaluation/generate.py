@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from workbench.data.sample import DEFAULT_SYSTEM_PROMPT
+from workbench.evaluation.params import Sampling
 
 log = logging.getLogger(__name__)
 
@@ -130,10 +131,11 @@ def speak(
     reference_text: str | None = None,
     system_prompt: str = DEFAULT_SYSTEM_PROMPT,
     seed: int = 0,
-    temperature: float = 0.3,
-    top_k: int | None = 50,
-    top_p: float | None = 0.95,
-    max_new_tokens: int = 750,
+    temperature: float = Sampling.temperature,
+    top_k: int | None = Sampling.top_k,
+    top_p: float | None = Sampling.top_p,
+    max_new_tokens: int = Sampling.max_new_tokens,
+    ras_win_len: int | None = Sampling.ras_win_len,
     codes_cache_dir: str | os.PathLike | None = None,
     overwrite: bool = False,
     loaded: tuple[torch.nn.Module, Any] | None = None,
@@ -152,6 +154,7 @@ def speak(
         top_k: Top-k sampling (None: off).
         top_p: Nucleus sampling (None: off).
         max_new_tokens: Audio frames to generate at most (25 per second).
+        ras_win_len: Repetition-aware sampling window (None: the model's setting, 0: off).
         codes_cache_dir: Where the reference's audio codes are cached (default: the workbench cache).
         overwrite: Replace clips that already exist (otherwise they are an error, before generating).
         loaded: An already loaded ``(model, processor)`` (skips loading).
@@ -166,7 +169,6 @@ def speak(
     from workbench.data.formats.base import tts_sample
     from workbench.evaluation.synthesis import (
         NoAudioError,
-        Sampling,
         decode_audio,
         generation_config,
         generation_inputs,
@@ -191,7 +193,7 @@ def speak(
         references.append((reference_audio, reference_text.strip()))  # type: ignore[union-attr]
     elif reference_text:
         raise GenerateError("--reference-text without --reference: give the clip it transcribes")
-    sampling = Sampling(max_new_tokens, temperature, top_k, top_p)
+    sampling = Sampling(max_new_tokens, temperature, top_k, top_p, ras_win_len)
     problems = sampling.check()
     if problems:
         raise GenerateError("; ".join(problems))
