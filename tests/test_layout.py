@@ -4,12 +4,13 @@ Every ``import`` in the package is read from the source (module level, inside fu
 ``if TYPE_CHECKING``), so an import that only runs later counts like any other. The stages, in the
 order data flows, may import only the stages before them:
 
-    workbench (root) <- files <- audio <- prepare <- data <- models <- training <- evaluation <- notebook
-    <- demo <- doctor, bench <- cli
+    workbench (root) <- files, offline <- audio <- prepare <- data <- models <- training <- evaluation
+    <- notebook <- demo <- doctor, bench <- cli
 
-``files`` (the one atomic writer and table writer) and ``audio`` (the one clip reader and silence
-detector) are single modules under everything; ``demo`` (tiny models, demo data, synthetic
-recordings, the demo pipeline) sits above the stages, so no stage can depend on a test builder.
+``files`` (the one atomic writer and table writer), ``offline`` (the one lookup of a model folder
+or cached hub id) and ``audio`` (the one clip reader and silence detector) are single modules under
+everything; ``demo`` (tiny models, demo data, synthetic recordings, the demo pipeline) sits above the
+stages, so no stage can depend on a test builder.
 
 Inside a stage, modules import each other freely, but never in a circle.
 """
@@ -31,7 +32,7 @@ STAGES = ("prepare", "data", "models", "training", "evaluation", "notebook")
 # Each unit may import the units of earlier layers (and itself), nothing else.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("workbench",),
-    ("workbench.files",),
+    ("workbench.files", "workbench.offline"),
     ("workbench.audio",),
     *((f"workbench.{stage}",) for stage in STAGES),
     ("workbench.demo",),

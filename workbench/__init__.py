@@ -3,6 +3,7 @@
 The package is cut by stage, in the order data flows; a stage imports only the stages before it::
 
     workbench.files       the one atomic file writer and table writer, under everything
+    workbench.offline     the one lookup of a model folder or cached hub id (never the network)
     workbench.audio       the one clip reader (as transformers reads audio) and silence detector
     workbench.prepare     long recordings -> clip folders with transcripts (stage 00)
     workbench.data        source files and clip folders -> canonical samples, findings, fixes, split

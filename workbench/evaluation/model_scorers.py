@@ -13,7 +13,6 @@ naturalness, bundled in installed wheels) are in :mod:`workbench.evaluation.voic
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +22,10 @@ from workbench.audio import mono, resample
 from workbench.evaluation.quality import check_sample_rate
 from workbench.evaluation.text_metrics import char_error_rate, word_error_rate
 from workbench.evaluation.voice import cosine
+from workbench.offline import LocalModelMissing, MissingKind, is_hub_id, local_model_folder
 
 _MIN_SPEAKER_SECONDS = 0.5  # x-vector TDNNs need a few dozen frames; shorter clips are zero-padded
 _ASR_CHUNK_SECONDS = 30.0  # Whisper's window; longer clips are transcribed in chunks
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # owner/name
 
 
 class OptionalModelError(RuntimeError):
@@ -45,28 +44,18 @@ def _local_model_dir(model: str | os.PathLike[str], role: str) -> str:
     Raises:
         OptionalModelError: neither exists locally.
     """
-    path = Path(model).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise OptionalModelError(_message(model, role, f"{path} has no config.json"))
-        return str(path)
-    if path.exists():
-        raise OptionalModelError(_message(model, role, f"{path} is a file, not a model folder"))
-    if _HUB_ID.fullmatch(str(model)):
-        from huggingface_hub import try_to_load_from_cache
-
-        cached = try_to_load_from_cache(str(model), "config.json")
-        if isinstance(cached, str):
-            return str(Path(cached).parent)
-        reason = "it is not a local folder and not in the local Hugging Face cache"
-    else:
-        reason = "no such folder"
-    raise OptionalModelError(_message(model, role, reason))
+    try:
+        return str(local_model_folder(model))
+    except LocalModelMissing as missing:
+        reason = missing.reason
+        if missing.kind is MissingKind.NOT_CACHED:
+            reason = "it is not a local folder and not in the local Hugging Face cache"
+        raise OptionalModelError(_message(model, role, reason)) from None
 
 
 def _message(model: str | os.PathLike[str], role: str, reason: str) -> str:
     param = role.split()[-1].strip("()")
-    if _HUB_ID.fullmatch(str(model)) and not Path(model).exists():
+    if is_hub_id(model) and not Path(model).exists():
         fix = (
             f"download it once where there is network (`hf download {model}`) so it is in the local "
             "Hugging Face cache, or pass a local model folder"

@@ -1,8 +1,8 @@
 """A Higgs Audio v2 model folder on this machine: finding one offline and reading its files.
 
-A model is a local folder with ``config.json`` (or a hub id already in the local Hugging Face
-cache: nothing is ever downloaded, and a missing model is a :class:`ModelNotFoundError` that names
-the path). Its audio tokenizer is the ``audio_tokenizer/`` folder that travels with it, else the
+A model is a local folder with ``config.json`` or a hub id already in the local Hugging Face cache,
+found by :func:`workbench.offline.local_model_folder` (nothing is ever downloaded); a missing model
+is a :class:`ModelNotFoundError` that names the path. Its audio tokenizer is the ``audio_tokenizer/`` folder that travels with it, else the
 path or cached hub id its processor config records. The small readers here (JSON files, safetensors
 weight files and their key names, the tokenizer's special-token ids) look at a folder without
 loading a model, so the loaders, the original-layout conversion and ``workbench doctor`` share them.
@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import struct
 from pathlib import Path
+
+from workbench.offline import LocalModelMissing, MissingKind, cached_hub_folder, local_model_folder
 
 AUDIO_TOKENIZER_SUBDIR = "audio_tokenizer"
 WEIGHTS_INDEX = "model.safetensors.index.json"
@@ -26,19 +27,6 @@ HINT = (
 
 class ModelNotFoundError(FileNotFoundError):
     """A model path or hub id could not be found locally (nothing is ever downloaded)."""
-
-
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
-
-
-def _cached_hub_dir(repo_id: str) -> Path | None:
-    """Snapshot folder of a hub repo in the local cache (never touches the network)."""
-    from huggingface_hub import try_to_load_from_cache
-
-    if not _HUB_ID.fullmatch(repo_id):
-        return None
-    cached = try_to_load_from_cache(repo_id, "config.json")
-    return Path(cached).parent if isinstance(cached, str) else None
 
 
 def resolve_model_path(model_path: str | os.PathLike[str]) -> Path:
@@ -53,21 +41,18 @@ def resolve_model_path(model_path: str | os.PathLike[str]) -> Path:
     Raises:
         ModelNotFoundError: Nothing usable exists locally; the message names the path.
     """
-    path = Path(model_path).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ModelNotFoundError(f"{path} is not a Hugging Face model folder (no config.json). {HINT}")
-        return path.resolve()
-    if path.exists():
-        raise ModelNotFoundError(f"{path} is a file, not a model folder. {HINT}")
-    if not _HUB_ID.fullmatch(str(model_path)):
-        raise ModelNotFoundError(f"model folder not found: {path}. {HINT}")
-    cached = _cached_hub_dir(str(model_path))
-    if cached is None:
-        raise ModelNotFoundError(
-            f"model not found: {str(model_path)!r} is neither a local folder nor a hub id in the local cache. {HINT}"
-        )
-    return cached
+    try:
+        return local_model_folder(model_path)
+    except LocalModelMissing as missing:
+        path = Path(model_path).expanduser()
+        message = {
+            MissingKind.NO_CONFIG: f"{path} is not a Hugging Face model folder (no config.json)",
+            MissingKind.A_FILE: f"{path} is a file, not a model folder",
+            MissingKind.NO_FOLDER: f"model folder not found: {path}",
+            MissingKind.NOT_CACHED: f"model not found: {str(model_path)!r} is neither a local folder "
+            "nor a hub id in the local cache",
+        }[missing.kind]
+        raise ModelNotFoundError(f"{message}. {HINT}") from None
 
 
 def audio_tokenizer_reference(model_dir: Path) -> tuple[str, str] | None:
@@ -91,7 +76,7 @@ def locate_audio_tokenizer(model_dir: Path, recorded: str) -> str:
     for candidate in (model_dir / recorded_path, recorded_path):
         if (candidate / "config.json").is_file():
             return str(candidate.resolve())
-    if _cached_hub_dir(recorded) is not None:
+    if cached_hub_folder(recorded) is not None:
         return recorded
     raise ModelNotFoundError(
         f"audio tokenizer of {model_dir} not found: {recorded!r} (recorded in its processor config) is not "

@@ -25,17 +25,17 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from workbench.offline import LocalModelMissing, MissingKind, local_model_folder
 
 log = logging.getLogger(__name__)
 
 ASR_SAMPLE_RATE = 16_000
 MIN_CONFIDENCE = math.exp(-1.0)
 MAX_NO_SPEECH = 0.6
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.\-]*/[\w.\-]+")
 _NO_SPEECH_TOKENS = ("<|nospeech|>", "<|nocaptions|>")
 _WORD = re.compile(r"[\w']+")
 
@@ -65,27 +65,17 @@ def resolve_asr_model(model: str | os.PathLike) -> str:
     Raises:
         AsrModelError: neither exists locally; the message says what to pass instead.
     """
-    path = Path(model).expanduser()
-    if path.is_dir():
-        if (path / "config.json").is_file():
-            return str(path)
-        reason = f"{path} has no config.json"
-    elif path.exists():
-        reason = f"{path} is a file, not a model folder"
-    elif _HUB_ID.fullmatch(str(model)):
-        from huggingface_hub import try_to_load_from_cache
-
-        cached = try_to_load_from_cache(str(model), "config.json")
-        if isinstance(cached, str):
-            return str(Path(cached).parent)
-        reason = f"{model} is not in the local Hugging Face cache (nothing is downloaded at run time)"
-    else:
-        reason = "no such folder"
-    raise AsrModelError(
-        f"speech-recognition model {str(model)!r} cannot be loaded offline: {reason}. Pass --asr-model "
-        "with a local Whisper folder (config.json, weights, tokenizer, preprocessor_config.json), or a hub id "
-        "already in the cache (run `hf download openai/whisper-small` once where there is network)."
-    )
+    try:
+        return str(local_model_folder(model))
+    except LocalModelMissing as missing:
+        reason = missing.reason
+        if missing.kind is MissingKind.NOT_CACHED:
+            reason += " (nothing is downloaded at run time)"
+        raise AsrModelError(
+            f"speech-recognition model {str(model)!r} cannot be loaded offline: {reason}. Pass --asr-model "
+            "with a local Whisper folder (config.json, weights, tokenizer, preprocessor_config.json), or a hub "
+            "id already in the cache (run `hf download openai/whisper-small` once where there is network)."
+        ) from None
 
 
 class Transcriber:

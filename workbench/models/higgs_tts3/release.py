@@ -39,6 +39,7 @@ from workbench.models.folder import (
 from workbench.models.higgs_tts3.configuration import MODEL_TYPE, HiggsTTS3Config
 from workbench.models.higgs_tts3.modeling import HiggsTTS3ForConditionalGeneration
 from workbench.models.higgs_tts3.processing import HiggsTTS3Processor, load_tokenizer
+from workbench.offline import cached_hub_folder
 
 log = logging.getLogger(__name__)
 
@@ -175,10 +176,7 @@ def load_codec(folder: Path) -> Any:
     bundled = folder / AUDIO_TOKENIZER_SUBDIR
     if (bundled / "config.json").is_file():
         return HiggsAudioV2TokenizerModel.from_pretrained(bundled, local_files_only=True).eval()
-    try:
-        cached = resolve_model_path(HUB_CODEC)
-    except ModelNotFoundError:
-        cached = None
+    cached = cached_hub_folder(HUB_CODEC)
     if cached is not None:
         return HiggsAudioV2TokenizerModel.from_pretrained(cached, local_files_only=True).eval()
     codec = _bundled_codec(folder)
