@@ -58,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     schemas = param_schemas()
 
-    parser = argparse.ArgumentParser(prog="workbench", description="Higgs LoRA workbench: prepare, convert, validate, train, evaluate")
+    parser = argparse.ArgumentParser(
+        prog="workbench", description="Higgs LoRA workbench: prepare, convert, validate, train, evaluate"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
