@@ -36,6 +36,7 @@ from workbench.training.params import (
     ParamsError,
     TrainParams,
     load_train_params,
+    params_from_namespace,
     save_resolved,
 )
 from workbench.training.preparation import DataCheckError, check_data, prepare, training_schedule
@@ -193,6 +194,9 @@ def test_a_renamed_parameter_names_the_one_to_write(tmp_path: Path) -> None:
         None, {"train_data": "t.jsonl", "model": "m", "activation_checkpointing": True}
     )
     assert params.activation_checkpointing
+    # a notebook's globals (papermill's injected cell) are refused the same way, not ignored
+    with pytest.raises(ParamsError, match="use_gradient_checkpointing: renamed activation_checkpointing"):
+        params_from_namespace({"train_data": "t.jsonl", "model": "m", "use_gradient_checkpointing": False})
 
 
 def test_step_intervals_are_whole_steps_or_fractions_of_the_run() -> None:

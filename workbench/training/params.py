@@ -342,7 +342,9 @@ def load_train_params(
 
 def params_from_namespace(namespace: dict[str, Any]) -> TrainParams:
     """The :class:`TrainParams` held by a notebook's globals (its parameter cell's names)."""
-    names = {f.name for f in dataclasses.fields(TrainParams)}
+    names = {
+        f.name for f in dataclasses.fields(TrainParams)
+    } | RENAMED_PARAMS.keys()  # a renamed one is refused
     params, _ = load_train_params(None, {k: v for k, v in namespace.items() if k in names})
     return params
 
