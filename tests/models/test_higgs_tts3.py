@@ -438,3 +438,28 @@ def test_decode_generated_needs_a_generated_block(stack):
     ramp = processor.delay(torch.zeros((8, 1), dtype=torch.long))[:5]  # 5 of the 8 rows one frame needs
     with pytest.raises(NoAudioError, match="at least 8 rows"):
         HIGGS_TTS_3.decode_generated(processor, ramp[None])
+
+
+def test_a_release_without_its_codec_folder_takes_the_cached_hub_codec(tiny_dir, stack, workdir, monkeypatch):
+    """No ``audio_tokenizer/``: the codec comes from the local cache of ``bosonai/higgs-audio-v2-tokenizer``."""
+    from huggingface_hub import constants
+
+    from workbench.models.higgs_tts3.release import HUB_CODEC
+
+    release = workdir / "cache-codec"
+    shutil.copytree(tiny_dir, release)
+    shutil.rmtree(release / "audio_tokenizer")
+    cache = workdir / "hf-cache"
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))  # huggingface_hub reads it at import
+    with pytest.raises(ModelNotFoundError, match=r"or the local cache \(bosonai/higgs-audio-v2-tokenizer\)"):
+        load_release(
+            release
+        )  # the cache is empty and the tiny codec bundled in the weights is not the release's
+    repo = cache / f"models--{HUB_CODEC.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)  # as `hf download` leaves it: refs/main names the snapshot
+    shutil.copytree(tiny_dir / "audio_tokenizer", repo / "snapshots" / ("0" * 40))
+    model, processor = load_release(release)
+    codec = processor.audio_tokenizer
+    assert state_dict_digest(codec) == state_dict_digest(stack[1].audio_tokenizer)
+    assert not codec.training
