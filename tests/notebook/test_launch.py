@@ -81,6 +81,16 @@ def run(cmd: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedP
     )
 
 
+def run_steps(cli: list[str], steps: list[list[str]], env: dict[str, str], cwd: Path) -> dict[str, str]:
+    """Run each CLI step in turn, each must succeed; what each printed, by its first two words."""
+    printed = {}
+    for step in steps:
+        proc = run(cli + step, env, cwd)
+        assert proc.returncode == 0, (step[:2], proc.stdout[-4000:])
+        printed[" ".join(step[:2])] = proc.stdout
+    return printed
+
+
 # What the terminal of a launch never shows (the notebooks keep all of it).
 NOISE = (
     "Input Notebook", "Working directory", "Executing notebook with kernel", "Kernel is running over TCP",
@@ -425,11 +435,7 @@ def test_original_tooling_layout_trains_end_to_end(tiny_dir: Path, launch_env, t
          "-p", "val_data", "work/val.jsonl", "-p", "output_dir", "runs/orig", "-p", "codes_cache_dir", "codes",
          "-p", "max_steps", "6", "-p", "save_steps", "3", "-p", "eval_steps", "3", "-p", "merge", "false"],
     ]  # fmt: skip
-    printed = {}
-    for step in steps:
-        proc = run(cli + step, launch_env, tmp_path)
-        assert proc.returncode == 0, (step[:2], proc.stdout[-4000:])
-        printed[" ".join(step[:2])] = proc.stdout
+    printed = run_steps(cli, steps, launch_env, tmp_path)
     convert_out = printed["convert dataset/json/train.json"]
     assert "24 records -> 24 trainable, 0 prompt-only, 0 rejected" in convert_out
     assert "layouts: mixed+start_index: 24" in convert_out
@@ -515,11 +521,7 @@ def test_higgs_tts3_converts_validates_trains_on_two_ranks_evaluates_generates_a
          "-p", "modules_to_save", "audio_codebooks", "-p", "max_steps", "4", "-p", "save_steps", "2",
          "-p", "eval_steps", "2", "-p", "merge", "false"],
     ]  # fmt: skip
-    printed = {}
-    for step in steps:
-        proc = run(cli + step, launch_env, tmp_path)
-        assert proc.returncode == 0, (step[:2], proc.stdout[-4000:])
-        printed[" ".join(step[:2])] = proc.stdout
+    printed = run_steps(cli, steps, launch_env, tmp_path)
     validated = printed["validate work/train.jsonl"]
     assert "GO: 15 trainable samples" in validated, validated[-3000:]
     assert "NOT_IN_MODEL_PROMPT" in validated and "system" in validated, validated[-3000:]
