@@ -31,7 +31,7 @@ def write_rows(rank: int, hashes_db: str, probes_db: str, start, results) -> Non
                 batch = []
         index.flush()
         probes.put_many(batch)
-        results.put((rank, index.enabled, probes._db is not None, None))
+        results.put((rank, index.enabled, probes.persistent, None))
     except BaseException:
         results.put((rank, False, False, traceback.format_exc()))
 
@@ -78,6 +78,6 @@ def test_an_unusable_index_is_disabled_not_fatal(tmp_path: Path) -> None:
     index = HashIndex(blocker / "content_hashes.sqlite")  # its folder cannot be created
     assert index.get(("/a.wav", 1, 2)) is None and not index.enabled
     probes = ProbeCache(blocker / "audio_probe.sqlite")
-    assert probes._db is None
+    assert not probes.persistent
     probes.put_many([(("/a.wav", 1, 2), AudioInfo(path="/a.wav", exists=True))])  # memory only
     assert probes.get(("/a.wav", 1, 2)) is not None

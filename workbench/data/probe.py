@@ -119,6 +119,11 @@ class ProbeCache:
             except (sqlite3.Error, OSError) as exc:  # a read-only home must not stop validation
                 self._disable(exc)
 
+    @property
+    def persistent(self) -> bool:
+        """Whether results reach the SQLite file (false without one, or once a SQLite error disabled it)."""
+        return self._db is not None
+
     def _disable(self, exc: Exception) -> None:
         log.warning("audio probe cache disabled (%s): %s", self._db_path, exc)
         self._db = None
