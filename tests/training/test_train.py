@@ -181,13 +181,13 @@ def test_params_yaml_pitfalls_are_handled(tmp_path: Path) -> None:
     assert params.modules_to_save == ["audio_lm_head"]  # a single name becomes a list
 
 
-def test_a_renamed_parameter_names_the_one_to_write(tmp_path: Path) -> None:
+def test_a_retired_parameter_name_names_the_one_to_write(tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
     path.write_text("train_data: t.jsonl\nmodel: m\nuse_gradient_checkpointing: true\n")
     with pytest.raises(ParamsError) as info:
         load_train_params(path)
     assert info.value.problems == [
-        "use_gradient_checkpointing: renamed activation_checkpointing (transformers' name for it). "
+        "use_gradient_checkpointing: not a parameter; transformers v6 calls it activation_checkpointing. "
         "Hint: write activation_checkpointing: true"
     ]
     params, _ = load_train_params(
@@ -195,7 +195,10 @@ def test_a_renamed_parameter_names_the_one_to_write(tmp_path: Path) -> None:
     )
     assert params.activation_checkpointing
     # a notebook's globals (papermill's injected cell) are refused the same way, not ignored
-    with pytest.raises(ParamsError, match="use_gradient_checkpointing: renamed activation_checkpointing"):
+    with pytest.raises(
+        ParamsError,
+        match="use_gradient_checkpointing: not a parameter; transformers v6 calls it activation_checkpointing",
+    ):
         params_from_namespace({"train_data": "t.jsonl", "model": "m", "use_gradient_checkpointing": False})
 
 

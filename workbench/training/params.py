@@ -279,7 +279,7 @@ def section_params(raw: dict[str, Any], stem: str, declared: Collection[str] | N
 
 LAUNCH_KEYS = {f.name for f in dataclasses.fields(LaunchParams)}
 # Parameter names refused with the one to write instead (transformers' terms), so none is ignored silently.
-RENAMED_PARAMS = {"use_gradient_checkpointing": "activation_checkpointing"}
+RETIRED_NAMES = {"use_gradient_checkpointing": "activation_checkpointing"}
 
 
 def resolve_beside(value: str, source: str | os.PathLike | None) -> str:
@@ -328,10 +328,10 @@ def load_train_params(
     data.update(overrides or {})
     problems: list[str] = []
     launch, rest = split_launch(data, problems, path)
-    for old, new in RENAMED_PARAMS.items():
+    for old, new in RETIRED_NAMES.items():
         if old in rest:
             problems.append(
-                f"{old}: renamed {new} (transformers' name for it). Hint: write {new}: {yaml_text(rest.pop(old))}"
+                f"{old}: not a parameter; transformers v6 calls it {new}. Hint: write {new}: {yaml_text(rest.pop(old))}"
             )
     params = build_params(TrainParams, rest, problems)
     problems.extend(params.check())
@@ -344,7 +344,7 @@ def params_from_namespace(namespace: dict[str, Any]) -> TrainParams:
     """The :class:`TrainParams` held by a notebook's globals (its parameter cell's names)."""
     names = {
         f.name for f in dataclasses.fields(TrainParams)
-    } | RENAMED_PARAMS.keys()  # a renamed one is refused
+    } | RETIRED_NAMES.keys()  # a retired name is refused, not ignored
     params, _ = load_train_params(None, {k: v for k, v in namespace.items() if k in names})
     return params
 
