@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -49,24 +50,30 @@ def _require_chromium():
         pytest.skip("Chromium not installed (apt-get install chromium); CI runs this test")
 
 
-def test_report_renders_and_audio_has_duration_in_chromium(demo_run, tmp_path):
-    _require_chromium()
-    report = demo_run / "02_convert_and_listen.html"
-    probe_page = tmp_path / "probe.html"
-    probe_page.write_text(report.read_text().replace("</body>", PROBE + "</body>"))
-    dom = subprocess.run(
+def dom_with_probe(report: Path, probe: str, tmp_path: Path, *flags: str) -> str:
+    """The DOM headless Chromium holds once ``report``, with ``probe`` appended to its body, has run."""
+    page = tmp_path / f"probe-{report.stem}.html"
+    page.write_text(report.read_text().replace("</body>", probe + "</body>"))
+    return subprocess.run(
         [
             CHROMIUM,
             *FLAGS,
             f"--user-data-dir={tmp_path / 'profile'}",
+            *flags,
             "--virtual-time-budget=20000",
             "--dump-dom",
-            probe_page.as_uri(),
+            page.as_uri(),
         ],
         capture_output=True,
         text=True,
         timeout=120,
     ).stdout
+
+
+def test_report_renders_and_audio_has_duration_in_chromium(demo_run, tmp_path):
+    _require_chromium()
+    report = demo_run / "02_convert_and_listen.html"
+    dom = dom_with_probe(report, PROBE, tmp_path)
     match = re.search(r'<pre id="wb-durations">DURATIONS:([^<]*)</pre>', dom)
     assert match, "the page did not finish loading its audio players"
     durations = [float(x) for x in match.group(1).split(",") if x]
@@ -135,22 +142,7 @@ def test_evaluation_report_opens_with_the_verdict_and_a_player_in_chromium(demo_
     import json
 
     report = demo_run / "05_evaluate" / "05_evaluate.html"
-    page = tmp_path / "first_screen.html"
-    page.write_text(report.read_text().replace("</body>", FIRST_SCREEN_PROBE + "</body>"))
-    dom = subprocess.run(
-        [
-            CHROMIUM,
-            *FLAGS,
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--window-size=1280,900",
-            "--virtual-time-budget=20000",
-            "--dump-dom",
-            page.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    ).stdout
+    dom = dom_with_probe(report, FIRST_SCREEN_PROBE, tmp_path, "--window-size=1280,900")
     match = re.search(r'<pre id="wb-first-screen">([^<]*)</pre>', dom)
     assert match, "the report did not finish loading"
     seen = json.loads(html_module.unescape(match.group(1)))
