@@ -75,6 +75,7 @@ def test_doctor_passes_with_valid_paths(tiny: Path, data_file: Path, tmp_path: P
     assert {"disk", "model", "data", "hf offline"} <= set(names)
     assert names["speaker score"].status == PASS and "GE2E" in names["speaker score"].detail
     assert names["naturalness"].status == PASS and "DNSMOS" in names["naturalness"].detail
+    assert names["intelligibility"].status == PASS and "Whisper tiny.en" in names["intelligibility"].detail
     assert all(c.status in STATUSES for c in checks)
     assert names["transformers"].status == PASS and "higgs_audio_v2" in names["transformers"].detail
     assert names["torchaudio"].status == PASS

