@@ -53,3 +53,23 @@ def test_reading_the_evaluation_params_loads_no_torch():
     code = "import sys, workbench.evaluation.params; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(("family", "temperature"), [("higgs-audio-v2", 0.3), ("higgs-tts-3", 1.0)])
+def test_an_unset_temperature_is_the_model_familys_serving_default(family, temperature, tmp_path, caplog):
+    from workbench.demo import make_tiny_model
+    from workbench.evaluation.synthesis import generation_config
+    from workbench.models.families import load_model_and_processor
+
+    model, _ = load_model_and_processor(make_tiny_model(tmp_path / "m", family=family))
+    config = generation_config(model, Sampling())
+    assert (
+        config.do_sample and config.temperature == temperature and (config.top_k, config.top_p) == (50, 0.95)
+    )
+    greedy = generation_config(model, Sampling(temperature=0.0))
+    assert not greedy.do_sample and greedy.temperature is None
+    assert generation_config(model, Sampling(temperature=0.7)).temperature == 0.7
+    with caplog.at_level("WARNING", logger="workbench.evaluation.synthesis"):
+        generation_config(model, Sampling(ras_win_len=7))
+    ignored = "ras_win_len 7 has no effect on Higgs TTS 3" in caplog.text
+    assert ignored == (family == "higgs-tts-3"), caplog.text

@@ -440,6 +440,28 @@ def test_decode_generated_needs_a_generated_block(stack):
         HIGGS_TTS_3.decode_generated(processor, ramp[None])
 
 
+def test_generated_rows_are_told_by_count_and_an_eoc_in_the_ramp_is_no_end(stack):
+    _, processor = stack
+    n, boc, eoc = processor.num_codebooks, processor.audio_stream_bos_id, processor.audio_stream_eos_id
+    codes = torch.arange(n * 12).reshape(n, 12) % boc  # 12 frames
+    reference = processor.delay(torch.ones((n, 3), dtype=torch.long))
+    generated = processor.delay(codes)
+    generated[1, 1] = boc  # codebook 1 sampled BOC on its first row: a row that looks like the start
+    generated[2, 0] = eoc  # codebook 0 said EOC during the ramp-in: the sampler went on, so does decoding
+    out = torch.cat([reference, generated])[None]
+    expected = codes.clone()
+    expected[1, 0], expected[0, 2] = boc, eoc
+    assert torch.equal(HIGGS_TTS_3.generated_codes(processor, out, prompt_rows=len(reference)), expected)
+    assert not torch.equal(HIGGS_TTS_3.generated_codes(processor, out), expected)  # searched: a row off
+    # BOC and EOC inside the frames decode as code 0 (as the serving stacks do), not as the last code.
+    zeroed = expected.clone()
+    zeroed[1, 0] = zeroed[0, 2] = 0
+    clamped = expected.clamp(max=boc - 1)
+    decoded = processor.decode_codes(expected)
+    assert torch.equal(decoded, processor.decode_codes(zeroed))
+    assert not torch.equal(decoded, processor.decode_codes(clamped))
+
+
 def test_a_release_without_its_codec_folder_takes_the_cached_hub_codec(tiny_dir, stack, workdir, monkeypatch):
     """No ``audio_tokenizer/``: the codec comes from the local cache of ``bosonai/higgs-audio-v2-tokenizer``."""
     from huggingface_hub import constants

@@ -22,7 +22,13 @@ from workbench.data.formats.base import tts_sample
 from workbench.data.sample import DEFAULT_SYSTEM_PROMPT, write_samples
 from workbench.demo import make_tiny_model
 from workbench.evaluation.generate import load_for_generation
-from workbench.evaluation.synthesis import Sampling, generation_config, generation_inputs, make_prompt
+from workbench.evaluation.synthesis import (
+    Sampling,
+    generation_config,
+    generation_inputs,
+    make_prompt,
+    prompt_rows,
+)
 from workbench.models.families import family_for, family_named
 from workbench.models.family import NoAudioError
 from workbench.training.params import TrainParams
@@ -41,8 +47,9 @@ def _generate(lm, processor, codes_cache, sample, max_new_tokens: int) -> tuple[
     torch.manual_seed(0)
     with torch.no_grad():
         audio_ids = lm.generate(**inputs, generation_config=config)
-    prompt_rows = inputs["audio_input_ids"].shape[1] if "audio_input_ids" in inputs else 0
-    return family.generated_codes(processor, audio_ids), int(audio_ids.shape[1] - prompt_rows)
+    reference_rows = prompt_rows(inputs)
+    codes = family.generated_codes(processor, audio_ids, reference_rows)
+    return codes, int(audio_ids.shape[1] - reference_rows)
 
 
 @pytest.mark.parametrize("family_name", FAMILIES)

@@ -38,6 +38,7 @@ from workbench.evaluation.synthesis import (
     generation_config,
     generation_inputs,
     make_prompt,
+    prompt_rows,
 )
 from workbench.training.callbacks import append_metrics
 
@@ -152,10 +153,10 @@ class GenerateAndScore(TrainerCallback):
                 torch.manual_seed(prompt.seed)
                 with torch.no_grad():
                     audio_ids = model.generate(**inputs, generation_config=config)
-                prompt_frames = inputs["audio_input_ids"].shape[1] if "audio_input_ids" in inputs else 0
+                prompt_frames = prompt_rows(inputs)
                 runaway = audio_ids.shape[1] - prompt_frames >= self.sampling.max_new_tokens
                 try:
-                    audio = decode_audio(self.processor, audio_ids)
+                    audio = decode_audio(self.processor, audio_ids, inputs)
                 except NoAudioError as exc:
                     log.info("eval_generate: %s: no audio: %s", sid, exc)
                     values["eval_silent_clips"].append(1.0)

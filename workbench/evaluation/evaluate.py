@@ -59,6 +59,7 @@ from workbench.evaluation.synthesis import (
     generation_config,
     generation_inputs,
     make_prompt,
+    prompt_rows,
 )
 from workbench.files import atomic_write, write_json, write_table
 
@@ -344,7 +345,7 @@ class _Session:
             with torch.no_grad():
                 audio_ids = active.generate(**_to(inputs, active), generation_config=self.gen_config)
             row["gen_seconds"] = time.perf_counter() - started
-            prompt_frames = inputs["audio_input_ids"].shape[1] if "audio_input_ids" in inputs else 0
+            prompt_frames = prompt_rows(inputs)
             codes = audio_ids[0, prompt_frames:].cpu()
             row["gen_frames"] = len(codes)
             row["hit_max_new_tokens"] = len(codes) >= self.params.max_new_tokens  # it did not stop by itself
@@ -355,7 +356,7 @@ class _Session:
                 self.base_codes[sid] = codes
             elif sid in self.base_codes:
                 row["frames_differ"] = frames_differ(codes, self.base_codes[sid])
-            audio = decode_audio(self.processor, audio_ids)
+            audio = decode_audio(self.processor, audio_ids, inputs)
             row["audio"] = str(
                 write_wav(audio_dir / f"{_file_name(sid)}.wav", np.clip(audio, -1, 1), SAMPLE_RATE)
             )

@@ -131,7 +131,7 @@ def speak(
     reference_text: str | None = None,
     system_prompt: str = DEFAULT_SYSTEM_PROMPT,
     seed: int = 0,
-    temperature: float = Sampling.temperature,
+    temperature: float | None = Sampling.temperature,
     top_k: int | None = Sampling.top_k,
     top_p: float | None = Sampling.top_p,
     max_new_tokens: int = Sampling.max_new_tokens,
@@ -150,7 +150,7 @@ def speak(
         reference_audio: A clip of the voice to clone; with ``reference_text``, its transcript.
         system_prompt: The system message (training used the same default).
         seed: Generation seed; the same seed, model and prompt give the same clip.
-        temperature: Sampling temperature; 0 is greedy.
+        temperature: Sampling temperature; 0 is greedy; None: the model family's serving default.
         top_k: Top-k sampling (None: off).
         top_p: Nucleus sampling (None: off).
         max_new_tokens: Audio frames to generate at most (25 per second).
@@ -173,6 +173,7 @@ def speak(
         generation_config,
         generation_inputs,
         make_prompt,
+        prompt_rows,
     )
     from workbench.training.codes import CodesCache
     from workbench.training.preparation import default_codes_cache_dir
@@ -236,10 +237,10 @@ def speak(
         with torch.no_grad():
             audio_ids = lm.generate(**{k: v.to(device) for k, v in inputs.items()}, generation_config=config)
         gen_seconds = time.perf_counter() - started
-        prompt_frames = inputs["audio_input_ids"].shape[1] if "audio_input_ids" in inputs else 0
+        prompt_frames = prompt_rows(inputs)
         frames = int(audio_ids.shape[1] - prompt_frames)
         try:
-            audio = decode_audio(processor, audio_ids)
+            audio = decode_audio(processor, audio_ids, inputs)
         except NoAudioError as exc:
             log.warning("no audio for %r: %s", text, exc)
             results.append(Spoken(text, None, 0.0, gen_seconds, frames, str(exc)))

@@ -24,11 +24,15 @@ class Sampling:
     """How audio is generated (fields shared by :class:`EvalParams` and ``workbench generate``)."""
 
     max_new_tokens: int = param(500, help="audio frames to generate at most (25 per second)")
-    temperature: float = param(0.3, help="sampling temperature; 0: greedy")
+    temperature: float | None = param(
+        None,
+        help="sampling temperature; 0: greedy; null: the model's serving default "
+        "(0.3 for Higgs Audio v2, 1.0 for Higgs TTS 3)",
+    )
     top_k: int | None = param(50, help="sample among the k likeliest codes; null: no limit")
     top_p: float | None = param(0.95, help="sample within this share of the probability; null: no limit")
     ras_win_len: int | None = param(
-        None, help="repetition-aware sampling window; null: the model's setting, 0: off"
+        None, help="repetition-aware sampling window (Higgs Audio v2); null: the model's setting, 0: off"
     )
 
     def check(self) -> list[str]:
@@ -36,7 +40,7 @@ class Sampling:
         problems = []
         if self.max_new_tokens < 1:
             problems.append(f"max_new_tokens: must be at least 1, got {self.max_new_tokens}")
-        if self.temperature < 0:
+        if self.temperature is not None and self.temperature < 0:
             problems.append(f"temperature: must be >= 0 (0 is greedy), got {self.temperature}")
         if self.top_k is not None and self.top_k < 1:
             problems.append(f"top_k: must be at least 1 or None, got {self.top_k}")
@@ -68,7 +72,7 @@ class EvalParams:
     output_dir: str = param("runs/evaluate", help="audio/, metrics.json, metrics.csv and the report")
     max_samples: int | None = param(8, help="prompts to speak; null: every sample of eval_data")
     max_new_tokens: int = same_param(Sampling, "max_new_tokens")
-    temperature: float = same_param(Sampling, "temperature")
+    temperature: float | None = same_param(Sampling, "temperature")
     top_k: int | None = same_param(Sampling, "top_k")
     top_p: float | None = same_param(Sampling, "top_p")
     seed: int = param(

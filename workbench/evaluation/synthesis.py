@@ -9,6 +9,7 @@ notebook 05 measures.
 from __future__ import annotations
 
 import copy
+import logging
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,8 @@ import torch
 from workbench.data.sample import Sample
 from workbench.evaluation.params import Sampling
 from workbench.models.family import NoAudioError
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "EvalPrompt", "NoAudioError", "Sampling", "decode_audio", "generation_config", "generation_inputs", "make_prompt",
@@ -98,17 +101,28 @@ def generation_inputs(prompt: EvalPrompt, processor: Any, codes_cache: Any) -> d
 def generation_config(model: torch.nn.Module, params: Any) -> Any:
     """A copy of the model's generation config with the sampling settings of ``params``.
 
-    ``params``: a :class:`Sampling`, or anything with its fields (``EvalParams``).
+    ``params``: a :class:`Sampling`, or anything with its fields (``EvalParams``). A ``temperature``
+    of None takes the model family's serving default; ``ras_win_len`` on a family whose ``generate``
+    has no repetition-aware sampling is a warning, not an error.
     """
+    from workbench.models.families import family_for
+
+    family = family_for(model)
+    temperature = family.default_temperature if params.temperature is None else params.temperature
     config = copy.deepcopy(model.generation_config)
     config.max_new_tokens = params.max_new_tokens
-    config.do_sample = params.temperature > 0
+    config.do_sample = temperature > 0
     if config.do_sample:
-        config.temperature = params.temperature
+        config.temperature = temperature
         config.top_k = params.top_k
         config.top_p = params.top_p
     else:
         config.temperature, config.top_k, config.top_p = None, None, None
+    if params.ras_win_len and not family.repetition_aware_sampling:
+        log.warning(
+            "ras_win_len %s has no effect on %s: its sampler has no repetition-aware sampling",
+            params.ras_win_len, family.title,
+        )  # fmt: skip
     if params.ras_win_len is not None:
         config.ras_win_len = params.ras_win_len or None
         if config.ras_win_len and getattr(config, "ras_win_max_num_repeat", None) is None:
@@ -116,12 +130,22 @@ def generation_config(model: torch.nn.Module, params: Any) -> Any:
     return config
 
 
-def decode_audio(processor: Any, audio_ids: torch.Tensor) -> np.ndarray:
+def prompt_rows(inputs: dict[str, Any]) -> int:
+    """The reference rows of generation ``inputs`` that ``generate`` returns before the generated ones."""
+    if "audio_input_ids_mask" in inputs:
+        return int(inputs["audio_input_ids_mask"][0].sum())
+    return int(inputs["audio_input_ids"].shape[1]) if "audio_input_ids" in inputs else 0
+
+
+def decode_audio(processor: Any, audio_ids: torch.Tensor, inputs: dict[str, Any] | None = None) -> np.ndarray:
     """Decode what the model's ``generate`` returned ``(1, rows, N)`` to a float32 waveform at 24 kHz.
+
+    ``inputs``: the generation inputs, so the generated rows are told from the prompt's by count.
 
     Raises:
         NoAudioError: the codes hold no decodable audio (the reason is in the message).
     """
     from workbench.models.families import family_for
 
-    return family_for(processor).decode_generated(processor, audio_ids)
+    rows = prompt_rows(inputs) if inputs is not None else None
+    return family_for(processor).decode_generated(processor, audio_ids, rows)

@@ -46,6 +46,8 @@ class ModelFamily:
         model_types: ``model_type`` values of its ``config.json``.
         default_lora_targets: LoRA target modules when the parameters name none.
         head_modules: Modules that ``modules_to_save`` may name to train the audio head fully.
+        default_temperature: Sampling temperature when the user sets none (the family's serving default).
+        repetition_aware_sampling: Whether ``generate`` honours ``ras_win_len``.
     """
 
     name: str = ""
@@ -53,6 +55,8 @@ class ModelFamily:
     model_types: tuple[str, ...] = ()
     default_lora_targets: tuple[str, ...] = ()
     head_modules: tuple[str, ...] = ()
+    default_temperature: float = 1.0
+    repetition_aware_sampling: bool = False
 
     # --- recognising ----------------------------------------------------------------------------
     def matches_config(self, config: Mapping[str, Any]) -> bool:
@@ -107,15 +111,18 @@ class ModelFamily:
         """Model inputs to generate the audio that follows ``context`` (a sample ending with its text)."""
         raise NotImplementedError
 
-    def generated_codes(self, processor: Any, audio_ids: Any) -> Any:
+    def generated_codes(self, processor: Any, audio_ids: Any, prompt_rows: int | None = None) -> Any:
         """The codec codes ``(N, T)`` of the clip that ``generate`` returned (delay pattern undone).
+
+        ``prompt_rows``: the reference rows ``generate`` returns before the generated ones (the
+        prompt's real ``audio_input_ids`` rows); None: the family finds where generation starts.
 
         Raises:
             workbench.models.family.NoAudioError: no audio was generated.
         """
         raise NotImplementedError
 
-    def decode_generated(self, processor: Any, audio_ids: Any) -> Any:
+    def decode_generated(self, processor: Any, audio_ids: Any, prompt_rows: int | None = None) -> Any:
         """A float32 waveform (24 kHz numpy array) from what the model's ``generate`` returned.
 
         Raises:

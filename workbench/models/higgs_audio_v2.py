@@ -383,6 +383,8 @@ class HiggsAudioV2Family(ModelFamily):
     model_types = ("higgs_audio_v2",)
     default_lora_targets = DEFAULT_LORA_TARGETS
     head_modules = ("audio_lm_head",)
+    default_temperature = 0.3  # the Higgs Audio v2 examples' setting (with top_k 50, top_p 0.95)
+    repetition_aware_sampling = True
 
     def owns(self, obj: Any) -> bool:
         from transformers import HiggsAudioV2ForConditionalGeneration, HiggsAudioV2Processor
@@ -432,10 +434,12 @@ class HiggsAudioV2Family(ModelFamily):
     def generation_inputs(self, context: Any, processor: Any, codes_cache: Any) -> dict[str, Any]:
         return generation_inputs(context, processor, codes_cache)
 
-    def generated_codes(self, processor: Any, audio_ids: Any) -> Any:
+    # transformers' Higgs Audio v2 generate marks where generation starts with an all-BOC frame, and
+    # its processor decodes from there: prompt_rows is not needed.
+    def generated_codes(self, processor: Any, audio_ids: Any, prompt_rows: int | None = None) -> Any:
         return generated_codes(processor, audio_ids)
 
-    def decode_generated(self, processor: Any, audio_ids: Any) -> Any:
+    def decode_generated(self, processor: Any, audio_ids: Any, prompt_rows: int | None = None) -> Any:
         return decode_generated(processor, audio_ids)
 
     def codebook_hits(self, model: Any, inputs: Mapping[str, Any], logits: Any) -> tuple[Any, Any]:

@@ -38,6 +38,8 @@ class HiggsTTS3Family(ModelFamily):
     model_types = (MODEL_TYPE,)
     default_lora_targets = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
     head_modules = ("audio_codebooks",)
+    default_temperature = 1.0  # vLLM-Omni's, SGLang-Omni's and mlx-audio's default
+    repetition_aware_sampling = False  # none of the serving stacks has it for v3
 
     def owns(self, obj: Any) -> bool:
         return isinstance(obj, HiggsTTS3Processor) or isinstance(
@@ -85,40 +87,47 @@ class HiggsTTS3Family(ModelFamily):
     def generation_inputs(self, context: Any, processor: Any, codes_cache: Any) -> dict[str, Any]:
         return sequence.generation_inputs(context, processor, codes_cache)
 
-    def generated_codes(self, processor: HiggsTTS3Processor, audio_ids: torch.Tensor) -> torch.Tensor:
+    def generated_codes(
+        self, processor: HiggsTTS3Processor, audio_ids: torch.Tensor, prompt_rows: int | None = None
+    ) -> torch.Tensor:
         """The codes ``(N, T)`` of the clip ``generate`` returned (``(1, P + R, N)``, or only its rows).
 
-        The generated block starts at the last row whose codebooks 1..N-1 are all BOC (the first
-        sampled row) and holds T frames up to codebook 0's first EOC (or as many as the rows give).
+        The generated block starts after the prompt's ``prompt_rows`` reference rows (when not given:
+        at the last row whose codebooks 1..N-1 are all BOC, the first sampled row). It holds T frames:
+        up to codebook 0's first EOC after the N ramp-in rows (the sampler ignores an EOC during the
+        ramp, so decoding does too), or as many as the rows give.
 
         Raises:
             NoAudioError: No generated block, or too few rows for one frame.
         """
         rows = (audio_ids[0] if audio_ids.ndim == 3 else audio_ids).detach().cpu()
         n, boc, eoc = rows.shape[-1], processor.audio_stream_bos_id, processor.audio_stream_eos_id
-        starts = (rows[:, 1:] == boc).all(dim=-1).nonzero()
-        if len(starts) == 0:
-            raise NoAudioError(
-                "the codes have no row where generated audio starts (codebooks 1..N-1 all BOC)"
-            )
-        block = rows[int(starts[-1]) :]
-        ends = (block[:, 0] == eoc).nonzero()
-        frames = min(int(ends[0]) if len(ends) else len(block), len(block) - n + 1)
+        if prompt_rows is None:
+            starts = (rows[:, 1:] == boc).all(dim=-1).nonzero()
+            if len(starts) == 0:
+                raise NoAudioError(
+                    "the codes have no row where generated audio starts (codebooks 1..N-1 all BOC)"
+                )
+            prompt_rows = int(starts[-1])
+        block = rows[prompt_rows:]
+        ends = (block[n:, 0] == eoc).nonzero()
+        frames = min(n + int(ends[0]) if len(ends) else len(block), len(block) - n + 1)
         if frames < 1:
             raise NoAudioError(
-                f"{len(block)} row(s) were generated, {int(ends[0]) if len(ends) else 'none'} before codebook 0 "
-                f"ended; the delay pattern over {n} codebooks needs at least {n} rows for one frame "
-                "(raise max_new_tokens, or the model stops too early)"
+                f"{len(block)} row(s) were generated; the delay pattern over {n} codebooks needs at least "
+                f"{n} rows for one frame (raise max_new_tokens, or the model stops too early)"
             )
         return processor.undelay(block[: frames + n - 1])
 
-    def decode_generated(self, processor: HiggsTTS3Processor, audio_ids: torch.Tensor) -> np.ndarray:
+    def decode_generated(
+        self, processor: HiggsTTS3Processor, audio_ids: torch.Tensor, prompt_rows: int | None = None
+    ) -> np.ndarray:
         """A float32 waveform (24 kHz) of the clip ``generate`` returned (see :meth:`generated_codes`).
 
         Raises:
             NoAudioError: No generated audio, or a degenerate decode.
         """
-        codes = self.generated_codes(processor, audio_ids)
+        codes = self.generated_codes(processor, audio_ids, prompt_rows)
         return decoded_waveform(lambda: processor.decode_codes(codes), "the codec")
 
     # --- training metrics and export ------------------------------------------------------------

@@ -183,16 +183,20 @@ class HiggsTTS3Processor:
     def decode(self, rows: torch.Tensor) -> torch.Tensor:
         """Waveform of delayed rows ``(L, N)`` (or ``(1, L, N)``): float32 ``(samples,)`` on the CPU.
 
-        BOC/EOC left inside the decoded frames (a model that ended a codebook early) are clamped
-        into the codec's range.
+        BOC/EOC left inside the decoded frames (a model that ended a codebook early) decode as code 0.
         """
         rows = rows[0] if rows.ndim == 3 else rows
         return self.decode_codes(self.undelay(rows))
 
     @torch.no_grad()
     def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
-        """Waveform of codes ``(N, T)``: float32 ``(samples,)`` on the CPU (BOC/EOC clamped into range)."""
-        codes = codes.clamp(0, self.audio_stream_bos_id - 1)
+        """Waveform of codes ``(N, T)``: float32 ``(samples,)`` on the CPU.
+
+        A BOC or EOC (or any code outside the codec's range) decodes as code 0, as the serving stacks
+        replace them: clamping EOC to the last code would decode a real, audible code.
+        """
+        outside = (codes < 0) | (codes >= self.audio_stream_bos_id)
+        codes = codes.masked_fill(outside, 0)
         codec = self.audio_tokenizer
         device = next(codec.parameters()).device
         audio = codec.decode(codes[None].to(device)).audio_values
