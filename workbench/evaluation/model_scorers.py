@@ -20,7 +20,7 @@ import numpy as np
 
 from workbench.audio import mono, resample
 from workbench.evaluation.quality import check_sample_rate
-from workbench.evaluation.text_metrics import char_error_rate, word_error_rate
+from workbench.evaluation.text_metrics import transcript_scores
 from workbench.evaluation.voice import cosine
 from workbench.offline import LocalModelMissing, MissingKind, is_hub_id, local_model_folder
 
@@ -114,12 +114,7 @@ class AsrScorer:
 
     def scores(self, audio: np.ndarray, sample_rate: int, text: str) -> dict[str, Any]:
         """``{"wer": float, "cer": float, "transcript": str}`` of ``audio`` against ``text``."""
-        transcript = self.transcribe(audio, sample_rate)
-        return {
-            "wer": word_error_rate(text, transcript),
-            "cer": char_error_rate(text, transcript),
-            "transcript": transcript,
-        }
+        return transcript_scores(text, self.transcribe(audio, sample_rate))
 
 
 class SpeakerScorer:

@@ -71,3 +71,12 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
 def char_error_rate(reference: str, hypothesis: str) -> float:
     """Character edit distance over the reference's length (jiwer), on :func:`normalize_text` output (single spaces count)."""
     return _error_rate(normalize_text(reference), normalize_text(hypothesis), "cer")
+
+
+def transcript_scores(text: str, transcript: str) -> dict[str, Any]:
+    """``{"wer", "cer", "transcript"}``: a recogniser's ``transcript`` of a clip scored against its ``text``."""
+    return {
+        "wer": word_error_rate(text, transcript),
+        "cer": char_error_rate(text, transcript),
+        "transcript": transcript,
+    }

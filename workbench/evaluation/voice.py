@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from workbench.audio import above_silence, mono, resample
-from workbench.evaluation.text_metrics import char_error_rate, is_english, word_error_rate
+from workbench.evaluation.text_metrics import is_english, transcript_scores
 
 log = logging.getLogger(__name__)
 
@@ -316,12 +316,7 @@ class BundledAsr:
 
     def scores(self, audio: np.ndarray, sample_rate: int, text: str) -> dict[str, Any]:
         """``{"wer", "cer", "transcript"}`` of ``audio`` against ``text`` (Whisper-normalised, jiwer)."""
-        transcript = self.transcribe(audio, sample_rate)
-        return {
-            "wer": word_error_rate(text, transcript),
-            "cer": char_error_rate(text, transcript),
-            "transcript": transcript,
-        }
+        return transcript_scores(text, self.transcribe(audio, sample_rate))
 
 
 # --------------------------------------------------------------------------- bundle
