@@ -447,3 +447,21 @@ def test_too_long_for_context_with_a_model(wavs, tiny_model, tmp_path):
     assert main(["validate", data, "--model", str(tiny_model), "--max-tokens", "150"]) == 1
     with pytest.raises(Exception, match="model folder not found"):
         length_check(str(tmp_path / "nope"))
+
+
+def test_a_reference_under_a_second_is_a_warning_for_higgs_tts_3(wavs, tiny_model, tmp_path):
+    from workbench.demo import make_tiny_model
+    from workbench.training.context import length_check
+
+    reference = write(tmp_path / "ref_0.8s.wav", voiced(0.8, f0=140))
+    sample = make("s", wavs["c"], ref=reference)
+    tts3 = validate(
+        [sample], length=length_check(str(make_tiny_model(tmp_path / "v3", family="higgs-tts-3")))
+    )
+    finding = only(tts3, "NOT_IN_MODEL_PROMPT")
+    assert finding.severity == "warning" and finding.sample_id == "s"
+    assert reference in finding.message and "0.80 s" in finding.message
+    v2 = validate([sample], length=length_check(str(tiny_model)))  # transformers' v2 encodes it as it is
+    assert "NOT_IN_MODEL_PROMPT" not in codes(v2)
+    longer = make("s", wavs["c"], ref=wavs["a"])
+    assert "NOT_IN_MODEL_PROMPT" not in codes(validate([longer], length=length_check(str(tmp_path / "v3"))))

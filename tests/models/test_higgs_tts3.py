@@ -17,8 +17,9 @@ from conftest import voiced
 
 from workbench.data.sample import DEFAULT_SYSTEM_PROMPT, Audio, Message, Sample
 from workbench.demo.tiny_higgs_tts3 import SPECIAL_TOKENS, make_tiny_tts3
+from workbench.models.export import export
 from workbench.models.family import NoAudioError, SequenceTooLongError
-from workbench.models.folder import ModelNotFoundError
+from workbench.models.folder import ModelNotFoundError, safetensors_keys
 from workbench.models.higgs_tts3 import sequence
 from workbench.models.higgs_tts3.configuration import HiggsTTS3Config, release_config
 from workbench.models.higgs_tts3.family import HIGGS_TTS_3
@@ -36,7 +37,9 @@ from workbench.models.higgs_tts3.release import (
     TEXT_EMBEDDING,
     TEXT_HEAD,
     load_release,
+    read_config,
     release_layout,
+    save_release,
 )
 from workbench.models.higgs_tts3.sampler import SamplerState, sample_codes, sampler_step
 from workbench.models.model import state_dict_digest
@@ -118,14 +121,16 @@ def test_tiny_build_loads_back_bit_identical_in_the_release_layout(tiny_dir, sta
     assert config["architectures"] == ["HiggsMultimodalQwen3ForConditionalGeneration"]
     assert config["text_config"]["rope_theta"] == 1e6
     assert config["audio_encoder_config"]["vocab_size"] == 66  # 64 tiny codes + BOC + EOC
-    assert not (tiny_dir / "tokenizer_config.json").exists()  # as the release: tokenizer.json only
+    tokenizer_config = json.loads((tiny_dir / "tokenizer_config.json").read_text())  # as the release ships
+    assert tokenizer_config["eos_token"] == tokenizer_config["pad_token"] == "<|endoftext|>"
     assert (tiny_dir / "audio_tokenizer" / "config.json").is_file()
 
     with open(tiny_dir / "model.safetensors", "rb") as handle:
         (size,) = struct.unpack("<Q", handle.read(8))
         header = {k: v for k, v in json.loads(handle.read(size)).items() if k != "__metadata__"}
     assert all(k.startswith(("body.", "tied.")) for k in header)
-    assert {TEXT_EMBEDDING, AUDIO_EMBEDDING, AUDIO_HEAD, TEXT_HEAD, "body.norm.weight"} <= set(header)
+    assert {TEXT_EMBEDDING, AUDIO_EMBEDDING, "body.norm.weight"} <= set(header)
+    assert not any(k.startswith("tied.head.") for k in header)  # the release has no head copies
     assert header[AUDIO_EMBEDDING]["shape"] == [8 * 66, 64]
     assert any(k.startswith(CODEC_PREFIX) for k in header)
 
@@ -191,10 +196,12 @@ def test_full_size_parameter_count_and_release_layout_on_meta():
         "body.norm.weight": (hidden,),
         TEXT_EMBEDDING: (151936, hidden),
         AUDIO_EMBEDDING: (8 * 1026, hidden),
-        AUDIO_HEAD: (8 * 1026, hidden),
-        TEXT_HEAD: (151936, hidden),
     }
     assert layout == expected
+    with_heads = release_layout(model, heads=(AUDIO_HEAD, TEXT_HEAD))
+    assert with_heads == expected | {AUDIO_HEAD: (8 * 1026, hidden), TEXT_HEAD: (151936, hidden)}
+    with pytest.raises(ValueError, match="not a head"):
+        release_layout(model, heads=("tied.head.other.weight",))
 
 
 def test_release_config_round_trips_with_rope_theta_set():
@@ -269,6 +276,12 @@ def test_sequence_labels_targets_only_in_the_exact_prompt_order(stack, cache, cl
 
 def test_sample_notes_name_what_the_prompt_leaves_out(clips):
     assert sequence.sample_notes(make_sample(clips)) == []
+    # A reference under 1 s: the serving stacks pad it before encoding, training does not.
+    short = sequence.sample_notes(make_sample(clips), {clips["ref"]: 0.6, clips["target"]: 3.0})
+    assert (
+        len(short) == 1 and clips["ref"] in short[0] and "0.60 s" in short[0] and "at least 1 s" in short[0]
+    )
+    assert sequence.sample_notes(make_sample(clips), {clips["ref"]: 1.0, clips["target"]: 0.5}) == []
     extra = (
         Message("scene", "A quiet room."),
         Message("user", "Old words."),
@@ -429,6 +442,87 @@ def test_lora_overfit_reproduces_the_target_and_the_merged_release_agrees(tiny_d
     assert isinstance(merged.audio_codebooks, AudioCodebooks)
     assert torch.equal(generate(merged), trained)
     assert json.loads((out_dir / "config.json").read_text())["text_config"]["rope_theta"] == 1e6
+
+
+def planted_base(tiny_dir, folder, heads=False):
+    """A copy of the tiny release with files and config keys of its own, and the head copies if asked."""
+    shutil.copytree(tiny_dir, folder)
+    (folder / "generation_config.json").write_text('{"eos_token_id": 0, "max_new_tokens": 1234}\n')
+    (folder / "README.md").write_text("# The base model's card\n")
+    tokenizer_config = json.loads((folder / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(json.dumps({**tokenizer_config, "model_max_length": 8192}))
+    config = json.loads((folder / "config.json").read_text())
+    config["mel_per_sample"] = 1234
+    config["text_config"]["planted_text_key"] = "kept"
+    config["audio_encoder_config"]["planted_audio_key"] = "kept"
+    (folder / "config.json").write_text(json.dumps(config))
+    if heads:
+        from safetensors.torch import load_file, save_file
+
+        tensors = load_file(folder / "model.safetensors")
+        tensors |= {AUDIO_HEAD: tensors[AUDIO_EMBEDDING].clone(), TEXT_HEAD: tensors[TEXT_EMBEDDING].clone()}
+        save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+    return folder
+
+
+def test_adapter_export_keeps_the_base_files_and_config_keys_and_writes_no_heads(tiny_dir, workdir):
+    """``workbench export ADAPTER``: the base's tokenizer and other files as they are, its config keys."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoTokenizer
+
+    base = planted_base(tiny_dir, workdir / "planted")
+    model, _ = load_release(base)
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj"]))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    peft_model.save_pretrained(workdir / "planted-adapter")
+    out = export(workdir / "planted-adapter", workdir / "planted-export")
+
+    merged, _ = load_release(out)
+    base_model, _ = load_release(base)
+    q_proj = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(merged.state_dict()[q_proj], base_model.state_dict()[q_proj])  # the adapter merged
+    assert not any(k.startswith("tied.head.") for k in safetensors_keys(out))
+
+    eos = AutoTokenizer.from_pretrained(out).eos_token_id  # how vLLM-Omni finds its stop token
+    assert eos is not None and eos == AutoTokenizer.from_pretrained(base).eos_token_id
+    for name in ("tokenizer.json", "tokenizer_config.json", "generation_config.json"):
+        assert (out / name).read_bytes() == (base / name).read_bytes(), name
+    assert not (out / "README.md").exists()
+    assert json.loads((out / "workbench_model.json").read_text())["kind"] == "release"
+
+    config = json.loads((out / "config.json").read_text())
+    assert config["mel_per_sample"] == 1234
+    assert (
+        config["text_config"]["planted_text_key"]
+        == config["audio_encoder_config"]["planted_audio_key"]
+        == "kept"
+    )
+    assert config["text_config"]["rope_theta"] == 1e6 and config["torch_dtype"] == "float32"
+    assert read_config(out).text_config.rope_parameters["rope_theta"] == 1e6
+
+
+def test_export_writes_the_head_copies_only_when_the_base_has_them(tiny_dir, workdir):
+    from safetensors.torch import load_file
+
+    base = planted_base(tiny_dir, workdir / "with-heads", heads=True)
+    config = json.loads((base / "config.json").read_text())
+    config["text_config"]["torch_dtype"] = "float32"
+    (base / "config.json").write_text(json.dumps(config))
+    model, processor = load_release(base, dtype=torch.bfloat16)
+    out = save_release(model, processor, workdir / "with-heads-export", base_dir=base)
+
+    tensors = load_file(out / "model.safetensors")
+    assert tensors[AUDIO_HEAD].dtype == torch.bfloat16
+    assert torch.equal(tensors[AUDIO_HEAD], tensors[AUDIO_EMBEDDING])
+    assert torch.equal(tensors[TEXT_HEAD], tensors[TEXT_EMBEDDING])
+    config = json.loads((out / "config.json").read_text())
+    assert config["torch_dtype"] == config["text_config"]["torch_dtype"] == "bfloat16"
+    reloaded, _ = load_release(out)
+    assert state_dict_digest(reloaded) == state_dict_digest(model)
 
 
 def test_decode_generated_needs_a_generated_block(stack):

@@ -42,11 +42,16 @@ class LengthCheck:
     limit: int  # tokens
     model: str  # for messages
     longest: tuple[int, str] = (0, "")  # (tokens, sample id) of the longest sample seen
-    notes: Callable[[Sample], list[str]] | None = None  # what the model's prompt leaves out of a sample
+    # what the model's prompt leaves out of a sample, given its clips' durations by path
+    notes: Callable[[Sample, Mapping[str, float]], list[str]] | None = None
+
+    @staticmethod
+    def seconds(item: Item) -> dict[str, float]:
+        """The durations of the item's readable clips, by path."""
+        return {p: i.duration for p, i in item.probes.items() if i.readable and i.duration is not None}
 
     def estimate(self, item: Item) -> int | None:
-        seconds = {p: i.duration for p, i in item.probes.items() if i.readable and i.duration is not None}
-        tokens = self.tokens(item.sample, seconds)
+        tokens = self.tokens(item.sample, self.seconds(item))
         if tokens is not None and tokens > self.longest[0]:
             self.longest = (tokens, item.sample.id)
         return tokens
@@ -334,7 +339,8 @@ def rule_model_prompt(item: Item) -> list[Finding]:
     check = item.options.length
     if check is None or check.notes is None:
         return []
-    return [item.find("NOT_IN_MODEL_PROMPT", f"{note} ({check.model})") for note in check.notes(item.sample)]
+    notes = check.notes(item.sample, check.seconds(item))
+    return [item.find("NOT_IN_MODEL_PROMPT", f"{note} ({check.model})") for note in notes]
 
 
 RULES: tuple[Callable[[Item], list[Finding]], ...] = (

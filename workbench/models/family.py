@@ -102,8 +102,11 @@ class ModelFamily:
         """:meth:`sequence_length` from audio durations (validation, before any encoding)."""
         raise NotImplementedError
 
-    def sample_notes(self, sample: Any) -> list[str]:
-        """What a valid sample holds that this family's prompt leaves out (warnings, never silent)."""
+    def sample_notes(self, sample: Any, seconds: Mapping[str, float] | None = None) -> list[str]:
+        """What a valid sample holds that this family's prompt leaves out (warnings, never silent).
+
+        ``seconds``: the durations of the sample's clips by path, where known.
+        """
         return []
 
     # --- generation -----------------------------------------------------------------------------

@@ -80,8 +80,8 @@ class HiggsTTS3Family(ModelFamily):
     def estimated_length(self, sample: Any, processor: Any, seconds: Mapping[str, float]) -> int | None:
         return sequence.estimated_length(sample, processor, seconds)
 
-    def sample_notes(self, sample: Any) -> list[str]:
-        return sequence.sample_notes(sample)
+    def sample_notes(self, sample: Any, seconds: Mapping[str, float] | None = None) -> list[str]:
+        return sequence.sample_notes(sample, seconds)
 
     # --- generation -----------------------------------------------------------------------------
     def generation_inputs(self, context: Any, processor: Any, codes_cache: Any) -> dict[str, Any]:

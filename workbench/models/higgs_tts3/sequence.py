@@ -33,6 +33,7 @@ from workbench.models.family import SequenceTooLongError
 from workbench.models.higgs_tts3.processing import HiggsTTS3Processor
 
 IGNORE_INDEX = -100
+SERVING_MIN_REFERENCE_SECONDS = 1.0  # SGLang-Omni and mlx-audio pad shorter references to this
 
 
 @dataclass(frozen=True)
@@ -215,11 +216,13 @@ def generation_inputs(
     return inputs
 
 
-def sample_notes(sample: Sample) -> list[str]:
-    """What a sample holds that the v3 prompt leaves out, one sentence each (warnings).
+def sample_notes(sample: Sample, seconds: Mapping[str, float] | None = None) -> list[str]:
+    """What a sample holds that the v3 prompt leaves out or the serving stacks read otherwise, one
+    sentence each (warnings).
 
     Covers a system text other than the default, scene texts, references before the last one,
-    and targets after the first. A sample without a target is read as a generation prompt.
+    targets after the first, and (with ``seconds``, durations by path) a voice reference under
+    :data:`SERVING_MIN_REFERENCE_SECONDS`. A sample without a target is read as a generation prompt.
     """
     notes = []
     for i, message in enumerate(sample.messages):
@@ -245,6 +248,16 @@ def sample_notes(sample: Sample) -> list[str]:
             f"{len(audio_before) - 1} earlier reference(s) left out: {earlier}; Higgs TTS 3 conditions on "
             f"one reference, the last one before the target (message {audio_before[-1]})"
         )
+    if audio_before and seconds:
+        reference = sample.messages[audio_before[-1]].audio_url
+        length = seconds.get(reference)
+        if length is not None and length < SERVING_MIN_REFERENCE_SECONDS:
+            notes.append(
+                f"message {audio_before[-1]}: the reference {reference} lasts {length:.2f} s; the serving stacks "
+                f"(SGLang-Omni, mlx-audio) pad a reference under {SERVING_MIN_REFERENCE_SECONDS:g} s with silence "
+                "before encoding it, training and the workbench's generation use it as it is: use a reference "
+                f"of at least {SERVING_MIN_REFERENCE_SECONDS:g} s"
+            )
     if len(targets) > 1:
         later = ", ".join(f"message {i} ({sample.messages[i].audio_url})" for i in targets[1:])
         notes.append(
