@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+from conftest import save_random_adapter
 
 from workbench.demo import make_tiny_model
 from workbench.models.export import adapter_base_model, export, is_adapter_dir
@@ -17,21 +18,10 @@ from workbench.models.original_format import is_original_checkpoint
 @pytest.fixture(scope="module")
 def adapter(tmp_path_factory):
     """A tiny model and a LoRA adapter whose B matrices are non-zero (so it changes the outputs)."""
-    from peft import LoraConfig, get_peft_model
-
     root = tmp_path_factory.mktemp("export")
     base = make_tiny_model(root / "base")
     model, _ = load_model_and_processor(base)
-    peft_model = get_peft_model(
-        model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "audio_mlp.up_proj"])
-    )
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for name, p in peft_model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.5)
-    peft_model.save_pretrained(root / "adapter")
-    return base, root / "adapter"
+    return base, save_random_adapter(model, ["q_proj", "audio_mlp.up_proj"], root / "adapter")
 
 
 def _logits(model) -> torch.Tensor:

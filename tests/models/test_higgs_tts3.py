@@ -13,7 +13,7 @@ import struct
 import pytest
 import soundfile as sf
 import torch
-from conftest import voiced
+from conftest import save_random_adapter, voiced
 
 from workbench.data.sample import DEFAULT_SYSTEM_PROMPT, Audio, Message, Sample
 from workbench.demo.tiny_higgs_tts3 import SPECIAL_TOKENS, make_tiny_tts3
@@ -467,19 +467,13 @@ def planted_base(tiny_dir, folder, heads=False):
 
 def test_adapter_export_keeps_the_base_files_and_config_keys_and_writes_no_heads(tiny_dir, workdir):
     """``workbench export ADAPTER``: the base's tokenizer and other files as they are, its config keys."""
-    from peft import LoraConfig, get_peft_model
     from transformers import AutoTokenizer
 
     base = planted_base(tiny_dir, workdir / "planted")
     model, _ = load_release(base)
-    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj"]))
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for name, p in peft_model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.5)
-    peft_model.save_pretrained(workdir / "planted-adapter")
-    out = export(workdir / "planted-adapter", workdir / "planted-export")
+    out = export(
+        save_random_adapter(model, ["q_proj"], workdir / "planted-adapter"), workdir / "planted-export"
+    )
 
     merged, _ = load_release(out)
     base_model, _ = load_release(base)

@@ -4,9 +4,9 @@ Two Qwen3 layers (hidden 64, 4/2 heads of 16, FFN 128), a byte-level BPE tokeniz
 workbench's small corpus with v3's prompt tokens and a few style tags, and the tiny 25 frames/s,
 8-codebook codec of the tiny Higgs Audio v2 (64 codes, so the fused table has 8 x 66 rows). The
 folder is what :func:`workbench.models.higgs_tts3.release.save_release` writes (``config.json``,
-``model.safetensors`` under the release's names, ``tokenizer.json``, ``audio_tokenizer/``) plus the
-``workbench_model.json`` marker. Weights are a pure function of ``seed``; the caller's RNG is left
-untouched.
+``model.safetensors`` under the release's names, without ``tied.head.*`` copies as in the release,
+``tokenizer.json``, ``tokenizer_config.json``, ``audio_tokenizer/``) plus the ``workbench_model.json``
+marker. Weights are a pure function of ``seed``; the caller's RNG is left untouched.
 """
 
 from __future__ import annotations

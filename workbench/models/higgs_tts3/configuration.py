@@ -18,6 +18,7 @@ pattern) and EOC (``vocab_size - 1``, after it ends).
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any
 
 from transformers import PreTrainedConfig, Qwen3Config
@@ -148,11 +149,15 @@ class HiggsTTS3Config(PreTrainedConfig):
         return self.text_config
 
     # --- the release's config.json --------------------------------------------------------------
-    def release_dict(self) -> dict[str, Any]:
+    def release_dict(self, base: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """``config.json`` as the release writes it, with ``rope_theta`` set to its real value.
 
         The text config is flattened to the keys Qwen3 loaders of transformers 4 and 5, vLLM and
         mlx-audio read (``rope_theta`` at the top of ``text_config``, ``rope_scaling`` null).
+
+        Args:
+            base: The base model's ``config.json``: its keys are kept (top level, ``text_config`` and
+                ``audio_encoder_config`` alike) and only the ones this config writes are replaced.
         """
         text = self.text_config.to_dict()
         rope = text.pop("rope_parameters", None) or {}
@@ -168,7 +173,7 @@ class HiggsTTS3Config(PreTrainedConfig):
             "dtype",
         ):
             text.pop(key, None)
-        return {
+        own = {
             "model_type": MODEL_TYPE,
             "architectures": [ARCHITECTURE],
             "audio_token_id": self.audio_token_id,
@@ -176,6 +181,15 @@ class HiggsTTS3Config(PreTrainedConfig):
             "text_config": text,
             "audio_encoder_config": dict(self.audio_encoder_config),
         }
+        if base is None:
+            return own
+        merged = copy.deepcopy(dict(base))
+        for key, value in own.items():
+            if key in ("text_config", "audio_encoder_config") and isinstance(merged.get(key), Mapping):
+                merged[key] = {**merged[key], **value}
+            else:
+                merged[key] = value
+        return merged
 
 
 def release_config(**text_overrides: Any) -> HiggsTTS3Config:

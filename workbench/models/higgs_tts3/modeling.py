@@ -40,7 +40,7 @@ RELEASE_KEY_MAPPING = {
     r"^tied\.embedding\.text_embedding\.": "model.embed_tokens.",
     r"^tied\.embedding\.modality_embeddings\.0\.embedding\.": "audio_codebooks.",
 }
-# In the release but not in the model: the tied heads' copies and the bundled codec.
+# In a checkpoint but not in the model: copies of the tied heads (when it has them) and the bundled codec.
 RELEASE_IGNORED_KEYS = (r"^tied\.head\.", r"^tied\.embedding\.modality_embeddings\.0\.model\.")
 DEFAULT_MAX_NEW_TOKENS = 2048  # rows; the serving stacks' default (about 82 s at 25 frames/s)
 # transformers renamed Qwen3Model.forward's past_key_values to cache (5.2x); take whichever it has.

@@ -58,8 +58,8 @@ def reverse_delay_pattern(rows: torch.Tensor) -> torch.Tensor:
 
 
 def load_tokenizer(folder: str | os.PathLike[str]) -> Any:
-    """The text tokenizer of a model folder: ``tokenizer.json`` (the release ships no
-    ``tokenizer_config.json``; then ``<|endoftext|>`` is the eos and pad token).
+    """The text tokenizer of a model folder: ``tokenizer.json`` with its ``tokenizer_config.json``
+    (as the release ships them); without the config, ``<|endoftext|>`` is the eos and pad token.
 
     Raises:
         ModelNotFoundError: No ``tokenizer.json``.

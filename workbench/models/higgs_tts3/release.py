@@ -1,20 +1,24 @@
 """The Higgs TTS 3 release layout: load a folder (or cached hub id) and write one.
 
-A release folder (``bosonai/higgs-tts-3-4b``) holds ``config.json``, ``tokenizer.json`` and
-``model.safetensors`` (or shards with ``model.safetensors.index.json``). Its weights are named::
+A release folder (``bosonai/higgs-tts-3-4b``) holds ``config.json``, ``tokenizer.json``,
+``tokenizer_config.json`` and ``model.safetensors`` (or shards with ``model.safetensors.index.json``).
+Its weights are named::
 
     body.layers.N.*, body.norm.weight                     Qwen3 layers and final norm
-    tied.embedding.text_embedding.weight                  text embedding
-    tied.embedding.modality_embeddings.0.embedding.weight fused audio table (N * V, D)
-    tied.head.modality_heads.0.weight                     audio head (tied: the fused table)
-    tied.head.text_head.weight                            text head (tied: the text embedding)
+    tied.embedding.text_embedding.weight                  text embedding (also the text head)
+    tied.embedding.modality_embeddings.0.embedding.weight fused audio table (N * V, D), also the audio head
     tied.embedding.modality_embeddings.0.model.*          the codec (HiggsAudioV2TokenizerModel)
 
-:func:`load_release` renames them onto :class:`HiggsTTS3ForConditionalGeneration` and finds the
-codec in ``<dir>/audio_tokenizer/``, else a cached ``bosonai/higgs-audio-v2-tokenizer``, else the
-bundled ``...model.*`` weights with the released codec config. :func:`save_release` writes the
-same layout (heads as copies of their tables, the codec both bundled and in ``audio_tokenizer/``)
-with the licence notice (:func:`write_notice`), atomically.
+A checkpoint may also hold copies of the tied tables as ``tied.head.modality_heads.0.weight`` and
+``tied.head.text_head.weight``; the release has none, and loading skips them.
+
+:func:`load_release` renames the weights onto :class:`HiggsTTS3ForConditionalGeneration` and finds
+the codec in ``<dir>/audio_tokenizer/``, else a cached ``bosonai/higgs-audio-v2-tokenizer``, else the
+bundled ``...model.*`` weights with the released codec config. :func:`save_release` writes the same
+layout (the tokenizer with ``save_pretrained``, the codec both bundled and in ``audio_tokenizer/``)
+with the licence notice (:func:`write_notice`), atomically. Given the base model's folder, it starts
+``config.json`` from the base's, writes the ``tied.head.*`` copies only when the base's weights have
+them, and copies the base's other non-weight files as they are (:func:`copy_base_files`).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +39,7 @@ from workbench.models.folder import (
     HINT,
     ModelNotFoundError,
     resolve_model_path,
+    safetensors_keys,
     weight_files,
 )
 from workbench.models.higgs_tts3.configuration import MODEL_TYPE, HiggsTTS3Config
@@ -50,31 +56,52 @@ TEXT_EMBEDDING = "tied.embedding.text_embedding.weight"
 AUDIO_EMBEDDING = "tied.embedding.modality_embeddings.0.embedding.weight"
 AUDIO_HEAD = "tied.head.modality_heads.0.weight"
 TEXT_HEAD = "tied.head.text_head.weight"
+HEAD_TABLES = {AUDIO_HEAD: AUDIO_EMBEDDING, TEXT_HEAD: TEXT_EMBEDDING}  # head copy -> its tied table
 CODEC_PREFIX = "tied.embedding.modality_embeddings.0.model."
 # In the release's bundled codec but not in transformers' module (HuBERT's unused mask embedding).
 CODEC_IGNORED_KEYS = ("semantic_model.masked_spec_embed",)
 LICENSE_NAME = "Boson Higgs TTS 3 Research and Non-Commercial License"
 NOTICE_STATEMENT = "Derived from Higgs TTS 3, licensed from Boson AI USA, Inc."
 NOTICE_FILE = "NOTICE"
+# Base-folder files the export does not copy: it writes them from the model (config, weights,
+# marker), write_notice handles the licence files, and the model card describes the base.
+BASE_SKIPPED_FILES = ("config.json", MARKER_FILE)
+BASE_SKIPPED_PREFIXES = ("LICENSE", "NOTICE", "README")
+WEIGHT_SUFFIXES = (
+    ".safetensors",
+    ".index.json",
+    ".bin",
+    ".pt",
+    ".pth",
+    ".ckpt",
+    ".h5",
+    ".msgpack",
+    ".gguf",
+    ".onnx",
+)
 
 
 # --------------------------------------------------------------------------- names
 
 
 def release_state_dict(
-    model: HiggsTTS3ForConditionalGeneration, codec: Any = None
+    model: HiggsTTS3ForConditionalGeneration, codec: Any = None, heads: Iterable[str] = ()
 ) -> dict[str, torch.Tensor]:
     """The model's (and codec's) tensors under the release's names.
 
-    The heads are separate copies of their tied tables (safetensors stores no shared tensors).
     Works on the meta device, for a key-and-shape table without memory.
 
     Args:
         model: A plain (merged, unwrapped) model.
         codec: The ``HiggsAudioV2TokenizerModel`` to bundle, or None.
+        heads: ``tied.head.*`` names (:data:`HEAD_TABLES`) to add, each a separate copy of its tied
+            table (safetensors stores no shared tensors).
 
     Returns:
         ``{release name: tensor}``.
+
+    Raises:
+        ValueError: A weight the release has no name for, or an unknown head name.
     """
     tensors: dict[str, torch.Tensor] = {}
     for name, tensor in model.state_dict().items():
@@ -90,16 +117,20 @@ def release_state_dict(
             raise ValueError(
                 f"{name}: a weight the Higgs TTS 3 release has no name for (is the model merged?)"
             )
-    tensors[AUDIO_HEAD] = tensors[AUDIO_EMBEDDING].clone()
-    tensors[TEXT_HEAD] = tensors[TEXT_EMBEDDING].clone()
+    for head in heads:
+        if head not in HEAD_TABLES:
+            raise ValueError(f"{head}: not a head of the Higgs TTS 3 release ({', '.join(HEAD_TABLES)})")
+        tensors[head] = tensors[HEAD_TABLES[head]].clone()
     if codec is not None:
         tensors.update({CODEC_PREFIX + k: v for k, v in codec.state_dict().items()})
     return tensors
 
 
-def release_layout(model: HiggsTTS3ForConditionalGeneration, codec: Any = None) -> dict[str, tuple[int, ...]]:
+def release_layout(
+    model: HiggsTTS3ForConditionalGeneration, codec: Any = None, heads: Iterable[str] = ()
+) -> dict[str, tuple[int, ...]]:
     """``{release name: shape}`` of :func:`release_state_dict` (use a meta-device model at full size)."""
-    return {name: tuple(t.shape) for name, t in release_state_dict(model, codec).items()}
+    return {name: tuple(t.shape) for name, t in release_state_dict(model, codec, heads).items()}
 
 
 # --------------------------------------------------------------------------- loading
@@ -282,11 +313,79 @@ def write_notice(folder: str | os.PathLike[str], base_dir: str | os.PathLike[str
     return write_text(folder / NOTICE_FILE, "\n".join(text) + "\n")
 
 
-def _save_tokenizer(tokenizer: Any, path: Path) -> None:
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None:
-        raise TypeError(f"{type(tokenizer).__name__} has no tokenizers backend to write tokenizer.json from")
-    backend.save(str(path))
+def base_heads(base_dir: str | os.PathLike[str] | None) -> tuple[str, ...]:
+    """The ``tied.head.*`` names the base folder's weights hold, read from the safetensors headers.
+
+    Args:
+        base_dir: The base model's folder, or None (then no heads).
+    """
+    if base_dir is None or not Path(base_dir).is_dir():
+        return ()
+    keys = set(safetensors_keys(Path(base_dir)))
+    return tuple(head for head in HEAD_TABLES if head in keys)
+
+
+def base_config(base_dir: str | os.PathLike[str] | None) -> dict[str, Any] | None:
+    """The base folder's ``config.json`` as a dict, or None (no folder, no file, not Higgs TTS 3)."""
+    if base_dir is None or not (Path(base_dir) / "config.json").is_file():
+        return None
+    data = json.loads((Path(base_dir) / "config.json").read_text())
+    return data if isinstance(data, dict) and data.get("model_type") == MODEL_TYPE else None
+
+
+def release_config_dict(
+    model: HiggsTTS3ForConditionalGeneration, base_dir: str | os.PathLike[str] | None = None
+) -> dict[str, Any]:
+    """The exported ``config.json``: :meth:`HiggsTTS3Config.release_dict` over the base's, with the model's dtype.
+
+    ``torch_dtype`` is set at the top, and every ``torch_dtype`` or ``dtype`` key of the result
+    (top level and ``text_config``) names the model's dtype.
+
+    Args:
+        model: The model to export.
+        base_dir: The base model's folder: the keys of its ``config.json`` are kept (:func:`base_config`).
+    """
+    config = model.config.release_dict(base_config(base_dir))
+    dtype = str(model.dtype).removeprefix("torch.")
+    config["torch_dtype"] = dtype
+    for section in (config, config["text_config"]):
+        for key in ("torch_dtype", "dtype"):
+            if key in section:
+                section[key] = dtype
+    return config
+
+
+def copy_base_files(base_dir: str | os.PathLike[str] | None, folder: Path) -> list[str]:
+    """Copy the base folder's top-level files the export does not make from the model, as they are.
+
+    Tokenizer files, ``generation_config.json``, chat templates and the like keep the base's exact
+    bytes, replacing what the export wrote. Not copied: weights and their indexes, ``config.json``,
+    ``workbench_model.json``, sub-folders, hidden files, ``LICENSE*`` and ``NOTICE*``
+    (:func:`write_notice` handles them) and ``README*`` (the base's model card).
+
+    Args:
+        base_dir: The base model's folder, or None (nothing is copied).
+        folder: The folder being written.
+
+    Returns:
+        The names copied.
+    """
+    if base_dir is None or not Path(base_dir).is_dir():
+        return []
+    copied = []
+    for file in sorted(Path(base_dir).iterdir()):
+        name = file.name
+        if (
+            not file.is_file()
+            or name.startswith(".")
+            or name in BASE_SKIPPED_FILES
+            or name.upper().startswith(BASE_SKIPPED_PREFIXES)
+            or name.endswith(WEIGHT_SUFFIXES)
+        ):
+            continue
+        shutil.copyfile(file, folder / name)
+        copied.append(name)
+    return copied
 
 
 def write_release_files(
@@ -294,18 +393,29 @@ def write_release_files(
     processor: HiggsTTS3Processor,
     folder: Path,
     marker: dict[str, Any] | None = None,
+    base_dir: str | os.PathLike[str] | None = None,
 ) -> None:
-    """Write the release layout into an existing (empty) folder, without the notice."""
+    """Write the release layout into an existing (empty) folder, without the notice.
+
+    Args:
+        model: A plain model.
+        processor: Its processor (the tokenizer is written with ``save_pretrained``, the codec too).
+        folder: Where to write.
+        marker: Extra fields of ``workbench_model.json``.
+        base_dir: The base model's folder: ``config.json`` keeps the keys of the base's
+            (:func:`release_config_dict`), the heads its weights have are written
+            (:func:`base_heads`) and its other files are copied (:func:`copy_base_files`).
+    """
     from safetensors.torch import save_file
 
-    config = model.config.release_dict()
-    config["torch_dtype"] = str(model.dtype).removeprefix("torch.")
-    write_json(folder / "config.json", config)
+    write_json(folder / "config.json", release_config_dict(model, base_dir))
     codec = processor.audio_tokenizer
-    tensors = {k: v.detach().contiguous().cpu() for k, v in release_state_dict(model, codec).items()}
+    tensors = release_state_dict(model, codec, heads=base_heads(base_dir))
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
-    _save_tokenizer(processor.tokenizer, folder / "tokenizer.json")
+    processor.tokenizer.save_pretrained(folder)
     codec.save_pretrained(folder / AUDIO_TOKENIZER_SUBDIR)
+    copy_base_files(base_dir, folder)
     entry = {
         "format": 1,
         "family": "higgs-tts-3",
@@ -339,7 +449,9 @@ def save_release(
         model: A plain model (no PEFT wrapper).
         processor: Its processor (tokenizer and codec are written).
         out_dir: The folder to create.
-        base_dir: The base model's folder, for the licence files (:func:`write_notice`).
+        base_dir: The base model's folder: ``config.json`` keeps the keys of the base's,
+            ``tied.head.*`` copies are written only if its weights have them, its other non-weight
+            files are copied (:func:`write_release_files`), and its licence files (:func:`write_notice`).
         overwrite: Replace an existing non-empty folder.
         notice: Write the licence ``NOTICE`` (False only for models not derived from Higgs TTS 3).
         marker: Extra fields of ``workbench_model.json``.
@@ -354,7 +466,7 @@ def save_release(
     out = Path(out_dir).expanduser().resolve()
     check_writable(out, overwrite)
     with atomic_folder(out, keep_existing=lambda existing: check_writable(existing, overwrite)) as tmp:
-        write_release_files(model, processor, tmp, marker)
+        write_release_files(model, processor, tmp, marker, base_dir)
         if notice:
             write_notice(tmp, base_dir)
     log.info("saved Higgs TTS 3 release layout to %s", out)
