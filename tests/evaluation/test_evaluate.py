@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import html
 import json
 from pathlib import Path
 
@@ -255,6 +256,10 @@ def test_presentation_helpers(evaluation):
     # two prompts embedded (max_listen=2): reference, target and four models each
     assert page.count("<audio") == page.count("<img") == 2 * (2 + 4)
     assert "not embedded (max_listen reached)" in page and "failed: ValueError" in page
+    # what the recogniser heard, under each clip that has a WER
+    heard = [r for r in evaluation.rows if isinstance(r.get("transcript"), str)]
+    assert heard and page.count('class="wb-heard"') == len(heard)
+    assert f"heard: “{html.escape(heard[0]['transcript'])}”" in page
 
 
 def test_optional_models_add_columns_and_drive_selection(workspace):

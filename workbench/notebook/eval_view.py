@@ -116,6 +116,7 @@ def _clip_cell(
     metrics: str = "",
     error: str | None = None,
     status: str = "failed",
+    heard: str | None = None,
 ) -> str:
     from workbench.audio import load_audio
 
@@ -136,6 +137,8 @@ def _clip_cell(
     else:
         body = '<div class="wb-note">not embedded (max_listen reached)</div>'
     note = f'<div style="font-size:small">{html.escape(metrics)}</div>' if metrics else ""
+    if heard is not None:  # what the speech recogniser heard, beside its WER
+        note += f'<div class="wb-heard" style="font-size:small">heard: “{html.escape(heard)}”</div>'
     return f'<td style="vertical-align:top">{head}{body}{note}</td>'
 
 
@@ -192,6 +195,7 @@ def listening_html(result: EvalResult, max_listen: int | None = None) -> str:
                     _short_metrics(row),
                     row.get("error"),
                     row["status"],
+                    row.get("transcript"),
                 )
             )
         text = html.escape(first.get("text") or "")
